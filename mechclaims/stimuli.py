@@ -1,0 +1,110 @@
+"""Stimuli are data, never code: generic readers that validate at the boundary and hash for caches.
+
+Claim-specific formats live in ``mechclaims/datasets/``; they call these readers so every bad file
+fails the same way: a :class:`StimuliError` naming the file, the line, and what to fix.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import StimuliError
+
+
+def read_text(path: str | Path, what: str = "stimuli file") -> str:
+    """Read a UTF-8 text file; missing, unreadable, non-UTF-8 or empty files raise StimuliError."""
+    p = Path(path)
+    if not p.exists():
+        raise StimuliError(f"{what} {p} does not exist. Check the path (relative paths are resolved "
+                           f"from the directory you run pytest in).")
+    if p.is_dir():
+        raise StimuliError(f"{what} {p} is a directory; pass the file inside it.")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise StimuliError(f"{what} {p} is not UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r}). "
+                           f"Re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {p.name}`.") from None
+    if not text.strip():
+        raise StimuliError(f"{what} {p} is empty. It needs at least one record; see fixtures/README.md "
+                           f"for the format.")
+    return text
+
+
+def read_jsonl(path: str | Path, required: Sequence[str], what: str = "stimuli file") -> list[dict[str, Any]]:
+    """Read JSON Lines (one object per line, ``#`` comments and blank lines allowed).
+
+    Every record must hold the ``required`` keys with non-empty values.
+    """
+    text = read_text(path, what)
+    rows: list[dict[str, Any]] = []
+    for i, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        try:
+            obj = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise StimuliError(f"{what} {path}, line {i}: malformed JSON ({e.msg} at column {e.colno}). "
+                               f"Each line must be one JSON object.") from None
+        if not isinstance(obj, dict):
+            raise StimuliError(f"{what} {path}, line {i}: expected a JSON object with keys "
+                               f"{list(required)}, got {type(obj).__name__}.")
+        _check_keys(obj, required, path, i, what)
+        rows.append(obj)
+    if not rows:
+        raise StimuliError(f"{what} {path} has no records (only comments or blank lines).")
+    return rows
+
+
+def read_csv(path: str | Path, required: Sequence[str], what: str = "stimuli file") -> list[dict[str, str]]:
+    """Read a CSV with a header row holding at least the ``required`` columns."""
+    text = read_text(path, what)
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        header = reader.fieldnames or []
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise StimuliError(f"{what} {path}: missing column(s) {missing}; the header is {header}. "
+                               f"The first row must name the columns {list(required)}.")
+        rows = []
+        for i, row in enumerate(reader, 2):
+            if None in row:
+                raise StimuliError(f"{what} {path}, line {i}: more fields than the header has columns "
+                                   f"(quote fields that contain commas).")
+            _check_keys(row, required, path, i, what)
+            rows.append(row)
+    except csv.Error as e:
+        raise StimuliError(f"{what} {path}: malformed CSV ({e}).") from None
+    if not rows:
+        raise StimuliError(f"{what} {path} has a header but no rows.")
+    return rows
+
+
+def read_records(path: str | Path, required: Sequence[str], what: str = "stimuli file") -> list[dict[str, Any]]:
+    """Dispatch on the extension: ``.jsonl``/``.json`` -> JSON Lines, ``.csv`` -> CSV."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return read_jsonl(path, required, what)
+    if suffix == ".csv":
+        return read_csv(path, required, what)
+    raise StimuliError(f"{what} {path}: unsupported extension {suffix!r}; use .jsonl or .csv.")
+
+
+def _check_keys(obj: dict, required: Iterable[str], path: Any, line: int, what: str) -> None:
+    for k in required:
+        if k not in obj:
+            raise StimuliError(f"{what} {path}, line {line}: missing field {k!r} (has {sorted(obj)}).")
+        v = obj[k]
+        if v is None or (isinstance(v, str) and not v.strip()):
+            raise StimuliError(f"{what} {path}, line {line}: field {k!r} is empty.")
+
+
+def stimuli_hash(obj: Any) -> str:
+    """Stable short hash of any JSON-serialisable stimuli, for activation-cache keys."""
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
