@@ -19,6 +19,7 @@ are reported beside it, never decide. No torch and no file I/O here.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,9 +97,9 @@ def clustered_partial_spearman(xs: np.ndarray, y: np.ndarray, z: np.ndarray, doc
     codes = _codes(doc_ids)
     q = v.shape[1]
     sizes = np.bincount(codes).astype(float)
-    sums = np.zeros((len(sizes), q))
-    np.add.at(sums, codes, v)
-    prods = np.stack([v[codes == d].T @ v[codes == d] for d in range(len(sizes))]).reshape(len(sizes), q * q)
+    blocks = [v[codes == d] for d in range(len(sizes))]
+    sums = np.stack([b.sum(axis=0) for b in blocks])
+    prods = np.stack([b.T @ b for b in blocks]).reshape(len(sizes), q * q)
     w = np.ones((1, len(sizes))) if counts is None else np.atleast_2d(counts)
     n = w @ sizes                                                    # [B]
     mean = (w @ sums) / n[:, None]                                   # [B, q]
@@ -122,6 +123,12 @@ def within_document_null(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: n
     norm_y = np.sqrt(np.sum(ry ** 2) - np.sum((yp @ q) ** 2, axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return (yp @ res_x) / (norm_y * np.linalg.norm(res_x))
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)  # NaN is reported; the verdict says why
+        return float(stats.spearmanr(a, b)[0])
 
 
 def _ci(boot: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -157,8 +164,7 @@ def layer_profile(steps: np.ndarray, target_logprob: np.ndarray, positions: np.n
     counts = cluster_bootstrap_counts(docs, n_boot, seed)
     codes = _codes(docs)
     frac = s / s.sum(axis=1, keepdims=True)
-    doc_sum = np.zeros((codes.max() + 1, s.shape[1]))
-    np.add.at(doc_sum, codes, frac)
+    doc_sum = np.stack([frac[codes == d].sum(axis=0) for d in range(codes.max() + 1)])
     boot_frac = (counts @ doc_sum) / (counts @ np.bincount(codes))[:, None]
     boot_rho = clustered_partial_spearman(s, y, pos, docs, counts)
     q = [alpha / 2, 1 - alpha / 2]
@@ -222,9 +228,8 @@ def path_length_claim(steps: np.ndarray, target_logprob: np.ndarray, target_logi
                                  "n_layers": float(s.shape[1]), "n_excluded_position": float(n - len(total)),
                                  "mean_total_path": float(total.mean()), "mean_logprob": float(y.mean()),
                                  "mean_logit": float(logit.mean()),
-                                 "spearman_rho": float(stats.spearmanr(total, y)[0]),
-                                 "spearman_rho_logit": float(stats.spearmanr(total, logit)[0]),
-                                 "spearman_rho_path_position": float(stats.spearmanr(total, pos)[0])}
+                                 "spearman_rho": _spearman(total, y), "spearman_rho_logit": _spearman(total, logit),
+                                 "spearman_rho_path_position": _spearman(total, pos)}
     reported = [(f"partial_rho_{name}", point[""][j], boot[""][:, j]) for j, name in enumerate(xs) if j > 0]
     reported.append(("partial_rho_logit", point["logit"][0], boot["logit"][:, 0]))
     for name, r, b in reported:

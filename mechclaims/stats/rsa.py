@@ -251,9 +251,17 @@ def partial_category_test(X: np.ndarray, labels: np.ndarray, surface: Mapping[st
 # 2. Q-K RSA against random projection weights
 
 
-def _rank_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rho along the last axis (broadcasting), via Pearson of average ranks."""
-    ra, rb = stats.rankdata(a, axis=-1), stats.rankdata(b, axis=-1)
+def _ordinal_ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks along the last axis with one argsort; equal to average ranks when there are no ties."""
+    r = np.empty(a.shape, dtype=np.float64)
+    np.put_along_axis(r, np.argsort(a, axis=-1), np.arange(a.shape[-1], dtype=np.float64), axis=-1)
+    return r
+
+
+def _rank_corr(a: np.ndarray, b: np.ndarray, ties: bool = True) -> np.ndarray:
+    """Spearman rho along the last axis (broadcasting), via Pearson of ranks (average ranks if ``ties``)."""
+    rank = (lambda v: stats.rankdata(v, axis=-1)) if ties else _ordinal_ranks
+    ra, rb = rank(a), rank(b)
     ra, rb = ra - ra.mean(-1, keepdims=True), rb - rb.mean(-1, keepdims=True)
     return (ra * rb).sum(-1) / np.sqrt((ra * ra).sum(-1) * (rb * rb).sum(-1))
 
@@ -265,9 +273,8 @@ def _weighted_spearman(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarra
         o = np.argsort(v, axis=-1)  # [U, P]
         ws = w[:, o]  # [B, U, P], in each unit's sort order
         r_sorted = np.cumsum(ws, axis=-1) - (ws - 1) / 2
-        out = np.empty_like(r_sorted)
-        np.put_along_axis(out, np.broadcast_to(o, r_sorted.shape), r_sorted, axis=-1)
-        return out
+        inv = np.argsort(o, axis=-1)
+        return r_sorted[:, np.arange(len(o))[:, None], inv]
 
     rx, ry, ww = midranks(x), midranks(y), w[:, None, :]
     tot = ww.sum(-1, keepdims=True)
@@ -279,27 +286,28 @@ def random_projection_rho(X: np.ndarray, d_q: int, d_k: int, *, n_draws: int = 2
                           seed: int = 0) -> np.ndarray:
     """Q-K Spearman rho with i.i.d. N(0,1) weights ``W_q[d, d_q]``, ``W_k[d, d_k]`` on ``X[..., n, d]``.
 
-    Exact shortcut, not an approximation: with ``X = U S V^T`` (thin SVD, rank r), ``X W = (U S)(V^T W)`` and
-    ``V^T W`` is again i.i.d. N(0,1) of shape ``[r, d_q]``. So only Gram matrices ``(US) G G^T (US)^T`` are
-    needed, with ``G G^T`` drawn once and shared by every layer. -> ``[..., n_draws]``.
+    Exact shortcut, not an approximation: with ``X = U S V^T`` (rank r), ``X W = (U S)(V^T W)`` and ``V^T W``
+    is again i.i.d. N(0,1) of shape ``[r, d_q]``. ``U S`` comes from ``eigh(X X^T)`` (far cheaper than an SVD
+    of the wide X), and only Gram matrices ``(US) G G^T (US)^T`` are needed, with ``G G^T`` drawn once and
+    shared by every layer. -> ``[..., n_draws]``.
     """
     Xf, lead = _flat(X, 2)
     if center:
         Xf = Xf - Xf.mean(axis=-2, keepdims=True)
-    U, s, _ = np.linalg.svd(Xf, full_matrices=False)
-    A = U * s[:, None, :]  # [L, n, r]
+    ev, U = np.linalg.eigh(Xf @ np.swapaxes(Xf, -1, -2))
+    A = U * np.sqrt(np.clip(ev, 0, None))[:, None, :]  # [L, n, n]: A A^T = X X^T; zero columns are harmless
     rng = np.random.default_rng(seed)
     r = A.shape[-1]
-    Gq, Gk = rng.standard_normal((n_draws, r, d_q)), rng.standard_normal((n_draws, r, d_k))
-    Mq, Mk = Gq @ np.swapaxes(Gq, -1, -2), Gk @ np.swapaxes(Gk, -1, -2)  # [n_draws, r, r]
+    Ms = [(G @ np.swapaxes(G, -1, -2)).astype(np.float32)  # [n_draws, r, r]; float32 is ample for ranks
+          for G in (rng.standard_normal((n_draws, r, d)) for d in (d_q, d_k))]
     out = np.empty((len(A), n_draws))
-    for i, a in enumerate(A):
+    for i, a in enumerate(A.astype(np.float32)):
         sims = []
-        for M in (Mq, Mk):
+        for M in Ms:
             g = a @ M @ a.T  # [n_draws, n, n]
-            dg = np.sqrt(np.einsum("bii->bi", g))
-            sims.append(upper(g / dg[:, :, None] / dg[:, None, :]))
-        out[i] = _rank_corr(*sims)
+            dg = 1 / np.sqrt(np.einsum("bii->bi", g))
+            sims.append(upper(g * dg[:, :, None] * dg[:, None, :]))
+        out[i] = _rank_corr(*sims, ties=False)  # continuous random draws: no ties
     return out.reshape(lead + (n_draws,))
 
 

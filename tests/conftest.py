@@ -1,0 +1,28 @@
+"""Library tests: Hypothesis profiles and tiny-model fixtures (seeded, built in code, fast)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# `ci`: fewer, derandomized examples so CI is repeatable; `dev`: more examples locally.
+settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=60, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+_TINY: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """``tiny(name)`` -> LoadedModel, each loaded once per session."""
+    from mechclaims.models import load_model
+
+    def get(name: str):
+        if name not in _TINY:
+            _TINY[name] = load_model(name)
+        return _TINY[name]
+    return get
