@@ -156,6 +156,7 @@ _RECORDS = pytest.StashKey[list]()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "claim(name, family='observational'): a mechanistic claim test; family is "
                                        "'observational' or 'causal'. Its kinds= limits the model kinds.")
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist --dist loadgroup grouping")
     for m in ("observational", "causal", "control", "slow"):
         config.addinivalue_line("markers", f"{m}: mechclaims {m} tests")
     try:
@@ -232,8 +233,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             fam = m.kwargs.get("family", "observational")
             item.add_marker(getattr(pytest.mark, fam))
             # xdist --dist loadgroup: keep each model's tests on one worker, so each loads it once.
-            if "model_name" in getattr(item, "callspec", pytest.Function).__dict__.get("params", {}):
-                item.add_marker(pytest.mark.xdist_group(item.callspec.params["model_name"]))
+            cs = getattr(item, "callspec", None)
+            if cs is not None and "model_name" in cs.params:
+                item.add_marker(pytest.mark.xdist_group(cs.params["model_name"]))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -387,9 +389,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _CONFIG = session.config
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Claims must never mutate the session models: compare each weight fingerprint with the one at load."""
+    from .models import weight_fingerprint
+
+    pool = session.config.stash.get(_POOL, None)
+    for name, lm in (pool.loaded().items() if pool else []):
+        now = weight_fingerprint(lm.model)
+        if now != lm.fingerprint:
+            session.config.stash.setdefault(_MUTATED, []).append(name)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_MUTATED = pytest.StashKey[list]()
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     from .report import terminal_table, write_outputs
 
+    for name in config.stash.get(_MUTATED, []):
+        terminalreporter.write_line(f"mechclaims: ERROR: the weights of the shared model {name} changed during the "
+                                    f"session; a test edited them in place instead of using intervene().", red=True)
     s = config.stash.get(_SETTINGS, None)
     recs = config.stash.get(_RECORDS, [])
     if s is None or not recs or hasattr(config, "workerinput"):
