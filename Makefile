@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.mechclaims-setup
 
-.PHONY: setup claims test bench clean-cache
+.PHONY: setup claims test bench clean-cache browser
 
 setup: $(STAMP)
 
@@ -26,7 +26,13 @@ $(STAMP): pyproject.toml Makefile
 claims: setup
 	$(PY) -m pytest claims $(PYTEST_ARGS)
 
-test: setup
+# The HTML report's browser test needs Debian's chromium (installed once, as root, if missing).
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium not found: install it (apt-get install chromium) for the report's browser test"; }
+
+test: setup browser
 	$(PY) -m pytest tests claims $(PYTEST_ARGS)
 
 bench: setup

@@ -83,7 +83,8 @@ def format_mismatch(path: Path, rows: list[dict[str, Any]], keys: list[str], env
 
 def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[str, str],
           tolerances: Mapping[str, Mapping[str, float]] | None = None,
-          default_tolerance: Mapping[str, float] | None = None, obtained: Path | None = None) -> None:
+          default_tolerance: Mapping[str, float] | None = None, obtained: Path | None = None,
+          on_drift: Any = None) -> None:
     """Compare ``numbers`` against the baseline at ``path`` (created on first run, as pytest-regressions does)."""
     from pytest_regressions.common import perform_regression_check
 
@@ -101,6 +102,9 @@ def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[s
         exp = _load(expected_file)
         rows, keys = compare(exp.get("numbers", {}), numbers, tolerances, default_tolerance)
         if rows or keys:
+            if on_drift is not None:  # the report's drift section lists what moved, from which env to which
+                on_drift([{**r, "env_from": exp.get("environment", {}), "env_to": dict(env)} for r in rows]
+                         + [{"key": k, "env_from": exp.get("environment", {}), "env_to": dict(env)} for k in keys])
             raise AssertionError(format_mismatch(expected_file, rows, keys, exp.get("environment", {}), env))
 
     force = bool(request.config.getoption("force_regen", False)) or bool(

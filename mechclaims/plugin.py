@@ -311,6 +311,7 @@ def artifacts(mc: Settings, request: pytest.FixtureRequest) -> Artifacts:
 
 
 _ART = pytest.StashKey[Artifacts]()
+_DRIFT = pytest.StashKey[list]()
 _REC = pytest.StashKey[list]()
 
 
@@ -335,7 +336,8 @@ class Baseline:
         # The "obtained" copy goes with the artifacts, never next to the committed baselines.
         obtained = self.s.artifacts / "obtained" / p.relative_to(ROOT / "baselines")
         obtained.parent.mkdir(parents=True, exist_ok=True)
-        check(self.request, p, numbers, environment(lm), tolerances, default_tolerance, obtained)
+        drift = self.request.node.stash.setdefault(_DRIFT, [])
+        check(self.request, p, numbers, environment(lm), tolerances, default_tolerance, obtained, drift.extend)
 
 
 @pytest.fixture
@@ -370,8 +372,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 "family": m.kwargs.get("family", "observational"), "model": params.get("model_name"),
                 "layer": params.get("layer"), "outcome": outcome, "duration_s": round(rep.duration, 3),
                 "verdicts": recs, "artifacts": [str(p) for p in (art.files if art else []) if p.exists()],
+                "reason": _reason(rep), "drift": item.stash.get(_DRIFT, []),
+                "statement": _statement(item),
             }))
     return rep
+
+
+def _reason(rep: pytest.TestReport) -> str:
+    """Why a test did not simply pass: the xfail reason, the skip reason, or the failure's first line."""
+    if hasattr(rep, "wasxfail"):
+        return str(rep.wasxfail)
+    if rep.skipped and isinstance(rep.longrepr, tuple):
+        return str(rep.longrepr[2]).removeprefix("Skipped: ")
+    if rep.failed:
+        text = rep.longreprtext
+        for line in text.splitlines():
+            if line.startswith("E "):
+                return line[1:].strip()[:500]
+        return text.splitlines()[-1][:500] if text else ""
+    return ""
+
+
+def _statement(item: pytest.Item) -> dict[str, str]:
+    """The claim's statement and falsification rule, from the claim module's docstring."""
+    doc = (getattr(item, "module", None).__doc__ or "") if hasattr(item, "module") else ""
+    fn_doc = (getattr(item, "function", None).__doc__ or "") if hasattr(item, "function") else ""
+    falsified = next((l.split(":", 1)[1].strip() for l in doc.splitlines() if l.lower().startswith("falsified by")), "")
+    return {"statement": (fn_doc or doc).strip()[:1500], "falsified_by": falsified}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -50,7 +50,10 @@ def write_outputs(records: list[dict[str, Any]], settings: Any, pool: Any) -> di
     summary = {"environment": {"torch": str(torch.__version__), "transformers": str(transformers.__version__),
                                "numpy": numpy.__version__, "device": settings.device, "dtype": settings.dtype,
                                "seed": settings.seed, "permutations": settings.permutations},
-               "models": settings.models, "records": recs}
+               "models": settings.models, "records": recs,
+               "model_fingerprints": {n: m.fingerprint for n, m in pool.loaded().items()},
+               "claims": {r["claim"]: r.get("statement", {}) for r in recs if r.get("statement")},
+               "drift": [{"test_id": r["test_id"], **d} for r in recs for d in r.get("drift", [])]}
     out = Path(settings.artifacts)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "summary.json", summary)

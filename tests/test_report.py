@@ -1,0 +1,181 @@
+"""The HTML report: structure (pure Python) and rendering in a real headless browser (Debian's chromium).
+
+Claim under test: one self-contained file shows every claim test as one verdict row, every figure embedded and
+decodable, controls inside the section of the claim they control, a cross-model panel when several models ran,
+and the drift table when the summary carries one. Falsified by: a row count different from the records, an
+image that does not load, or any external resource.
+"""
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pytest
+
+from mechclaims.html import fmt, write_html
+from mechclaims.plots import save_figure
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars", "--virtual-time-budget=5000"]
+
+
+@pytest.fixture(scope="module")
+def source_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real matplotlib PNG (a savefig takes ~0.3 s here), copied wherever a record needs a figure."""
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1, 2], [0, 1, 4])
+    ax.set_title("layer profile")
+    return save_figure(fig, tmp_path_factory.mktemp("png") / "profile.png", dpi=60)
+
+
+def _verdict(claim: str, stat: float, passed: bool, p: float | None = None, null: bool = False,
+             reason: str = "") -> dict[str, Any]:
+    return {"claim": claim, "statistic_name": "z", "statistic": stat, "rule": f"{claim}: z > 3 at alpha 0.05",
+            "passed": passed, "p": p, "effect_name": "d" if p is not None else None,
+            "effect": 0.8 if p is not None else None, "effect_ci": [0.5, 1.1] if p is not None else None,
+            "null": {"mean": 0.0, "sd": 1.0, "q05": -1.6, "q50": 0.0, "q95": 1.6, "n": 1000.0} if null else None,
+            "details": {"n_items": 40.0}, "reason": reason}
+
+
+def _record(claim: str, model: str, layer: int | None, outcome: str, verdicts: list[dict], arts: list[str],
+            family: str = "observational") -> dict[str, Any]:
+    pid = model if layer is None else f"{model}-L{layer}"
+    return {"test_id": f"claims/test_{claim}.py::test_{claim}[{pid}]", "claim": claim, "family": family,
+            "model": model, "layer": layer, "outcome": outcome, "duration_s": 0.12, "verdicts": verdicts,
+            "artifacts": arts}
+
+
+@pytest.fixture
+def summary(tmp_path: Path, source_png: Path) -> dict[str, Any]:
+    """Two models; a layered claim with one recorded refutation, its control, a failed claim with a NaN verdict,
+    a skipped test, a missing figure and an oversized one (linked, never embedded)."""
+    art = tmp_path / "artifacts"
+
+    def _png(path: Path) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source_png, path)
+        return str(path)
+
+    recs = []
+    for m in ("tiny-a", "tiny-b"):
+        for layer in range(3):
+            png = _png(art / m / f"L{layer}" / "profile.png")
+            out = "xfailed" if (m, layer) == ("tiny-b", 2) else "passed"
+            recs.append(_record("ged_separation", m, layer, out,
+                                [_verdict("ged_separation", 4.2 - layer, out == "passed", p=0.001 * (layer + 1),
+                                          null=True)], [png]))
+        recs.append(_record("ged_separation_controls", m, None, "passed",
+                            [_verdict("ged_separation_controls", 0.3, True, p=0.6, null=True)],
+                            [_png(art / m / "ctl" / "null.png")]))
+        recs.append(_record("rsa_category", m, None, "failed",
+                            [_verdict("rsa_category", float("nan"), False, reason="non-finite statistic")],
+                            [str(art / m / "never_written.png")]))
+    big = art / "huge.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 2_100_000)
+    recs.append(_record("ablation_logit_diff", "tiny-a", None, "skipped", [], [str(big)], family="causal"))
+    drift = [{"test_id": recs[0]["test_id"], "key": "z", "baseline": 4.2, "obtained": 4.5, "abs": 0.3,
+              "tol": {"rtol": 0.001, "atol": 1e-6}, "env_from": {"torch": "2.12"}, "env_to": {"torch": "2.13"}}]
+    return {"environment": {"torch": "2.13.0", "device": "cpu", "dtype": "float32", "seed": 0},
+            "models": ["tiny-a", "tiny-b"], "records": recs, "drift": drift,
+            "claims": {"ged_separation": {"statement": "GED separates the conditions on held-out data.",
+                                          "falsified_by": "top eigenvalue within the label-shuffle null"}}}
+
+
+class _Counter(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows, self.imgs, self.external, self.stack = 0, [], [], []
+        self.sections: dict[str, tuple[int, int]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "tr" and "verdict" in (a.get("class") or "").split():
+            self.rows += 1
+        if tag == "img":
+            self.imgs.append(a.get("src") or "")
+        if tag in ("link", "iframe") or (tag == "script" and a.get("src")):
+            self.external.append(tag)
+        if (a.get("src") or "").startswith(("http:", "https:", "//")):
+            self.external.append(a["src"])
+        if a.get("id", "").startswith("c-"):
+            self.sections[a["id"]] = self.getpos()
+
+
+def _parse(text: str) -> _Counter:
+    c = _Counter()
+    c.feed(text)
+    return c
+
+
+def test_structure(summary: dict[str, Any], tmp_path: Path) -> None:
+    """One verdict row per record, every existing small figure embedded as a decodable PNG, no external
+    resources, controls inside their claim's section, cross-model panel and drift table present."""
+    out = write_html(summary, tmp_path / "out" / "report.html")
+    text = out.read_text(encoding="utf-8")
+    c = _parse(text)
+    assert c.rows == len(summary["records"])
+    assert len(c.imgs) == 8  # 6 layer figures + 2 control figures; the missing and the >2 MB one are not <img>
+    for src in c.imgs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert c.external == []
+    assert "not embedded (over 2 MB)" in text and "missing figure" in text
+    # the control is rendered after its claim's heading and before the next claim's section
+    s = text.index('id="c-ged_separation"')
+    assert s < text.index('id="c-ged_separation_controls"') < text.index("</section>", s)
+    assert "Cross-model panel" in text and "Drift against baselines" in text and "torch 2.12" in text
+    assert "GED separates the conditions" in text and "top eigenvalue within" in text
+    assert "non-finite statistic" in text and ">NaN<" in text
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # atomic: no temp file left behind
+
+
+def test_single_model_and_empty(tmp_path: Path) -> None:
+    one = {"environment": {}, "models": ["m"], "records": [
+        _record("c", "m", 0, "passed", [_verdict("c", 5.0, True)], [])]}
+    text = write_html(one, tmp_path / "one.html").read_text()
+    assert "Cross-model panel" not in text and _parse(text).rows == 1 and "Drift" not in text
+    empty = write_html({"environment": {}, "models": [], "records": []}, tmp_path / "empty.html").read_text()
+    assert "No claim tests ran" in empty and _parse(empty).rows == 0
+
+
+def test_fmt() -> None:
+    assert fmt(None) == "–" and fmt(0.000123) == "0.000123" and fmt(1234.5) == "1234" and "NaN" in fmt(float("nan"))
+    assert fmt(3.97e-8) == "3.97e-08" and fmt("<b>") == "&lt;b&gt;"
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        pytest.fail("chromium is not installed, so the report cannot be checked in a real browser. Install it "
+                    "with `apt-get install -y chromium` (Debian/Ubuntu), then rerun.", pytrace=False)
+    return exe
+
+
+def test_renders_in_headless_chromium(summary: dict[str, Any], tmp_path: Path) -> None:
+    """Chromium opens the file with no network: every <img> decodes, the verdict rows match the records,
+    and a screenshot is produced."""
+    exe = _chromium()
+    out = write_html(summary, tmp_path / "report.html")
+    url = out.resolve().as_uri()
+    flags = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body, f"no <body> in chromium's DOM dump: {dom.stdout[:500]!r} {dom.stderr[-1000:]}"
+    data = dict(re.findall(r'data-([\w-]+)="(\d+)"', body.group(0)))
+    assert data.get("images-total") == "8", data
+    assert data.get("images-loaded") == data["images-total"], f"some figures did not load: {data}"
+    assert data.get("verdict-rows") == str(len(summary["records"])), data
+    assert _parse(dom.stdout).rows == len(summary["records"])
+    shot = tmp_path / "shot.png"
+    r = subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", url],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
