@@ -88,10 +88,22 @@ def _batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
         yield order[s:s + batch_size]
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def show_progress() -> bool:
+    """Progress bars go to the real terminal (past pytest's capture), and never into CI logs."""
+    import os
+    import sys
+
+    stream = sys.__stderr__
+    return bool(stream is not None and stream.isatty() and not os.environ.get("CI"))
+
+
+def _progress(total: int, desc: str, enabled: bool | None):
+    import sys
+
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="seq")
+    on = show_progress() if enabled is None else enabled
+    return tqdm(total=total, desc=desc, disable=not on, leave=False, unit="seq", file=sys.__stderr__)
 
 
 def _pad(lm: LoadedModel, batch: Sequence[Sequence[int]]) -> tuple[Any, Any]:
@@ -118,7 +130,7 @@ def _run_batch(lm: LoadedModel, batch: Sequence[Sequence[int]]) -> tuple[Any, An
 
 
 def forward_batches(lm: LoadedModel, ids: Sequence[Sequence[int]], batch_size: int = 32,
-                    progress: bool = False, desc: str = "forward"):
+                    progress: bool | None = None, desc: str = "forward"):
     """Yield ``(rows, input_ids, attention_mask, output)`` per length-sorted, right-padded batch.
 
     ``rows`` are indices into ``ids``; row j of the batch is ``ids[rows[j]]``.
@@ -141,7 +153,7 @@ def _register(rs, fn: Callable) -> Any:
 
 
 def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str], positions: Positions = "last",
-            batch_size: int = 32, progress: bool = False,
+            batch_size: int = 32, progress: bool | None = None,
             reduce: dict[str, Callable[[Any, dict[str, Any]], Any]] | None = None) -> Activations:
     """Run ``ids`` (token id lists) through the model once, keeping ``sites`` at ``positions``.
 

@@ -30,6 +30,8 @@ OPTIONS = [
     ("--layers", "mechclaims_layers", "layers to test: 'all' or e.g. '0,5,10-12'", "all"),
     ("--cache-dir", "mechclaims_cache_dir", "converted weights cache (default $MECHCLAIMS_CACHE or "
      "~/.cache/mechclaims)", None),
+    ("--baselines-dir", "mechclaims_baselines_dir", "committed baselines root (default: baselines/ in the repo)",
+     None),
     ("--stimuli", "mechclaims_stimuli", "override a claim's stimuli: NAME=PATH (repeatable); names are listed in "
      "fixtures/README.md", None),
 ]
@@ -56,6 +58,7 @@ class Settings:
     layers: str
     cache_dir: str | None
     stimuli: dict[str, str]
+    baselines: Path = ROOT / "baselines"
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def stimuli_path(self, name: str, default: str | Path) -> Path:
@@ -111,7 +114,8 @@ def _settings(config: pytest.Config) -> Settings:
         raise OptionError(f"--artifacts-dir {art} cannot be written ({e.strerror}); pass a writable directory.") from None
     return Settings(models=list(dict.fromkeys(models)), device=vals["mechclaims_device"],
                     dtype=vals["mechclaims_dtype"], artifacts=art.resolve(), seed=seed, permutations=perms,
-                    layers=vals["mechclaims_layers"], cache_dir=vals["mechclaims_cache_dir"], stimuli=stim)
+                    layers=vals["mechclaims_layers"], cache_dir=vals["mechclaims_cache_dir"], stimuli=stim,
+                    baselines=Path(vals["mechclaims_baselines_dir"] or ROOT / "baselines").resolve())
 
 
 class ModelPool:
@@ -324,7 +328,7 @@ class Baseline:
         model = node.callspec.params.get("model_name", "nomodel") if getattr(node, "callspec", None) else "nomodel"
         pid = node.callspec.id if getattr(node, "callspec", None) else "default"
         safe = re.sub(r"[^\w.-]", "_", pid)
-        return ROOT / "baselines" / re.sub(r"[^\w.-]", "_", model) / node.originalname / f"{safe}.yml"
+        return self.s.baselines / re.sub(r"[^\w.-]", "_", model) / node.originalname / f"{safe}.yml"
 
     def check(self, numbers: dict[str, float], lm: Any = None, tolerances: dict | None = None,
               default_tolerance: dict | None = None) -> None:
@@ -334,7 +338,7 @@ class Baseline:
         __tracebackhide__ = True
         p = self.path()
         # The "obtained" copy goes with the artifacts, never next to the committed baselines.
-        obtained = self.s.artifacts / "obtained" / p.relative_to(ROOT / "baselines")
+        obtained = self.s.artifacts / "obtained" / p.relative_to(self.s.baselines)
         obtained.parent.mkdir(parents=True, exist_ok=True)
         drift = self.request.node.stash.setdefault(_DRIFT, [])
         check(self.request, p, numbers, environment(lm), tolerances, default_tolerance, obtained, drift.extend)
