@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mechclaims.capture import Activations, capture, encode
-from mechclaims.stimuli import read_jsonl, stimuli_hash
+from mechclaims.datasets.passages import load_passages
+from mechclaims.stimuli import stimuli_hash
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 # Residual sites need every token of every passage; cap the tokens the additivity identity checks so the
@@ -16,8 +17,9 @@ ADDITIVITY_MAX_SEQS = 4
 
 
 def passages(mc) -> list[dict]:
-    """Natural passages ({doc_id, text}); override with --stimuli passages=PATH."""
-    return read_jsonl(mc.stimuli_path("passages", FIXTURES / "passages.jsonl"), ["doc_id", "text"], "passages file")
+    """Natural passages ({doc_id, text}); override with --stimuli passages=PATH (.jsonl or blank-line-separated .txt)."""
+    return [{"doc_id": p.doc_id, "text": p.text}
+            for p in load_passages(mc.stimuli_path("passages", FIXTURES / "passages.jsonl"))]
 
 
 @pytest.fixture

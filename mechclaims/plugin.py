@@ -228,10 +228,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Expected verdicts: a claim module's EXPECTED_FAILURES maps test names to reasons -> strict xfail."""
+    s = config.stash.get(_SETTINGS, None)
+    overridden = bool(s and s.stimuli)
     for item in items:
         mapping = getattr(item.module, "EXPECTED_FAILURES", None) if hasattr(item, "module") else None
         if mapping and item.name in mapping:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=mapping[item.name]))
+            # Expected verdicts were measured on the bundled stimuli; on the user's own stimuli the outcome is
+            # unknown, so the expectation is kept but not enforced (non-strict), and the reason says so.
+            reason = mapping[item.name]
+            if overridden:
+                reason = f"[not enforced: --stimuli overrides active] {reason}"
+            item.add_marker(pytest.mark.xfail(strict=not overridden, reason=reason))
         m = item.get_closest_marker("claim")
         if m is not None:
             fam = m.kwargs.get("family", "observational")
@@ -328,6 +335,15 @@ class Baseline:
         model = node.callspec.params.get("model_name", "nomodel") if getattr(node, "callspec", None) else "nomodel"
         pid = node.callspec.id if getattr(node, "callspec", None) else "default"
         safe = re.sub(r"[^\w.-]", "_", pid)
+        if self.s.stimuli:
+            # Own stimuli get their own baselines, keyed by the override set, never compared with the bundled ones.
+            import hashlib
+
+            from .stimuli import stimuli_hash
+
+            content = {k: hashlib.sha256(Path(v).read_bytes()).hexdigest() if Path(v).is_file() else v
+                       for k, v in self.s.stimuli.items()}
+            safe += f"@stimuli-{stimuli_hash(content)}"
         return self.s.baselines / re.sub(r"[^\w.-]", "_", model) / node.originalname / f"{safe}.yml"
 
     def check(self, numbers: dict[str, float], lm: Any = None, tolerances: dict | None = None,

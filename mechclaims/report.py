@@ -29,7 +29,16 @@ def terminal_table(records: list[dict[str, Any]]) -> list[str]:
         ok = sum(r["outcome"] == "passed" for r in rs)
         xf = sum(r["outcome"] == "xfailed" for r in rs)
         bad = [r for r in rs if r["outcome"] in ("failed", "xpassed")]
-        verdict = "FAILED" if bad else ("holds" if ok == n else ("skipped" if ok + xf == 0 else "holds (recorded exceptions)"))
+        if bad:
+            verdict = "FAILED"
+        elif ok == n:
+            verdict = "holds"
+        elif ok + xf == 0:
+            verdict = "skipped"
+        elif ok == 0:
+            verdict = "refuted (recorded, expected)"
+        else:
+            verdict = f"holds at {ok}, refuted at {xf} (recorded)"
         lines.append(f"{claim[:34]:<34} {model[:16]:<16} {ok:>3}/{n:<4}  {xf:>5}  {_key_stat(rs[0])[:34]:<34} {verdict}")
     return lines
 

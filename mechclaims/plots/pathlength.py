@@ -6,6 +6,7 @@ from typing import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ..stats.pathlength import LayerProfile, cumulative_path
 from ..verdict import Verdict
@@ -64,6 +65,8 @@ def plot_pathlength_panels(steps: np.ndarray, target_logit: np.ndarray, target_l
     if verdict is not None:
         head += f"  ({'HOLDS' if verdict.passed else 'DOES NOT HOLD'}, p={verdict.p:.3g})"
     fig.suptitle(head)
+    for a in (ax[0, 0], ax[1, 1]):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return save_figure(fig, path)
 

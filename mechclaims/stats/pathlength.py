@@ -14,7 +14,11 @@ tokens except position 0. Pass rule, both at alpha (default 0.05):
 2. a permutation null that shuffles the log-probs within each document (it keeps every document-level
    difference, so an association that only lives between documents cannot pass) gives two-sided p < alpha.
 
-Falsified when either fails. The raw logit of the correct token, the last step alone, and the post-norm variants
+Falsified when either fails. Calibration, measured on synthetic nulls: independent tokens, 0.04 false passes (300
+runs); strong within-document autocorrelation (AR(1), phi 0.9, 12 documents), 0.085, where the permutation test
+alone gives 0.55 and the clustered CI alone 0.09 (percentile intervals on few clusters run a little liberal).
+
+The raw logit of the correct token, the last step alone, and the post-norm variants
 are reported beside it, never decide. No torch and no file I/O here.
 """
 from __future__ import annotations
@@ -238,8 +242,9 @@ def path_length_claim(steps: np.ndarray, target_logprob: np.ndarray, target_logi
     for layer, r in enumerate(clustered_partial_spearman(s, y, z, docs)):
         details[f"partial_rho_step_L{layer}"] = float(r)
     direction = "higher" if rho > 0 else "lower"
-    reason = (f"longer paths go with {direction} log p(correct next) (partial rho {rho:+.3f}, "
-              f"CI [{ci[0]:+.3f}, {ci[1]:+.3f}], perm p {p:.3g}, {n_docs} documents)")
+    reason = (f"{'longer' if holds else 'no clear association: at the point estimate, longer'} paths go with "
+              f"{direction} log p(correct next) (partial rho {rho:+.3f}, CI [{ci[0]:+.3f}, {ci[1]:+.3f}], perm p "
+              f"{p:.3g}, {n_docs} documents)")
     return Verdict(claim=CLAIM, statistic_name="z_vs_within_doc_null",
                    statistic=z_score(rho, null) if len(null) > 1 else float("nan"), rule=rule, passed=holds, p=p,
                    effect_name="partial_rho", effect=rho, effect_ci=ci, null=null_summary(null) if len(null) else
