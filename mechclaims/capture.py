@@ -125,7 +125,9 @@ def _run_batch(lm: LoadedModel, batch: Sequence[Sequence[int]]) -> tuple[Any, An
     dev = next(lm.model.parameters()).device
     inp, mask = _pad(lm, batch)
     with torch.no_grad():
-        out = lm.model(input_ids=inp.to(dev), attention_mask=mask.to(dev), use_cache=False)
+        # No KV cache for causal LMs (saves memory); encoders' forward takes no use_cache in transformers 4.x.
+        kw = {"use_cache": False} if lm.kind == "causal" else {}
+        out = lm.model(input_ids=inp.to(dev), attention_mask=mask.to(dev), **kw)
     return inp, mask, out
 
 
