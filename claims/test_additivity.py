@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mechclaims.sites import base_of
 from mechclaims.plots.additivity import error_profile, reconstruction_scatter
 from mechclaims.stats.additivity import TOLERANCE, additivity_verdict
 
@@ -44,7 +45,7 @@ def layer_inputs(lm, acts, layer: int, *, drop: str | None = None, offset: int =
     kw: dict = {"h": h, "attn": attn, "mlp": mlp, "h_next": target, "dtype": lm.dtype}
     if lm.sitemap.residual == "post_ln":
         n1, n2 = lm.sitemap.post_ln_norms
-        blk = lm.model.base_model.get_submodule(f"{lm.sitemap.blocks}.{l}")
+        blk = base_of(lm.model).get_submodule(f"{lm.sitemap.blocks}.{l}")
         kw["post_ln"] = {"ln1": _ln(blk.get_submodule(n1)), "ln2": _ln(blk.get_submodule(n2))}
         kw["h_mid"] = acts[f"blocks.{l}.hook_resid_mid"]
     return kw

@@ -253,22 +253,19 @@ def intervene(lm: LoadedModel, site_name: str, edit: Callable[[Any], Any]) -> It
     ``edit`` itself, never leaves the shared model edited.
     """
     rs = resolve(lm.model, site_name)
-    if not rs.spec.editable:
-        raise ValueError(f"{site_name} is a derived view (its post-op splits heads); edit its module's "
-                         f"underlying site instead.")
+    cfg = lm.model.config
+    # Edits go through the site's own post-op inverse, so derived sites (per-head q/k, scaled sublayer outputs)
+    # are edited in their canonical view and written back in the module's raw form.
+    put = lambda raw: rs.spec.apply_edit(raw, edit, cfg)  # noqa: E731
     if rs.spec.hook == "input":
         def pre(mod, args, kwargs):
             if args:
-                return (edit(args[0]),) + tuple(args[1:]), kwargs
+                return (put(args[0]),) + tuple(args[1:]), kwargs
             k = next(iter(kwargs))
-            return args, {**kwargs, k: edit(kwargs[k])}
+            return args, {**kwargs, k: put(kwargs[k])}
         handle = rs.module.register_forward_pre_hook(pre, with_kwargs=True)
     else:
-        def post(mod, args, out):
-            if isinstance(out, tuple):
-                return (edit(out[0]),) + tuple(out[1:])
-            return edit(out)
-        handle = rs.module.register_forward_hook(post)
+        handle = rs.module.register_forward_hook(lambda mod, args, out: put(out))
     try:
         yield
     finally:
