@@ -17,7 +17,7 @@ from pathlib import Path
 import nox
 
 TRANSFORMERS = ["5.23.0", "4.57.6", "4.52.4"]  # newest 5.x, last 4.x, an older minor with GGUF Llama loading
-TINY_TRANSFORMERS = ["5.23.0", "4.57.6"]
+TINY_TRANSFORMERS = ["5.23.0", "4.57.6"]  # newest first: the first environment is the reference
 OUT = Path("artifacts/matrix")
 nox.options.sessions = ["matrix"]
 nox.options.default_venv_backend = "venv"
@@ -32,6 +32,7 @@ def _install(session: nox.Session, version: str) -> None:
 
 
 def _cell(session: nox.Session, name: str, pytest_args: list[str], version: str) -> None:
+    pytest_args = [*pytest_args, *session.posargs]  # e.g. `nox -s tiny -- -k additivity` narrows every cell
     out = OUT / name
     out.mkdir(parents=True, exist_ok=True)
     status = {"env": name, "transformers": version, "supported": True, "reason": ""}
@@ -66,23 +67,23 @@ def tiny_claims(session: nox.Session, transformers: str) -> None:
 @nox.session(venv_backend="none")
 def compare(session: nox.Session) -> None:
     """Claims x environments table, the numbers that moved, and exit 1 on a flipped verdict."""
-    session.run("python", "-m", "mechclaims.matrix", *sorted(str(p) for p in OUT.glob("tf-*")))
+    session.run("python", "-m", "mechclaims.matrix", *[str(OUT / f"tf-{v}") for v in TRANSFORMERS])
 
 
 @nox.session(venv_backend="none")
 def compare_tiny(session: nox.Session) -> None:
-    session.run("python", "-m", "mechclaims.matrix", *sorted(str(p) for p in OUT.glob("tiny-tf-*")))
+    session.run("python", "-m", "mechclaims.matrix", *[str(OUT / f"tiny-tf-{v}") for v in TINY_TRANSFORMERS])
 
 
 @nox.session(venv_backend="none")
 def matrix(session: nox.Session) -> None:
     for v in TRANSFORMERS:
-        session.notify(f"claims(transformers='{v}')")
+        session.notify(f"claims(transformers='{v}')", posargs=session.posargs)
     session.notify("compare")
 
 
 @nox.session(venv_backend="none")
 def tiny(session: nox.Session) -> None:
     for v in TINY_TRANSFORMERS:
-        session.notify(f"tiny_claims(transformers='{v}')")
+        session.notify(f"tiny_claims(transformers='{v}')", posargs=session.posargs)
     session.notify("compare_tiny")
