@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -36,9 +37,15 @@ def _cell(session: nox.Session, name: str, pytest_args: list[str], version: str)
     out = OUT / name
     out.mkdir(parents=True, exist_ok=True)
     status = {"env": name, "transformers": version, "supported": True, "reason": ""}
+    # Each cell checks against its own copy of the baselines, so a cell never writes into the committed ones.
+    base = out / "baselines"
+    if base.exists():
+        shutil.rmtree(base)
+    shutil.copytree("baselines", base)
     try:
         _install(session, version)
         session.run("python", "-m", "pytest", *pytest_args, "--artifacts-dir", str(out), "-q", "-p", "no:randomly",
+                    "--baselines-dir", str(base),
                     "-o", "addopts=--strict-markers -p no:cacheprovider", success_codes=[0, 1],
                     env={"MECHCLAIMS_ENV_NAME": name})
         if not (out / "summary.json").exists():

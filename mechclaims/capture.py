@@ -173,6 +173,7 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
     cfg = lm.model.config
     resolved = [resolve(lm.model, s) for s in sites]
     per_pos = None
+    all_tokens = isinstance(positions, str) and positions == "all"  # an index array must never hit ==
     if not isinstance(positions, str):
         per_pos = np.asarray(positions, dtype=int)
         if per_pos.shape != (len(ids),):
@@ -206,7 +207,7 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
             handles.append(_register(rs, keeper(rs)))
         for rows in _batches([len(x) for x in ids], batch_size):
             lens = torch.tensor([len(ids[r]) for r in rows])
-            if positions == "all":
+            if all_tokens:
                 b_idx = torch.cat([torch.full((int(n),), j) for j, n in enumerate(lens)])
                 t_idx = torch.cat([torch.arange(int(n)) for n in lens])
                 seqs.append(np.asarray(rows)[b_idx.numpy()])
@@ -228,7 +229,7 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
 
     out = {s: np.concatenate(chunks[s], axis=0) for s in sites}
     seq = pos = None
-    if positions == "all":
+    if all_tokens:
         seq, pos = np.concatenate(seqs), np.concatenate(poss)
         key = np.lexsort((pos, seq))  # batches ran length-sorted; give tokens back in (seq, pos) order
         out = {s: a[key] for s, a in out.items()}

@@ -17,6 +17,7 @@ def _upper_pairs(labels: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.
 
 def _matrix(ax, S: np.ndarray, labels: np.ndarray, names: Sequence[str], words: Sequence[str] | None,
             title: str) -> None:
+    """Heatmap with category borders; word tick labels if ``words`` is given (slow: ~100 text layouts)."""
     im = ax.imshow(S, cmap="viridis", interpolation="nearest")
     ax.set_title(title)
     edges = np.flatnonzero(np.diff(labels)) + 0.5
@@ -36,7 +37,8 @@ def _matrix(ax, S: np.ndarray, labels: np.ndarray, names: Sequence[str], words: 
 def original_panels(S_q: np.ndarray, S_k: np.ndarray, labels: np.ndarray, names: Sequence[str],
                     words: Sequence[str] | None, path: str | Path, title: str = "") -> Path:
     """The original analysis' panels for one layer: Q and K similarity matrices, within/across histograms of
-    each, and the Q-vs-K scatter of all pairs (within-category pairs coloured by category)."""
+    each, and the Q-vs-K scatter of all pairs (within-category pairs coloured by category). Pass ``words`` to
+    label every row (costs seconds); ``None`` labels the category blocks."""
     labels = np.asarray(labels)
     iu, same = _upper_pairs(labels)
     uq, uk = S_q[iu], S_k[iu]
@@ -61,7 +63,7 @@ def original_panels(S_q: np.ndarray, S_k: np.ndarray, labels: np.ndarray, names:
     ax.legend(fontsize=7, markerscale=2)
     axes[1, 2].axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.subplots_adjust(wspace=0.5, hspace=0.3)  # tight_layout costs a full extra text layout pass
     return save_figure(fig, path)
 
 
@@ -79,7 +81,7 @@ def qk_scatter_by_category(S_q: np.ndarray, S_k: np.ndarray, labels: np.ndarray,
         ax.set_xlabel("Q similarity")
     axes[0, 0].set_ylabel("K similarity")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.subplots_adjust(wspace=0.3, top=0.82, bottom=0.18)
     return save_figure(fig, path)
 
 
@@ -104,13 +106,14 @@ def null_distribution(observed: float, null: np.ndarray, path: str | Path, xlabe
     return save_figure(fig, path)
 
 
-def z_by_layer(series: Mapping[str, np.ndarray], path: str | Path, threshold: float | None = None,
-               ylabel: str = "selectivity z (within - across vs permutation null)", title: str = "") -> Path:
+def z_by_layer(series: Mapping[str, np.ndarray], path: str | Path, layers: Sequence[int] | None = None,
+               threshold: float | None = None, ylabel: str = "selectivity z (within - across vs permutation null)",
+               title: str = "") -> Path:
     """One line per series (Q, K, centred, controls) of a z-score per layer; optional threshold line."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (nm, z) in enumerate(series.items()):
         z = np.asarray(z, float)
-        ax.plot(np.arange(len(z)), z, marker="o", ms=3, label=nm, color=f"C{i}",
+        ax.plot(np.arange(len(z)) if layers is None else layers, z, marker="o", ms=3, label=nm, color=f"C{i}",
                 ls="--" if "control" in nm or "random" in nm else "-")
     ax.axhline(0, color="0.5", lw=0.8)
     if threshold is not None:
@@ -124,10 +127,11 @@ def z_by_layer(series: Mapping[str, np.ndarray], path: str | Path, threshold: fl
 
 
 def rsa_by_layer(rho: np.ndarray, rand: np.ndarray, path: str | Path, ci: tuple[np.ndarray, np.ndarray] | None = None,
-                 extra: Mapping[str, np.ndarray] | None = None, title: str = "") -> Path:
+                 extra: Mapping[str, np.ndarray] | None = None, title: str = "",
+                 layers: Sequence[int] | None = None) -> Path:
     """Learned Q-K Spearman rho per layer against the random-weight band (5-95% and median)."""
     rho, rand = np.asarray(rho, float), np.asarray(rand, float)
-    x = np.arange(len(rho))
+    x = np.arange(len(rho)) if layers is None else np.asarray(layers)
     lo, med, hi = np.quantile(rand, [0.05, 0.5, 0.95], axis=-1)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.fill_between(x, lo, hi, color="0.8", label="random W_q, W_k (5-95%)")
@@ -145,17 +149,22 @@ def rsa_by_layer(rho: np.ndarray, rand: np.ndarray, path: str | Path, ci: tuple[
     return save_figure(fig, path)
 
 
-def head_heatmap(values: Mapping[str, np.ndarray], path: str | Path, label: str = "selectivity z",
-                 title: str = "") -> Path:
-    """One ``[layers, heads]`` heatmap per entry (e.g. query heads, KV heads)."""
-    fig, axes = plt.subplots(1, len(values), figsize=(4 * len(values), 5), squeeze=False)
+def head_heatmap(values: Mapping[str, np.ndarray], path: str | Path, layers: Sequence[int] | None = None,
+                 label: str = "selectivity z", title: str = "") -> Path:
+    """One ``[layers, heads]`` heatmap per entry (e.g. query heads, KV heads); ``layers`` labels the rows."""
+    fig, axes = plt.subplots(1, len(values), figsize=(4.5 * len(values), 5), squeeze=False)
     for ax, (nm, v) in zip(axes[0], values.items()):
-        im = ax.imshow(np.asarray(v, float), aspect="auto", cmap="coolwarm", interpolation="nearest",
-                       vmin=-np.nanmax(np.abs(v)), vmax=np.nanmax(np.abs(v)))
+        v = np.asarray(v, float)
+        lim = np.nanmax(np.abs(v)) if np.isfinite(v).any() else 1.0
+        im = ax.imshow(v, aspect="auto", cmap="coolwarm", interpolation="nearest", vmin=-lim, vmax=lim)
+        rows = np.arange(v.shape[0])
+        step = max(1, len(rows) // 10)
+        ax.set_yticks(rows[::step], [str(l) for l in (layers if layers is not None else rows)][::step])
+        ax.set_xticks(np.arange(v.shape[1]))
         ax.set_title(nm)
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         plt.colorbar(im, ax=ax, label=label)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.subplots_adjust(wspace=0.35)
     return save_figure(fig, path)

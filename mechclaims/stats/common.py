@@ -38,6 +38,8 @@ def perm_p_value(observed: float, null: np.ndarray, alternative: str = "greater"
     """Permutation p-value with the +1 correction (Phipson & Smyth 2010), so p is never 0."""
     null = np.asarray(null, float)
     n = len(null)
+    if not np.isfinite(observed) or n == 0:
+        return float("nan")  # a NaN statistic must never produce a significant-looking p
     if alternative == "greater":
         k = np.sum(null >= observed)
     elif alternative == "less":

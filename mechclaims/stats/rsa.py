@@ -58,7 +58,7 @@ def _bootstrap(n: int, stat: Callable[[np.ndarray], np.ndarray], n_boot: int, se
     def on_idx(idx: np.ndarray, axis: int = -1) -> np.ndarray:  # stat: counts [B, n] -> [k, B]
         idx = np.asarray(idx, dtype=int)
         counts = (np.atleast_2d(idx)[..., :, None] == np.arange(n)).sum(axis=-2)
-        out = stat(counts.astype(np.float64))
+        out = stat(counts.astype(np.float32))  # float32 halves the memory traffic; counts are small integers
         return out[..., 0] if idx.ndim == 1 else out
 
     res = stats.bootstrap((np.arange(n),), on_idx, n_resamples=n_boot, vectorized=True, batch=100,
@@ -119,6 +119,8 @@ def selectivity_index(S: np.ndarray, labels: np.ndarray) -> np.ndarray:
     for c in np.unique(labels):
         m = labels == c
         rows, k = S[..., m, :], int(m.sum())
+        if k < 2:  # a one-word group has no within pairs (e.g. a first-letter grouping)
+            continue
         block = rows[..., m]
         win = (block.sum((-1, -2)) - np.trace(block, axis1=-2, axis2=-1)) / (k * (k - 1))
         out.append(win / rows[..., ~m].mean((-1, -2)))
@@ -137,7 +139,7 @@ def selectivity_profile(X: np.ndarray, labels: np.ndarray, *, n_perm: int = 1000
     nw, na = within_across(S, perms)
     null = nw - na  # [U, n_perm]
     z = np.array([z_score(d, nl) for d, nl in zip(delta, null)])
-    p = np.array([perm_p_value(d, nl) for d, nl in zip(delta, null)])
+    p = _p(delta, null)
     s, same = upper(S), _same(labels).astype(np.float64)
 
     def stat(c: np.ndarray) -> np.ndarray:  # counts [B, n] -> [U+1, B]
@@ -158,8 +160,14 @@ def selectivity_profile(X: np.ndarray, labels: np.ndarray, *, n_perm: int = 1000
                               mean_ci=(float(lo[-1]), float(hi[-1])))
 
 
-def _layer_rule(p_sets: Sequence[np.ndarray], alpha: float) -> tuple[np.ndarray, list[np.ndarray]]:
-    """BH-FDR over every p of every set jointly; a unit holds when it is significant in every set."""
+def _p(obs: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """One-sided +1-corrected p per unit; NaN where the observed value is NaN (never a small p by accident)."""
+    return np.array([perm_p_value(o, nl) if np.isfinite(o) else np.nan for o, nl in zip(obs, null)])
+
+
+def holds_by_unit(p_sets: Sequence[np.ndarray], alpha: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """BH-FDR (statsmodels) over every p of every set jointly; a unit (layer, head) holds when it is
+    significant in every set. Returns (holds, q-values per set); NaN p never counts as significant."""
     flat = np.concatenate([np.ravel(p) for p in p_sets])
     ok = np.isfinite(flat)
     rej, q = np.zeros(flat.shape, bool), np.full(flat.shape, np.nan)
@@ -170,20 +178,28 @@ def _layer_rule(p_sets: Sequence[np.ndarray], alpha: float) -> tuple[np.ndarray,
     return np.logical_and.reduce(rejs), qs
 
 
+def _frac(holds: np.ndarray, p_sets: Sequence[np.ndarray]) -> float:
+    """Fraction of units holding; NaN (so the Verdict fails with its reason) if any p is NaN or none exist."""
+    bad = not np.size(holds) or not all(np.isfinite(p).all() for p in p_sets)
+    return float("nan") if bad else float(np.mean(holds))
+
+
 def category_verdict(q: SelectivityProfile, k: SelectivityProfile, *, alpha: float = 0.05,
-                     min_frac: float = 0.5, claim: str = "qk_category_selectivity") -> Verdict:
+                     min_frac: float = 0.5, claim: str = "qk_category_selectivity",
+                     layers: Sequence[int] | None = None) -> Verdict:
     """Holds when, after BH-FDR (q < alpha) over all 2L layer tests, delta beats the permutation null for both
-    Q and K at more than ``min_frac`` of the layers. Layer profiles go into ``details``."""
-    holds, (qq, qk) = _layer_rule([q.p, k.p], alpha)
-    frac = float(np.mean(holds)) if np.size(holds) else float("nan")
+    Q and K at more than ``min_frac`` of the layers. Layer profiles go into ``details`` keyed by ``layers``
+    (the layer numbers of the profile's units; default 0..L-1)."""
+    holds, (qq, qk) = holds_by_unit([q.p, k.p], alpha)
+    frac = _frac(holds, [q.p, k.p])
     boot = (q.boot_mean + k.boot_mean) / 2  # same seed -> same word resamples for Q and K
     ci = tuple(float(v) for v in np.nanquantile(boot, [0.025, 0.975])) if np.isfinite(boot).all() else None
     details: dict[str, float] = {"n_layers": float(np.size(holds)), "n_layers_holding": float(np.sum(holds))}
-    for l in range(np.size(holds)):
+    for i, l in enumerate(range(np.size(holds)) if layers is None else layers):
         for tag, pr, qv in (("q", q, qq), ("k", k, qk)):
-            details.update({f"L{l:02d}.{tag}.delta": pr.delta[l], f"L{l:02d}.{tag}.z": pr.z[l],
-                            f"L{l:02d}.{tag}.p": pr.p[l], f"L{l:02d}.{tag}.qval": qv[l],
-                            f"L{l:02d}.{tag}.ratio": pr.ratio[l]})
+            details.update({f"L{l:02d}.{tag}.delta": pr.delta[i], f"L{l:02d}.{tag}.z": pr.z[i],
+                            f"L{l:02d}.{tag}.p": pr.p[i], f"L{l:02d}.{tag}.qval": qv[i],
+                            f"L{l:02d}.{tag}.ratio": pr.ratio[i]})
     return Verdict(
         claim=claim, statistic_name="frac_layers_holding", statistic=frac,
         rule=(f"within-minus-across cosine beats a label-permutation null (one-sided, BH-FDR q < {alpha} over "
@@ -242,7 +258,7 @@ def partial_category_test(X: np.ndarray, labels: np.ndarray, surface: Mapping[st
     obs = (yr @ resid(_same(labels)[None].astype(np.float64)).T)[:, 0]
     null = yr @ resid(_same(label_permutations(labels, n_perm, seed)).astype(np.float64)).T
     z = np.array([z_score(o, nl) for o, nl in zip(obs, null)])
-    p = np.array([perm_p_value(o, nl) for o, nl in zip(obs, null)])
+    p = _p(obs, null)
     rs = lambda v: np.asarray(v).reshape(lead + np.shape(v)[1:])  # noqa: E731
     return PartialProfile(r=rs(obs), null=rs(null), z=rs(z), p=rs(p))
 
@@ -349,7 +365,7 @@ def rsa_profile(X: np.ndarray, Q: np.ndarray, K: np.ndarray, labels: np.ndarray,
     rand = np.broadcast_to(rand, rho.shape + (n_draws,))
     flat_rand = rand.reshape(-1, n_draws)
     z = np.array([z_score(o, nl) for o, nl in zip(rho.ravel(), flat_rand)])
-    p = np.array([perm_p_value(o, nl) for o, nl in zip(rho.ravel(), flat_rand)])
+    p = _p(rho.ravel(), flat_rand)
     fq, fk = uq.reshape(-1, uq.shape[-1]), uk.reshape(-1, uk.shape[-1])
     if n_boot:
         def stat(c: np.ndarray) -> np.ndarray:
@@ -366,19 +382,19 @@ def rsa_profile(X: np.ndarray, Q: np.ndarray, K: np.ndarray, labels: np.ndarray,
 
 
 def rsa_verdict(prof: RSAProfile, *, alpha: float = 0.05, min_frac: float = 0.5,
-                claim: str = "qk_rsa_beats_random_weights") -> Verdict:
+                claim: str = "qk_rsa_beats_random_weights", layers: Sequence[int] | None = None) -> Verdict:
     """Holds when the learned rho exceeds the random-weight rho (one-sided, BH-FDR q < alpha over layers) at
     more than ``min_frac`` of the layers. Effect: learned minus mean random rho, averaged over layers."""
-    holds, (qv,) = _layer_rule([prof.p], alpha)
-    frac = float(np.mean(holds)) if np.size(holds) else float("nan")
+    holds, (qv,) = holds_by_unit([prof.p], alpha)
+    frac = _frac(holds, [prof.p])
     rand_mean = float(prof.rand.mean())
     ci = (tuple(float(v) - rand_mean for v in np.quantile(prof.boot_mean, [0.025, 0.975]))
           if np.isfinite(prof.boot_mean).all() else None)
     details: dict[str, float] = {"n_layers": float(np.size(holds)), "n_layers_holding": float(np.sum(holds))}
-    for l in range(np.size(holds)):
-        details.update({f"L{l:02d}.rho": prof.rho[l], f"L{l:02d}.rho_random_mean": prof.rand[l].mean(),
-                        f"L{l:02d}.z": prof.z[l], f"L{l:02d}.p": prof.p[l], f"L{l:02d}.qval": qv[l],
-                        f"L{l:02d}.pearson": prof.pearson[l]})
+    for i, l in enumerate(range(np.size(holds)) if layers is None else layers):
+        details.update({f"L{l:02d}.rho": prof.rho[i], f"L{l:02d}.rho_random_mean": prof.rand[i].mean(),
+                        f"L{l:02d}.z": prof.z[i], f"L{l:02d}.p": prof.p[i], f"L{l:02d}.qval": qv[i],
+                        f"L{l:02d}.pearson": prof.pearson[i]})
     return Verdict(
         claim=claim, statistic_name="frac_layers_holding", statistic=frac,
         rule=(f"learned Q-K Spearman rho exceeds rho from random Gaussian W_q, W_k on the same inputs "
