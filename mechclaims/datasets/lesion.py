@@ -1,0 +1,132 @@
+"""Stimuli for the MLP lesion claim: matched her/him prompt pairs, validated at load.
+
+Two JSON Lines formats (``#`` comments allowed), one pair per line, fields ``id``, ``her``, ``him``:
+
+- causal (``fixtures/lesion_causal.jsonl``): prompts whose correct next token is ``" her"`` (field ``her``) or
+  ``" him"`` (field ``him``). The prompt stops right before the pronoun, with no trailing space (BPE spells the
+  pronoun with its leading space).
+- masked (``fixtures/lesion_masked.jsonl``): sentences with exactly one ``[MASK]`` where ``her``/``him`` belongs.
+
+Both members of a pair share one frame, so the paired t-test of rule (a) compares like with like. Pairs are
+split by pair (never by prompt), so a frame never sits on both sides of the train/test split. See
+``fixtures/README_lesion.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import StimuliError
+from ..stimuli import read_jsonl, stimuli_hash
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+CAUSAL_PATH = FIXTURES / "lesion_causal.jsonl"
+MASKED_PATH = FIXTURES / "lesion_masked.jsonl"
+MASK = "[MASK]"
+TARGETS = {"her": " her", "him": " him"}  # causal next tokens, BPE spelling
+FIELDS = ("id", "her", "him")
+
+
+@dataclass(frozen=True)
+class PronounPair:
+    """One matched pair: the same frame with a female (``her``) and a male (``him``) referent."""
+
+    id: str
+    her: str
+    him: str
+
+    def text(self, side: str) -> str:
+        return self.her if side == "her" else self.him
+
+
+def _common(path: str | Path, what: str, min_pairs: int) -> list[PronounPair]:
+    rows = read_jsonl(path, FIELDS, what)
+    seen: dict[str, int] = {}
+    texts: dict[str, str] = {}
+    out = []
+    for i, r in enumerate(rows, 1):
+        pid = str(r["id"])
+        for k in ("her", "him"):
+            if not isinstance(r[k], str):
+                raise StimuliError(f"{what} {path}, record {i} (id {pid!r}): field {k!r} must be a string.")
+        if pid in seen:
+            raise StimuliError(f"{what} {path}: id {pid!r} is used by records {seen[pid]} and {i}; ids must be "
+                               f"unique so that splits and baselines can name pairs.")
+        seen[pid] = i
+        if r["her"] == r["him"]:
+            raise StimuliError(f"{what} {path}, record {i} (id {pid!r}): 'her' and 'him' are the same text; a "
+                               f"pair must differ in its referent.")
+        for k in ("her", "him"):
+            if r[k] in texts:
+                raise StimuliError(f"{what} {path}, record {i} (id {pid!r}): the {k!r} text duplicates a text of "
+                                   f"pair {texts[r[k]]!r}; duplicates would sit on both sides of a split.")
+            texts[r[k]] = pid
+        out.append(PronounPair(pid, r["her"], r["him"]))
+    if len(out) < min_pairs:
+        raise StimuliError(f"{what} {path} has {len(out)} pairs; at least {min_pairs} are needed to select on one "
+                           f"split and test on another with any power.")
+    return out
+
+
+def load_causal_pairs(path: str | Path = CAUSAL_PATH, min_pairs: int = 10) -> list[PronounPair]:
+    """Load and validate causal prompt pairs (no ``[MASK]``, no trailing whitespace)."""
+    what = "lesion causal-prompt file"
+    pairs = _common(path, what, min_pairs)
+    for p in pairs:
+        for side in ("her", "him"):
+            t = p.text(side)
+            if MASK in t:
+                raise StimuliError(f"{what} {path}, id {p.id!r}: the {side!r} prompt contains {MASK}; causal "
+                                   f"prompts stop right before the pronoun. Use the masked file for [MASK].")
+            if t != t.rstrip():
+                raise StimuliError(f"{what} {path}, id {p.id!r}: the {side!r} prompt ends in whitespace; end it "
+                                   f"right before the pronoun (the next token is {TARGETS[side]!r}, space "
+                                   f"included).")
+    return pairs
+
+
+def load_masked_pairs(path: str | Path = MASKED_PATH, min_pairs: int = 10) -> list[PronounPair]:
+    """Load and validate masked-LM sentence pairs (exactly one ``[MASK]`` each, as a separate word)."""
+    what = "lesion masked-sentence file"
+    pairs = _common(path, what, min_pairs)
+    for p in pairs:
+        for side in ("her", "him"):
+            t = p.text(side)
+            n = t.count(MASK)
+            if n != 1:
+                raise StimuliError(f"{what} {path}, id {p.id!r}: the {side!r} sentence has {n} {MASK} tokens; it "
+                                   f"needs exactly one, where {side!r} belongs.")
+            i = t.index(MASK)
+            after = t[i + len(MASK):i + len(MASK) + 1]
+            if (i > 0 and not t[i - 1].isspace()) or (after and after.isalnum()):
+                raise StimuliError(f"{what} {path}, id {p.id!r}: {MASK} must stand alone as a word in {t!r}, so "
+                                   f"filling it with {side!r} does not change the tokens around it.")
+    return pairs
+
+
+def fill_mask(text: str, word: str) -> str:
+    """The sentence with its ``[MASK]`` replaced by ``word`` (the selection sentences of the masked design)."""
+    return text.replace(MASK, word, 1)
+
+
+def split_pairs(pairs: Sequence[PronounPair], test_fraction: float, seed: int
+                ) -> tuple[list[PronounPair], list[PronounPair]]:
+    """Seeded split by pair into (train, test); the test part gets ``round(test_fraction * n)`` pairs."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    n = len(pairs)
+    n_test = int(round(test_fraction * n))
+    if n_test < 2 or n - n_test < 3:
+        raise StimuliError(f"{n} pairs cannot be split {1 - test_fraction:.0%}/{test_fraction:.0%} with at least "
+                           f"3 training and 2 test pairs; add pairs.")
+    perm = np.random.default_rng(seed).permutation(n)
+    test = set(perm[:n_test].tolist())
+    return ([p for i, p in enumerate(pairs) if i not in test], [p for i, p in enumerate(pairs) if i in test])
+
+
+def pairs_hash(pairs: Sequence[PronounPair]) -> str:
+    """Cache key of a pair list."""
+    return stimuli_hash([[p.id, p.her, p.him] for p in pairs])
