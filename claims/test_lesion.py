@@ -62,7 +62,8 @@ class Runner:
     """
 
     def __init__(self, lm, ids: list[list[int]], pos: list[int], sign: np.ndarray):
-        self.lm, self.ids, self.pos, self.sign = lm, ids, torch.as_tensor(pos), torch.as_tensor(sign)
+        self.dev = dev = next(lm.model.parameters()).device
+        self.lm, self.ids, self.pos, self.sign = lm, ids, torch.as_tensor(pos), torch.as_tensor(sign, device=dev)
         sp = " " if lm.kind == "causal" else ""
         self.tf = [single_token_id(lm, sp + "her"), single_token_id(lm, sp + "him")]
         out = lm.model.get_output_embeddings()
@@ -74,10 +75,11 @@ class Runner:
             self.mask = torch.zeros((n, T), dtype=torch.long)
             for i, x in enumerate(ids):
                 pre[i, T - len(x) + 1:], self.mask[i, T - len(x) + 1:] = torch.tensor(x[:-1]), 1
+            pre, self.mask = pre.to(dev), self.mask.to(dev)
             with torch.no_grad():  # the prefixes never change: run them once, keep their keys and values
                 self.cache = lm.model.base_model(input_ids=pre, attention_mask=self.mask, use_cache=True,
                                                  position_ids=(self.mask.cumsum(1) - 1).clamp(min=0)).past_key_values
-            self.last = torch.tensor([x[-1] for x in ids])
+            self.last = torch.tensor([x[-1] for x in ids], device=dev)
 
     def run(self, layer: int | None, prompt: np.ndarray, keep: np.ndarray | None = None,
             fill: np.ndarray | None = None) -> np.ndarray:
@@ -92,10 +94,10 @@ class Runner:
             kp, fl, at = torch.as_tensor(keep[s:s + step]), torch.as_tensor(fill[s:s + step]), self.pos[r]
 
             def edit(x, kp=kp, fl=fl, at=at):
-                b = torch.arange(x.shape[0])
-                t = torch.full_like(b, x.shape[1] - 1) if self.lm.kind == "causal" else at
+                b = torch.arange(x.shape[0], device=x.device)
+                t = torch.full_like(b, x.shape[1] - 1) if self.lm.kind == "causal" else at.to(x.device)
                 x = x.clone()
-                x[b, t] = x[b, t] * kp.to(x.dtype) + fl.to(x.dtype)
+                x[b, t] = x[b, t] * kp.to(x.device, x.dtype) + fl.to(x.device, x.dtype)
                 return x
 
             with intervene(self.lm, site("mlp.hook_post", layer), edit):
@@ -103,21 +105,21 @@ class Runner:
         return np.concatenate(out) if out else np.zeros(0)
 
     def _batch(self, r: torch.Tensor) -> np.ndarray:
-        lm = self.lm
+        lm, r = self.lm, r.to(self.dev)
         with torch.no_grad():
             if lm.kind == "causal":
                 c = copy.copy(self.cache)
                 c.layers = [copy.copy(x) for x in self.cache.layers]
                 for x in c.layers:  # one cache row per edited row; the shared cache is never written
                     x.keys, x.values = x.keys[r], x.values[r]
-                m = torch.cat([self.mask[r], torch.ones(len(r), 1, dtype=torch.long)], 1)
+                m = torch.cat([self.mask[r], torch.ones(len(r), 1, dtype=torch.long, device=self.dev)], 1)
                 h = lm.model.base_model(input_ids=self.last[r, None], attention_mask=m, past_key_values=c,
                                         position_ids=m.sum(1, keepdim=True) - 1, use_cache=False).last_hidden_state
                 logits = h[:, -1] @ self.u.T + self.b
             else:
-                logits = _run_batch(lm, [self.ids[i] for i in r.tolist()])[2].logits[torch.arange(len(r)), self.pos[r]]
-                logits = logits[:, self.tf]
-        return ((logits[:, 0] - logits[:, 1]) * self.sign[r]).float().numpy()
+                out = _run_batch(lm, [self.ids[i] for i in r.tolist()])[2].logits
+                logits = out[torch.arange(len(r), device=out.device), self.pos[r.cpu()].to(out.device)][:, self.tf]
+        return ((logits[:, 0] - logits[:, 1]).float() * self.sign[r]).float().cpu().numpy()
 
 
 def _w_out(lm, layer: int) -> np.ndarray:
