@@ -38,4 +38,4 @@ def residual_acts(lm, mc, model_pool) -> Activations:
         ids = [x[:256] for x in encode(lm, [d["text"] for d in docs])]
         return capture(lm, ids, sites, "all", batch_size=8)
 
-    return model_pool.cached((lm.name, "residual", stimuli_hash(docs)), run)
+    return model_pool.activations(lm, "residual", (stimuli_hash(docs), 256), run)

@@ -104,7 +104,7 @@ def activations(lm, mc, model_pool) -> dict[str, dict[str, np.ndarray]]:
         a = capture(lm, ids, sites, pos)  # a list: capture() compares positions == "all"
         return {s: {g: a[s][sl] for g, sl in spans.items()} for s in sites}
 
-    return model_pool.cached((lm.name, lm.fingerprint, "ged", pairs.hash(), held.hash()), run)
+    return model_pool.activations(lm, "ged", (pairs.hash(), held.hash()), run)
 
 
 def layer_data(acts: dict, s: str, mc, labels: list[str], shuffle_seed: int | None = None):

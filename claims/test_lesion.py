@@ -16,7 +16,7 @@ A. ``test_lesion_causal`` (causal LMs, per layer and rule). Selection on the tra
    by mean direct contribution a_i * W_out[i] . (g * (u_target - u_foil)) / norm-denominator. On each held-out prompt
    the selected set of its side is zeroed (and, reported, set to its mean over the training prompts) at the
    prediction position only, in a real forward pass. Null: size-matched random sets of the same layer zeroed the
-   same way, drawn sequentially (Besag-Clifford, h = 10, at most ``MECHCLAIMS_LESION_NULL_SETS`` = 100 per side).
+   same way, drawn sequentially (Besag-Clifford, h = 10, at most ``--lesion-null-sets`` = 100 per side).
    Pass rule, per layer: both sides' mean change < 0 and max(p_her, p_him) <= 0.05 after BH FDR over the layers
    under test. Reported: effect with bootstrap CI, d_z, fraction lowered, mean ablation, z vs null, split-half
    Jaccard of the selection.
@@ -29,7 +29,6 @@ Falsified by: a layer where a side is not lowered, or where random sets of the s
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
@@ -46,7 +45,6 @@ from mechclaims.stats import lesion as L
 from mechclaims.verdict import Verdict
 
 K, TEST_FRACTION, H, ALPHA, CORRECTION, CHUNK, ROWS = L.DEFAULT_K, 0.4, L.DEFAULT_H, 0.05, "fdr_bh", 10, 512
-NULL_SETS = int(os.environ.get("MECHCLAIMS_LESION_NULL_SETS", "100"))  # per side and layer, upper bound
 TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 forward passes; p-values move in steps of the sequential null
 SIDES = L.SIDES
 
@@ -181,8 +179,10 @@ def _prep(lm, mc, model_pool) -> dict:
         train, test = split_pairs(pairs, TEST_FRACTION, mc.seed)
         n, sites = len(train), [site("mlp.hook_post", l) for l in layers]
         tr_texts = [p.her for p in train] + [p.him for p in train]
+        acts_key = (pairs_hash(pairs), layers, mc.seed, TEST_FRACTION)  # the split decides the training texts
         if causal:
-            a = capture(lm, encode(lm, tr_texts), sites + ["ln_final.hook_in"], "last")
+            a = model_pool.activations(lm, "lesion-train", acts_key, lambda: capture(
+                lm, encode(lm, tr_texts), sites + ["ln_final.hook_in"], "last"))
             ref = a  # mean ablation: the training prompts at the same (prediction) position
             norm = lm.model.base_model.get_submodule(lm.sitemap.final_norm)
             x = a["ln_final.hook_in"].astype(float)
@@ -190,9 +190,9 @@ def _prep(lm, mc, model_pool) -> dict:
             inv = 1.0 / np.sqrt(spread + getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-5)))
         else:  # the original: select at the pronoun token; the reference mean sits at the [MASK]
             ids, pos = masked_positions(tr_texts, ["her"] * n + ["him"] * n)
-            a = capture(lm, ids, sites, pos)
-            ids, pos = masked_positions(tr_texts, None)
-            ref = capture(lm, ids, sites, pos)
+            a = model_pool.activations(lm, "lesion-train-filled", acts_key, lambda: capture(lm, ids, sites, pos))
+            ids2, pos2 = masked_positions(tr_texts, None)
+            ref = model_pool.activations(lm, "lesion-train-mask", acts_key, lambda: capture(lm, ids2, sites, pos2))
             inv = np.ones(2 * n)
         acts = {l: {"her": a[s][:n], "him": a[s][n:]} for l, s in zip(layers, sites)}
         inv = {"her": inv[:n], "him": inv[n:]}
@@ -221,7 +221,7 @@ def _prep(lm, mc, model_pool) -> dict:
     return model_pool.cached((lm.name, lm.fingerprint, "lesion-prep", pairs_hash(pairs), layers, mc.seed), run)
 
 
-def _ablate_layer(p: dict, l: int, P: dict, seed: int) -> dict[str, L.LayerLesion]:
+def _ablate_layer(p: dict, l: int, P: dict, seed: int, null_sets: int) -> dict[str, L.LayerLesion]:
     """All of one layer's real ablations: selected sets (zero, mean) and the sequential random-set nulls."""
     d, clean, mean = p["d_mlp"], p["clean"], p["ref_mean"][l]
     rules = [x for r in p["rules"] for x in (r, f"shuffled_{r}")]
@@ -271,7 +271,7 @@ def _ablate_layer(p: dict, l: int, P: dict, seed: int) -> dict[str, L.LayerLesio
                 if (nm_o <= eff[r, o]).sum() >= H and L.sequential_mc_p(eff[r, o], nm_o, H)[0] > ALPHA:
                     continue  # the other side stopped above alpha: max(p_her, p_him) cannot pass, save the draws
             # A rule with an empty other side fails anyway: a short null (2 chunks) still reports this side.
-            if L.needs_more_draws(eff[r, s], null_means(s, m), NULL_SETS if ok[r, o] else 2 * CHUNK, H):
+            if L.needs_more_draws(eff[r, s], null_means(s, m), null_sets if ok[r, o] else 2 * CHUNK, H):
                 return True
         return False
 
@@ -299,7 +299,7 @@ def _results(lm, mc, model_pool) -> dict:
     def run() -> dict:
         kept = np.flatnonzero(p["clean"] > 0)  # test only on prompts the model gets right
         P = {s: kept[p["side"][kept] == i] for i, s in enumerate(SIDES)}
-        per = {l: _ablate_layer(p, l, P, mc.seed) for l in p["layers"]}
+        per = {l: _ablate_layer(p, l, P, mc.seed, mc.lesion_null_sets) for l in p["layers"]}
         verdicts = {}
         for r in per[p["layers"][0]]:
             vs = L.lesion_verdicts([per[l][r] for l in p["layers"]], claim=f"lesion_{r}", alpha=ALPHA,
@@ -307,7 +307,7 @@ def _results(lm, mc, model_pool) -> dict:
             verdicts[r] = dict(zip(p["layers"], vs))
         return {"verdicts": verdicts, "per": per, "P": P}
 
-    return model_pool.cached((lm.name, lm.fingerprint, "lesion-results", NULL_SETS, p["layers"], mc.seed), run)
+    return model_pool.cached((lm.name, lm.fingerprint, "lesion-results", mc.lesion_null_sets, p["layers"], mc.seed), run)
 
 
 @pytest.mark.claim("mlp_pronoun_lesion", family="causal", kinds=("causal",))
@@ -409,7 +409,7 @@ def test_lesion_profile(lm, mc, model_pool, artifacts, record):
 
 
 # --------------------------------------------------------------------------------------------- expected verdicts
-# Measured on CPU, float32, seed 0, MECHCLAIMS_LESION_NULL_SETS=100 (torch 2.13, transformers 5.23). Per side: the
+# Measured on CPU, float32, seed 0, --lesion-null-sets 100 (torch 2.13, transformers 5.23). Per side: the
 # mean change of the target-minus-foil logit with the selected set zeroed, its sequential p / random sets drawn
 # ("no null": no draws, because a side not lowered fails whatever the null says), k when not 20; q = BH over layers.
 # "not lowered": a side's mean change >= 0. "nothing to test": a side has no selected neuron or no prompt right.

@@ -96,7 +96,7 @@ def qk_acts(lm, mc, model_pool, templates: tuple[str, ...] | None = None, kinds=
         return {k: np.stack([a[site(k, l)].reshape((len(templates), len(cs.words)) + a[site(k, l)].shape[1:])
                              .mean(0) for l in range(lm.n_layers)]) for k in kinds}
 
-    return model_pool.cached((lm.name, lm.fingerprint, "rsa", cs.hash(), templates, kinds), run)
+    return model_pool.activations(lm, "rsa", (cs.hash(), templates, kinds), run)
 
 
 def random_lm(lm, mc, model_pool):

@@ -34,6 +34,11 @@ OPTIONS = [
      None),
     ("--stimuli", "mechclaims_stimuli", "override a claim's stimuli: NAME=PATH (repeatable); names are listed in "
      "fixtures/README.md", None),
+    ("--activation-cache", "mechclaims_activation_cache", "on (default): reuse captured activations from "
+     "<cache-dir>/activations, keyed by weights, stimuli and versions; off: never touch it; refresh: recompute "
+     "and overwrite", "on"),
+    ("--lesion-null-sets", "mechclaims_lesion_null_sets", "upper bound on random neuron sets per side and layer in "
+     "the lesion claim's sequential null (default 100)", "100"),
 ]
 
 
@@ -58,6 +63,8 @@ class Settings:
     layers: str
     cache_dir: str | None
     stimuli: dict[str, str]
+    activation_cache: str = "on"
+    lesion_null_sets: int = 100
     baselines: Path = ROOT / "baselines"
     records: list[dict[str, Any]] = field(default_factory=list)
 
@@ -97,10 +104,19 @@ def _settings(config: pytest.Config) -> Settings:
             raise OptionError(f"--stimuli {s!r}: expected NAME=PATH, e.g. --stimuli ged_pairs=my_pairs.jsonl")
         k, v = s.split("=", 1)
         stim[k.strip()] = v.strip()
+    from .stimuli import check_stimuli_overrides
+
+    check_stimuli_overrides(stim)  # an unknown NAME or a missing PATH is a usage error, not a silent default
     try:
         seed, perms = int(vals["mechclaims_seed"]), int(vals["mechclaims_permutations"])
+        null_sets = int(vals["mechclaims_lesion_null_sets"])
     except ValueError:
-        raise OptionError("--seed and --permutations take integers.") from None
+        raise OptionError("--seed, --permutations and --lesion-null-sets take integers.") from None
+    if null_sets < 20:
+        raise OptionError(f"--lesion-null-sets {null_sets}: at least 20 are needed for a p-value below 0.05.")
+    act_mode = vals["mechclaims_activation_cache"]
+    if act_mode not in ("on", "off", "refresh"):
+        raise OptionError(f"--activation-cache {act_mode!r}: use on, off or refresh.")
     if perms < 20:
         raise OptionError(f"--permutations {perms}: at least 20 are needed for a p-value below 0.05.")
     check_device_dtype(vals["mechclaims_device"], vals["mechclaims_dtype"])
@@ -115,6 +131,7 @@ def _settings(config: pytest.Config) -> Settings:
     return Settings(models=list(dict.fromkeys(models)), device=vals["mechclaims_device"],
                     dtype=vals["mechclaims_dtype"], artifacts=art.resolve(), seed=seed, permutations=perms,
                     layers=vals["mechclaims_layers"], cache_dir=vals["mechclaims_cache_dir"], stimuli=stim,
+                    activation_cache=act_mode, lesion_null_sets=null_sets,
                     baselines=Path(vals["mechclaims_baselines_dir"] or ROOT / "baselines").resolve())
 
 
@@ -126,6 +143,7 @@ class ModelPool:
         self._models: dict[str, Any] = {}
         self._configs: dict[str, Any] = {}
         self.memo: dict[Any, Any] = {}
+        self._store = None
 
     def n_layers(self, name: str) -> int:
         from .models import n_layers_of, resolve_config
@@ -150,6 +168,24 @@ class ModelPool:
         if key not in self.memo:
             self.memo[key] = fn()
         return self.memo[key]
+
+    @property
+    def store(self):
+        from .actcache import ActivationStore
+        from .models import cache_root
+
+        if self._store is None:
+            self._store = ActivationStore(cache_root(self.s.cache_dir) / "activations", self.s.activation_cache)
+        return self._store
+
+    def activations(self, lm: Any, tag: str, parts: tuple, fn: Callable[[], Any]) -> Any:
+        """Session memo backed by the on-disk activation cache: ``fn()`` (a capture, arrays only) runs once per
+        model weights, ``tag``, ``parts`` (stimuli hashes, sites, positions), dtype, device and library versions."""
+        dev = str(lm.device).split(":")[0]
+        key = {"model": lm.name, "fingerprint": lm.fingerprint, "tag": tag, "parts": parts, "dtype": lm.dtype,
+               "device": dev}
+        return self.cached(("activations", lm.name, lm.fingerprint, tag, parts),
+                           lambda: self.store.get(key, fn))
 
 
 _SETTINGS = pytest.StashKey[Settings]()
@@ -383,6 +419,10 @@ def record(request: pytest.FixtureRequest) -> Callable[..., None]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     rep = yield
+    if rep.failed and call.excinfo is not None and call.excinfo.errisinstance(MechClaimsError):
+        # Bad input met inside a claim (a stimulus without its target, a multi-token word): the message names the
+        # input and the fix; a traceback from deep inside the library would only hide it.
+        rep.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
     if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
         recs = item.stash.get(_REC, [])
         art = item.stash.get(_ART, None)

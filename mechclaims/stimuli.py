@@ -6,13 +6,55 @@ fails the same way: a :class:`StimuliError` naming the file, the line, and what 
 from __future__ import annotations
 
 import csv
+import difflib
+import glob
 import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import StimuliError
+from .errors import OptionError, StimuliError
+
+# Stimuli sets a claim reads through ``stimuli_path(NAME, default)``, overridable with ``--stimuli NAME=PATH``.
+# Keep in step with the table in fixtures/README.md.
+STIMULI_NAMES: dict[str, str] = {
+    "passages": "passages.jsonl",
+    "ged_pairs": "ged_pairs.jsonl",
+    "ged_heldout": "ged_heldout.jsonl",
+    "rsa_categories": "rsa_categories.json",
+    "lesion_causal": "lesion_causal.jsonl",
+    "lesion_masked": "lesion_masked.jsonl",
+}
+_GLOB_OK = frozenset({"ged_heldout"})  # Parquet shards may be given as a directory or a glob
+
+
+def check_stimuli_overrides(overrides: Mapping[str, str]) -> None:
+    """Validate ``--stimuli NAME=PATH`` overrides up front: NAME must be a known set and PATH must exist.
+
+    Raises :class:`OptionError` naming the option, the name or path, and the fix. Called by the plugin when it
+    reads its options, so a typo is a usage error before any model loads, never a silently ignored override.
+    """
+    for name, path in overrides.items():
+        opt = f"--stimuli {name}={path}"
+        if name not in STIMULI_NAMES:
+            close = difflib.get_close_matches(name, STIMULI_NAMES, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise OptionError(f"{opt}: unknown stimuli name {name!r}; the names are "
+                              f"{', '.join(STIMULI_NAMES)} (see fixtures/README.md).{hint}")
+        if not str(path).strip():
+            raise OptionError(f"{opt}: no path given; pass the file after '=', e.g. --stimuli "
+                              f"{name}=my_{STIMULI_NAMES[name]}")
+        p = Path(path)
+        if p.exists():
+            continue
+        if name in _GLOB_OK and any(c in str(path) for c in "*?["):
+            if glob.glob(str(path)):
+                continue
+            raise OptionError(f"{opt}: the pattern {path!r} matches no file. Check the path (relative paths are "
+                              f"resolved from {Path.cwd()}).")
+        raise OptionError(f"{opt}: the file {p} does not exist. Check the path (relative paths are resolved from "
+                          f"{Path.cwd()}, the directory you run pytest in).")
 
 
 def read_text(path: str | Path, what: str = "stimuli file") -> str:
@@ -40,8 +82,14 @@ def read_jsonl(path: str | Path, required: Sequence[str], what: str = "stimuli f
 
     Every record must hold the ``required`` keys with non-empty values.
     """
+    return [r for _, r in read_jsonl_numbered(path, required, what)]
+
+
+def read_jsonl_numbered(path: str | Path, required: Sequence[str], what: str = "stimuli file"
+                        ) -> list[tuple[int, dict[str, Any]]]:
+    """As :func:`read_jsonl`, with each record's line number in the file (for error messages)."""
     text = read_text(path, what)
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     for i, line in enumerate(text.splitlines(), 1):
         s = line.strip()
         if not s or s.startswith("#"):
@@ -55,7 +103,7 @@ def read_jsonl(path: str | Path, required: Sequence[str], what: str = "stimuli f
             raise StimuliError(f"{what} {path}, line {i}: expected a JSON object with keys "
                                f"{list(required)}, got {type(obj).__name__}.")
         _check_keys(obj, required, path, i, what)
-        rows.append(obj)
+        rows.append((i, obj))
     if not rows:
         raise StimuliError(f"{what} {path} has no records (only comments or blank lines).")
     return rows
@@ -63,6 +111,10 @@ def read_jsonl(path: str | Path, required: Sequence[str], what: str = "stimuli f
 
 def read_csv(path: str | Path, required: Sequence[str], what: str = "stimuli file") -> list[dict[str, str]]:
     """Read a CSV with a header row holding at least the ``required`` columns."""
+    return [r for _, r in _read_csv(path, required, what)]
+
+
+def _read_csv(path: str | Path, required: Sequence[str], what: str) -> list[tuple[int, dict[str, str]]]:
     text = read_text(path, what)
     try:
         reader = csv.DictReader(io.StringIO(text))
@@ -77,7 +129,7 @@ def read_csv(path: str | Path, required: Sequence[str], what: str = "stimuli fil
                 raise StimuliError(f"{what} {path}, line {i}: more fields than the header has columns "
                                    f"(quote fields that contain commas).")
             _check_keys(row, required, path, i, what)
-            rows.append(row)
+            rows.append((i, row))
     except csv.Error as e:
         raise StimuliError(f"{what} {path}: malformed CSV ({e}).") from None
     if not rows:
@@ -87,21 +139,29 @@ def read_csv(path: str | Path, required: Sequence[str], what: str = "stimuli fil
 
 def read_records(path: str | Path, required: Sequence[str], what: str = "stimuli file") -> list[dict[str, Any]]:
     """Dispatch on the extension: ``.jsonl``/``.json`` -> JSON Lines, ``.csv`` -> CSV."""
+    return [r for _, r in read_records_numbered(path, required, what)]
+
+
+def read_records_numbered(path: str | Path, required: Sequence[str], what: str = "stimuli file"
+                          ) -> list[tuple[int, dict[str, Any]]]:
+    """As :func:`read_records`, with each record's line number in the file (for error messages)."""
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
-        return read_jsonl(path, required, what)
+        return read_jsonl_numbered(path, required, what)
     if suffix == ".csv":
-        return read_csv(path, required, what)
+        return _read_csv(path, required, what)
     raise StimuliError(f"{what} {path}: unsupported extension {suffix!r}; use .jsonl or .csv.")
 
 
 def _check_keys(obj: dict, required: Iterable[str], path: Any, line: int, what: str) -> None:
     for k in required:
         if k not in obj:
-            raise StimuliError(f"{what} {path}, line {line}: missing field {k!r} (has {sorted(obj)}).")
+            raise StimuliError(f"{what} {path}, line {line}: missing field {k!r} (has {sorted(obj)}). Every "
+                               f"record needs the fields {list(required)}.")
         v = obj[k]
         if v is None or (isinstance(v, str) and not v.strip()):
-            raise StimuliError(f"{what} {path}, line {line}: field {k!r} is empty.")
+            raise StimuliError(f"{what} {path}, line {line}: field {k!r} is empty. Fill it in or delete the "
+                               f"record.")
 
 
 def stimuli_hash(obj: Any) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mechclaims.capture import locate_word, single_token_id
 from mechclaims.errors import ModelError, OptionError, SiteError, StimuliError
 from mechclaims.models import check_device_dtype, load_model, resolve_config
 from mechclaims.sites import resolve
@@ -43,6 +44,8 @@ def test_unknown_model_name_error():
     (("--layers", "x-y"), "--layers"),
     (("--permutations", "5"), "at least 20"),
     (("--stimuli", "noequals"), "NAME=PATH"),
+    (("--activation-cache", "sometimes"), "--activation-cache 'sometimes': use on, off or refresh"),
+    (("--lesion-null-sets", "5"), "--lesion-null-sets 5: at least 20"),
 ])
 def test_bad_options_are_usage_errors(args, msg):
     r = _pytest(*args, "-k", "additivity and L0")
@@ -135,3 +138,184 @@ def test_nan_statistic_fails_with_reason():
         v.assert_holds()
     v = Verdict(claim="c", statistic_name="d", statistic=1.0, rule="p < .05", passed=True, p=float("nan"))
     assert not v.passed
+
+
+# ---------- bad-input matrix (issue 9): stimuli that do not fit the claim or the tokenizer ----------
+
+def _only(tmp_path: Path, *names: str) -> None:
+    """Nothing half-written: a failed load leaves the directory holding only the input file(s)."""
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_multi_token_target_word(tiny):
+    lm = tiny("tiny-gpt2")
+    with pytest.raises(StimuliError, match=r"' xylophonist' is 3 tokens for model tiny-gpt2") as e:
+        single_token_id(lm, " xylophonist", source="my_prompts.jsonl")
+    assert "my_prompts.jsonl" in str(e.value) and "Choose another word" in str(e.value)
+    with pytest.raises(StimuliError, match=r"split into 3 tokens .* tiny-gpt2") as e:
+        locate_word(lm, "We met a xylophonist today.", "xylophonist", source="my_pairs.jsonl (pair_him 4)")
+    assert "my_pairs.jsonl (pair_him 4)" in str(e.value) and "Use another word" in str(e.value)
+
+
+@pytest.mark.parametrize("text,word,msg", [
+    ("She thanked Tom for it.", "him", "does not contain its target 'him'"),
+    ("She hurt himself.", "him", "does not contain its target 'him'"),  # whole word only
+    ("Him, she thanked.", "him", "does not contain its target 'him'"),  # case-sensitive
+    ("She thanked him and him again.", "him", "contains its target 'him' 2 times"),
+])
+def test_target_absent_or_repeated(tiny, text, word, msg):
+    with pytest.raises(StimuliError, match=msg) as e:
+        locate_word(tiny("tiny-gpt2"), text, word, source="my_pairs.jsonl (pair_him 7)")
+    s = str(e.value)
+    assert "my_pairs.jsonl (pair_him 7)" in s and repr(text) in s
+    assert "Fix the sentence" in s or "Rewrite the sentence" in s
+
+
+_PAIRS = [{"id": f"p{i}", "him": f"We met him on day {i}.", "her": f"We met her on day {i}."} for i in range(9)]
+
+
+@pytest.mark.parametrize("broken,lacks", [
+    ({"id": "p3", "him": "We met him on day 3."}, "her"),  # the record lost its partner
+    ({"id": "p3", "him": "", "her": "We met her on day 3."}, "him"),
+    ({"id": "p3", "him": "We met him on day 3.", "her": None}, "her"),
+])
+def test_pairs_record_missing_its_partner(tmp_path, broken, lacks):
+    from mechclaims.datasets.pronouns import load_pairs
+
+    f = _write_jsonl(tmp_path / "pairs.jsonl", _PAIRS[:3] + [broken] + _PAIRS[4:])
+    with pytest.raises(StimuliError, match=f"no '{lacks}' partner") as e:
+        load_pairs(f)
+    s = str(e.value)
+    assert str(f) in s and "line 4 (record 4, id 'p3')" in s
+    assert "must have the same length" in s and f"add the matching '{lacks}' sentence" in s
+    _only(tmp_path, "pairs.jsonl")
+
+
+def test_pairs_csv_him_column_longer_than_her(tmp_path):
+    from mechclaims.datasets.pronouns import load_pairs
+
+    f = tmp_path / "pairs.csv"
+    rows = [f"p{i},We met him on day {i}.,We met her on day {i}." for i in range(8)]
+    f.write_text("id,him,her\n" + "\n".join(rows) + "\np8,We met him on day 8.,\np9,We met him on day 9.\n")
+    with pytest.raises(StimuliError, match="no 'her' partner") as e:
+        load_pairs(f)
+    assert str(f) in str(e.value) and "line 10 (record 9, id 'p8')" in str(e.value)
+
+
+@pytest.mark.parametrize("loader,row,lacks", [
+    ("load_causal_pairs", {"id": "c1", "her": "Mary fell, so I helped"}, "him"),
+    ("load_masked_pairs", {"id": "m1", "him": "John fell, so I helped [MASK].", "her": ""}, "her"),
+])
+def test_lesion_pair_missing_its_partner(tmp_path, loader, row, lacks):
+    from mechclaims.datasets import lesion
+
+    f = tmp_path / "lesion.jsonl"
+    f.write_text("# my lesion pairs\n" + json.dumps(row) + "\n")
+    with pytest.raises(StimuliError, match=f"no '{lacks}' partner") as e:
+        getattr(lesion, loader)(f, min_pairs=1)
+    s = str(e.value)
+    assert str(f) in s and "line 2 (record 1" in s and "same length" in s and "add the matching" in s
+    _only(tmp_path, "lesion.jsonl")
+
+
+def _heldout(path: Path, n_him: int, n_her: int) -> Path:
+    rows = ([{"id": f"m{i}", "label": "him", "text": f"Story {i}: we met him at dawn."} for i in range(n_him)]
+            + [{"id": f"f{i}", "label": "her", "text": f"Tale {i}: they thanked her for it."} for i in range(n_her)])
+    return _write_jsonl(path, rows)
+
+
+def test_heldout_too_few_windows_for_the_test(tmp_path):
+    from mechclaims.datasets.pronouns import MIN_HELDOUT_PER_LABEL, load_heldout
+
+    f = _heldout(tmp_path / "held.jsonl", 12, MIN_HELDOUT_PER_LABEL - 1)
+    with pytest.raises(StimuliError, match=f"at least {MIN_HELDOUT_PER_LABEL} of each label") as e:
+        load_heldout(f, n_per_label=60)
+    s = str(e.value)
+    assert str(f) in s and f"12 'him' and {MIN_HELDOUT_PER_LABEL - 1} 'her' windows" in s
+    assert "Add windows labelled 'her'" in s and "--stimuli ged_heldout=PATH" in s
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("We saw him.\n\nWe saw her.\n\nHer book fell.\n\nNo pronoun here.")
+    with pytest.raises(StimuliError, match="1 'him' and 1 'her' windows cut from 4 documents") as e:
+        load_heldout(corpus)
+    assert str(corpus) in str(e.value) and "Use a larger corpus" in str(e.value)
+    with pytest.raises(ValueError, match="n_per_label=2"):
+        load_heldout(_heldout(tmp_path / "ok.jsonl", 20, 20), n_per_label=2)
+    _only(tmp_path, "held.jsonl", "corpus.txt", "ok.jsonl")
+
+
+def test_heldout_fewer_than_n_per_label_uses_what_there_is(tmp_path):
+    from mechclaims.datasets.pronouns import MIN_HELDOUT_PER_LABEL, load_heldout
+
+    n = MIN_HELDOUT_PER_LABEL
+    h = load_heldout(_heldout(tmp_path / "held.jsonl", n + 3, n), n_per_label=60)
+    assert len(h.of("him")) == n + 3 and len(h.of("her")) == n
+    assert len(load_heldout(tmp_path / "held.jsonl", n_per_label=n + 1).of("him")) == n + 1
+
+
+@pytest.mark.parametrize("name,path,msg", [
+    ("gedpairs", "fixtures/ged_pairs.jsonl", "unknown stimuli name 'gedpairs'.*Did you mean 'ged_pairs'"),
+    ("nonsense", "fixtures/ged_pairs.jsonl", "unknown stimuli name 'nonsense'; the names are passages, ged_pairs"),
+    ("ged_pairs", "no/such/pairs.jsonl", r"the file no/such/pairs.jsonl does not exist. Check the path"),
+    ("ged_heldout", "no/such/dir/*.parquet", "matches no file"),
+    ("ged_pairs", "", "no path given"),
+])
+def test_stimuli_override_unknown_name_or_missing_path(name, path, msg):
+    from mechclaims.stimuli import STIMULI_NAMES, check_stimuli_overrides
+
+    with pytest.raises(OptionError, match=msg) as e:
+        check_stimuli_overrides({name: path})
+    assert f"--stimuli {name}={path}" in str(e.value)
+    check_stimuli_overrides({k: str(ROOT / "fixtures" / v) for k, v in STIMULI_NAMES.items()})  # the bundled set
+    readme = (ROOT / "fixtures" / "README.md").read_text()
+    assert all(f"| `{k}` | `{v}` |" in readme for k, v in STIMULI_NAMES.items())  # names match the docs
+
+
+def test_stimuli_override_is_a_usage_error(tmp_path):
+    if "check_stimuli_overrides" not in (ROOT / "mechclaims" / "plugin.py").read_text():
+        pytest.skip("mechclaims/plugin.py does not call check_stimuli_overrides yet")
+    art = tmp_path / "art"
+    for arg, msg in [("gedpairs=fixtures/ged_pairs.jsonl", "Did you mean 'ged_pairs'"),
+                     ("ged_pairs=no/such.jsonl", "does not exist")]:
+        r = _pytest("--stimuli", arg, "--artifacts-dir", str(art), "-k", "ged and L0")
+        out = r.stdout + r.stderr
+        assert r.returncode == 4 and msg in out and f"--stimuli {arg}" in out and "Traceback" not in out, out
+    assert not art.exists() or not any(art.iterdir())
+
+
+@pytest.mark.parametrize("words,n", [([], 0), (["cat"], 1), (["cat", "dog"], 2)])
+def test_category_with_too_few_words(tmp_path, words, n):
+    from mechclaims.datasets.categories import MIN_WORDS, load_categories
+
+    f = tmp_path / "cats.json"
+    f.write_text(json.dumps({"categories": {"animals": words, "colours": ["red", "blue", "green"]}}))
+    msg = f"category 'animals' has {n} word\\(s\\); it needs at least {MIN_WORDS}"
+    with pytest.raises(StimuliError, match=msg) as e:
+        load_categories(f)
+    assert str(f) in str(e.value) and "Add words to it, or remove the category" in str(e.value)
+    _only(tmp_path, "cats.json")
+
+
+def test_category_word_is_several_tokens(tiny, tmp_path):
+    from mechclaims.datasets.categories import load_categories, word_positions
+
+    lm = tiny("tiny-gpt2")
+    f = tmp_path / "cats.json"
+    f.write_text(json.dumps({"categories": {"a": ["cat", "dog", "xylophonist"], "b": ["red", "blue", "green"]}}))
+    cs = load_categories(f)
+    with pytest.raises(StimuliError, match=r"the word 'xylophonist' .* for model tiny-gpt2 is 3 tokens") as e:
+        word_positions(cs, lm.tokenizer, lm.name)
+    assert str(f) in str(e.value) and "Replace the word" in str(e.value)
+
+
+def test_readme_lists_the_stimuli_errors():
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## Errors you may see"):]
+    for phrase in ["does not contain its target", "is split into N tokens", "is N tokens for model M", "partner",
+                   "need at least 5 of each label", "unknown stimuli name", "does not exist",
+                   "it needs at least 3", "missing field", "not UTF-8"]:
+        assert phrase in table, phrase

@@ -81,7 +81,8 @@ def make_category_set(categories: dict[str, Sequence[str]], template: str = DEFA
             raise StimuliError(f"{source}: category {name!r} must be a list of strings.")
         if len(ws) < MIN_WORDS:
             raise StimuliError(f"{source}: category {name!r} has {len(ws)} word(s); it needs at least "
-                               f"{MIN_WORDS} (10 or more for useful power).")
+                               f"{MIN_WORDS} (10 or more for useful power) to have within-category pairs. Add "
+                               f"words to it, or remove the category.")
         for w in ws:
             if not _WORD_RE.match(w):
                 raise StimuliError(f"{source}: category {name!r}: {w!r} is not a single word (no spaces, braces "

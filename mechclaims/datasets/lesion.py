@@ -20,7 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import StimuliError
-from ..stimuli import read_jsonl, stimuli_hash
+from ..stimuli import _check_keys, read_jsonl_numbered, stimuli_hash
+from .pronouns import missing_partner, partner_message
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CAUSAL_PATH = FIXTURES / "lesion_causal.jsonl"
@@ -43,12 +44,19 @@ class PronounPair:
 
 
 def _common(path: str | Path, what: str, min_pairs: int) -> list[PronounPair]:
-    rows = read_jsonl(path, FIELDS, what)
+    numbered = read_jsonl_numbered(path, ("id",), what)
     seen: dict[str, int] = {}
     texts: dict[str, str] = {}
     out = []
-    for i, r in enumerate(rows, 1):
+    for i, (line, r) in enumerate(numbered, 1):
         pid = str(r["id"])
+        lacks = missing_partner(r, ("her", "him"))
+        if lacks is not None:
+            other = "him" if lacks == "her" else "her"
+            raise StimuliError(partner_message(f"{what} {path}, line {line} (record {i}, id {pid!r})", other, lacks,
+                                               f"the same frame with a {'female' if lacks == 'her' else 'male'} "
+                                               f"referent"))
+        _check_keys(r, FIELDS, path, line, what)
         for k in ("her", "him"):
             if not isinstance(r[k], str):
                 raise StimuliError(f"{what} {path}, record {i} (id {pid!r}): field {k!r} must be a string.")

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import StimuliError
-from ..stimuli import read_records, read_text, stimuli_hash
+from ..stimuli import _check_keys, read_records_numbered, read_text, stimuli_hash
 
 PRONOUNS = ("him", "her")
 _OTHER = {"him": "her", "her": "him"}
@@ -105,12 +105,39 @@ def swap_pronoun(text: str, label: str) -> str:
     return text[:i] + _OTHER[label] + text[i + len(label):]
 
 
+def missing_partner(rec: dict, sides: Sequence[str]) -> str | None:
+    """The side of a pair whose sentence is missing or empty while the other side has one (else None)."""
+    def has(k: str) -> bool:
+        v = rec.get(k)
+        return v is not None and not (isinstance(v, str) and not v.strip())
+    present = [k for k in sides if has(k)]
+    return next((k for k in sides if not has(k)), None) if 0 < len(present) < len(sides) else None
+
+
+def partner_message(where: str, have: str, lacks: str, matching: str = "") -> str:
+    """Message for a pair with one side only: the him and her lists would differ in length."""
+    matching = matching or f"the {have!r} sentence with {have!r} replaced by {lacks!r}"
+    return (f"{where}: the pair has a {have!r} sentence but no {lacks!r} partner (the field is missing or empty). "
+            f"The {have} and {lacks} lists must have the same length, one pair per record: add the matching "
+            f"{lacks!r} sentence ({matching}) or delete the record.")
+
+
+MIN_PAIRS = 8  # the claim splits pairs into train and test and fits covariances
+MIN_HELDOUT_PER_LABEL = 5  # Welch t-test and bootstrap CI of d per label; 50 or more is sensible
+
+
 def load_pairs(path: str | os.PathLike) -> PronounPairs:
-    """Read and validate matched pairs; every problem names the file, the record and the fix."""
-    rows = read_records(path, ("id", "him", "her"), what="GED pairs file")
+    """Read and validate matched pairs; every problem names the file, the line and record, and the fix."""
+    what = "GED pairs file"
+    numbered = read_records_numbered(path, ("id",), what=what)
+    rows = [r for _, r in numbered]
     seen: set[str] = set()
-    for k, r in enumerate(rows, 1):
-        where = f"GED pairs file {path}, record {k} (id {r['id']!r})"
+    for k, (line, r) in enumerate(numbered, 1):
+        where = f"{what} {path}, line {line} (record {k}, id {r['id']!r})"
+        lacks = missing_partner(r, PRONOUNS)
+        if lacks is not None:
+            raise StimuliError(partner_message(where, _OTHER[lacks], lacks))
+        _check_keys(r, ("him", "her"), path, line, what)
         if r["id"] in seen:
             raise StimuliError(f"{where}: duplicate id; ids must be unique.")
         seen.add(str(r["id"]))
@@ -126,9 +153,9 @@ def load_pairs(path: str | os.PathLike) -> PronounPairs:
         if str(r["him"])[:i] + "her" + str(r["him"])[i + 3:] != str(r["her"]):
             raise StimuliError(f"{where}: the sentences are not matched. Replacing 'him' by 'her' in {r['him']!r} "
                                f"must give exactly {r['her']!r}.")
-    if len(rows) < 8:
-        raise StimuliError(f"GED pairs file {path}: {len(rows)} pairs; the claim needs at least 8 (it splits them "
-                           f"into train and test and fits covariances).")
+    if len(rows) < MIN_PAIRS:
+        raise StimuliError(f"{what} {path}: {len(rows)} pairs; the claim needs at least {MIN_PAIRS} (it splits them "
+                           f"into train and test and fits covariances). Add pairs.")
     return PronounPairs([str(r["id"]) for r in rows], [str(r.get("frame") or "-") for r in rows],
                         [str(r["him"]) for r in rows], [str(r["her"]) for r in rows], str(path))
 
@@ -179,24 +206,46 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, **extr
     """Held-out windows from a windows file (.jsonl/.csv), a text corpus (.txt) or Parquet.
 
     ``n_per_label`` keeps the first n windows of each label in file order (the committed fixture is in a
-    seeded random order), so both labels are equally represented.
+    seeded random order), so both labels are equally represented. A label with fewer than n windows keeps all
+    it has; a label with fewer than :data:`MIN_HELDOUT_PER_LABEL` is an error naming the source and the counts.
     """
+    if n_per_label is not None and n_per_label < MIN_HELDOUT_PER_LABEL:
+        raise ValueError(f"n_per_label={n_per_label}: the held-out tests need at least {MIN_HELDOUT_PER_LABEL} "
+                         f"windows per label.")
     p = str(path)
+    why: dict[str, int] | None = None
     if p.endswith(".txt"):
-        text = read_text(p, "GED held-out corpus")
+        what = "GED held-out corpus"
+        text = read_text(p, what)
         docs = [(f"{Path(p).name}#{i}", d) for i, d in enumerate(re.split(r"\n\s*\n", text)) if d.strip()]
-        rows, _ = extract_windows(docs, **extract)
+        rows, why = extract_windows(docs, **extract)
     elif p.endswith(".parquet") or os.path.isdir(p) or any(c in p for c in "*?["):
-        rows, _ = extract_windows(_parquet_docs(p), **extract)
+        what = "GED held-out Parquet source"
+        rows, why = extract_windows(_parquet_docs(p), **extract)
     else:
-        rows = read_records(p, ("id", "label", "text"), what="GED held-out file")
-        for k, r in enumerate(rows, 1):
-            where = f"GED held-out file {p}, record {k} (id {r['id']!r})"
+        what = "GED held-out file"
+        numbered = read_records_numbered(p, ("id", "label", "text"), what=what)
+        rows = [r for _, r in numbered]
+        for k, (line, r) in enumerate(numbered, 1):
+            where = f"{what} {p}, line {line} (record {k}, id {r['id']!r})"
             if r["label"] not in PRONOUNS:
                 raise StimuliError(f"{where}: label must be 'him' or 'her', got {r['label']!r}.")
             if len(_hits(str(r["text"]), r["label"])) != 1 or _hits(str(r["text"]).lower(), _OTHER[r["label"]]):
                 raise StimuliError(f"{where}: the text must contain the lower-case word {r['label']!r} exactly once "
                                    f"and not {_OTHER[r['label']]!r}: {r['text']!r}.")
+    n = {lab: sum(r["label"] == lab for r in rows) for lab in PRONOUNS}
+    if min(n.values()) < MIN_HELDOUT_PER_LABEL:
+        short = [lab for lab in PRONOUNS if n[lab] < MIN_HELDOUT_PER_LABEL]
+        if why is None:
+            found, fix = "", (f"Add windows labelled {' and '.join(repr(x) for x in short)} to the file")
+        else:
+            n_docs = len(rows) + why["no_pronoun"] + why["none_eligible"]
+            found = (f" cut from {n_docs} documents by the object-position rule ({why['no_pronoun']} hold no "
+                     f"him/her, {why['none_eligible']} none in object position)")
+            fix = "Use a larger corpus"
+        raise StimuliError(f"{what} {p}: {n['him']} 'him' and {n['her']} 'her' windows{found}; the Welch t-test "
+                           f"and bootstrap need at least {MIN_HELDOUT_PER_LABEL} of each label (50 or more is "
+                           f"sensible). {fix}, or point --stimuli ged_heldout=PATH at another source.")
     if n_per_label is not None:
         counts: dict[str, int] = {}
         keep = []
@@ -205,11 +254,6 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, **extr
             if counts[r["label"]] <= n_per_label:
                 keep.append(r)
         rows = keep
-    n = {lab: sum(r["label"] == lab for r in rows) for lab in PRONOUNS}
-    if min(n.values()) < 5:
-        raise StimuliError(f"GED held-out source {p}: {n['him']} 'him' and {n['her']} 'her' windows after the "
-                           f"object-position rule; the test needs at least 5 of each (50 or more is sensible). Use "
-                           f"a larger corpus.")
     return HeldoutWindows([str(r["id"]) for r in rows], [r["label"] for r in rows], [str(r["text"]) for r in rows],
                           [str(r.get("source") or "") for r in rows], p)
 

@@ -9,7 +9,7 @@ from . import plt, save_figure
 
 
 def reconstruction_scatter(h_next: np.ndarray, recon: np.ndarray, h_only: np.ndarray, title: str, path: Path,
-                           max_points: int = 20000, seed: int = 0) -> Path:
+                           max_points: int = 4000, seed: int = 0) -> Path:
     """Coordinates of h[l+1] against the full reconstruction and against h[l] alone."""
     rng = np.random.default_rng(seed)
     x, y, z = h_next.ravel(), recon.ravel(), h_only.ravel()

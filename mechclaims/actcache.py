@@ -1,0 +1,177 @@
+"""On-disk activation cache: a capture is computed once per model, stimuli and environment, then reused.
+
+An entry is keyed by everything that can change the numbers: the model's weight fingerprint, the stimuli hash and
+capture settings (``parts``), dtype, device type, and the torch, transformers and numpy versions. A version change
+therefore never reuses stale activations: it simply misses.
+
+Layout under ``<cache-dir>/activations/``: ``<model>-<tag>-<digest>.npz`` (the arrays) and ``.json`` (the key, the
+structure and the npz's sha256). Writes go to a temp file that is renamed into place, npz first and manifest last,
+under a file lock, so:
+- two processes that build one entry at once: the second waits, then reads what the first wrote;
+- a run killed mid-write leaves either no manifest (a miss) or a manifest whose checksum does not match (rebuilt
+  with a warning), never a half-read array;
+- a truncated or edited file fails its checksum and is rebuilt with an :class:`ActivationCacheWarning`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+FORMAT = 1  # bump when the stored structure or a capture's meaning changes
+MODES = ("on", "off", "refresh")
+
+
+class ActivationCacheWarning(UserWarning):
+    """A cache entry was unreadable or failed its checksum and is being rebuilt."""
+
+
+def environment_key() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__}
+
+
+def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
+    """JSON-able description of ``obj``; its arrays are appended to ``arrays`` and referred to by index."""
+    from .capture import Activations
+
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            raise TypeError("object arrays cannot be cached")
+        arrays.append(obj)
+        return {"t": "a", "i": len(arrays) - 1}
+    if isinstance(obj, Activations):
+        return {"t": "Activations", "sites": _encode(obj.sites, arrays), "seq": _encode(obj.seq, arrays),
+                "pos": _encode(obj.pos, arrays), "meta": _encode(obj.meta, arrays)}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, str) for k in obj):
+            raise TypeError("only dicts with str keys can be cached")
+        return {"t": "d", "items": [[k, _encode(v, arrays)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"t": "l" if isinstance(obj, list) else "u", "items": [_encode(v, arrays) for v in obj]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"t": "v", "v": obj}
+    if isinstance(obj, np.generic):
+        return {"t": "v", "v": obj.item()}
+    raise TypeError(f"cannot cache a {type(obj).__name__}")
+
+
+def _decode(tree: Any, arrays: Any) -> Any:
+    from .capture import Activations
+
+    t = tree["t"]
+    if t == "a":
+        return arrays[f"arr_{tree['i']}"]
+    if t == "Activations":
+        return Activations(_decode(tree["sites"], arrays), _decode(tree["seq"], arrays),
+                           _decode(tree["pos"], arrays), _decode(tree["meta"], arrays))
+    if t == "d":
+        return {k: _decode(v, arrays) for k, v in tree["items"]}
+    if t in ("l", "u"):
+        items = [_decode(v, arrays) for v in tree["items"]]
+        return items if t == "l" else tuple(items)
+    return tree["v"]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(final: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ActivationStore:
+    """``get(key, fn)``: the cached value for ``key`` if intact, else ``fn()`` (stored for next time).
+
+    ``mode``: ``on`` (read and write), ``off`` (never touch the disk), ``refresh`` (recompute and overwrite).
+    """
+
+    def __init__(self, root: str | os.PathLike, mode: str = "on"):
+        if mode not in MODES:
+            raise ValueError(f"activation cache mode {mode!r}: use one of {MODES}")
+        self.root, self.mode = Path(root), mode
+        self.hits = self.misses = self.rebuilt = 0
+
+    def paths(self, key: dict[str, Any]) -> tuple[Path, Path, Path]:
+        full = {"format": FORMAT, **environment_key(), **key}
+        digest = hashlib.sha256(json.dumps(full, sort_keys=True, default=repr).encode()).hexdigest()[:20]
+        stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", f"{key.get('model', 'model')}-{key.get('tag', 'acts')}")
+        base = self.root / f"{stem}-{digest}"
+        return base.with_suffix(".npz"), base.with_suffix(".json"), base.with_suffix(".lock")
+
+    def get(self, key: dict[str, Any], fn: Callable[[], Any]) -> Any:
+        if self.mode == "off":
+            return fn()
+        self.root.mkdir(parents=True, exist_ok=True)
+        npz, man, lock = self.paths(key)
+        if self.mode == "on" and (val := self._load(npz, man)) is not None:
+            self.hits += 1
+            return val
+        from filelock import FileLock
+
+        with FileLock(str(lock)):
+            # Another process may have finished the same entry while this one waited for the lock.
+            if self.mode == "on" and (val := self._load(npz, man)) is not None:
+                self.hits += 1
+                return val
+            self.misses += 1
+            val = fn()
+            self._store(npz, man, key, val)
+            return val
+
+    def _load(self, npz: Path, man: Path) -> Any | None:
+        if not man.exists():
+            return None
+        try:
+            meta = json.loads(man.read_text())
+            if meta.get("format") != FORMAT:
+                return None
+            if not npz.exists():
+                raise ValueError("the .npz named by its manifest is missing")
+            if _sha256(npz) != meta["sha256"]:
+                raise ValueError("checksum mismatch (truncated or modified)")
+            with np.load(npz, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+            return _decode(meta["tree"], arrays)
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+            self.rebuilt += 1
+            warnings.warn(ActivationCacheWarning(f"activation cache entry {npz} is unusable ({e}); rebuilding it. "
+                                                 f"To clear the cache: rm -rf {self.root}"), stacklevel=3)
+            man.unlink(missing_ok=True)
+            return None
+
+    def _store(self, npz: Path, man: Path, key: dict[str, Any], val: Any) -> None:
+        arrays: list[np.ndarray] = []
+        try:
+            tree = _encode(val, arrays)
+        except TypeError:
+            return  # not an array structure: memo only, never half-written
+        man.unlink(missing_ok=True)  # a stale manifest must never vouch for the new npz
+        _atomic_write(npz, lambda f: np.savez(f, *arrays))
+        meta = {"format": FORMAT, "key": {**environment_key(), **{k: repr(v) for k, v in key.items()}},
+                "sha256": _sha256(npz), "tree": tree}
+        _atomic_write(man, lambda f: f.write(json.dumps(meta)), mode="w")
