@@ -123,22 +123,22 @@ def layer_data(acts: dict, s: str, mc, labels: list[str], shuffle_seed: int | No
 
 
 def profile(lm, mc, model_pool, gamma=GAMMA, n_perm=None, shuffle_seed=None, layers=None, tag="trained",
-            n_boot=N_BOOT):
-    """``{layer or 'embed': GEDLayer}`` for the layers under test, memoized per model and setting."""
+            n_boot=N_BOOT, per_layer=False):
+    """``{layer or 'embed': GEDLayer}`` for ``layers`` (default: those under test), memoized per layer and setting,
+    so a per-layer test computes only its own layer (``-k "ged and L3"`` fits one layer, not thirty)."""
     layers = tuple(mc.layer_list(lm.n_layers) if layers is None else layers)
     n_perm = mc.permutations if n_perm is None else n_perm
+    pairs, held = stimuli(mc)
 
-    def run():
-        acts, labels = activations(lm, mc, model_pool), stimuli(mc)[1].labels
-        out = {}
-        for key in layers + (("embed",) if shuffle_seed is None else ()):
-            s = EMBED if key == "embed" else site("mlp.hook_pre", key)
-            out[key] = ged_layer(*layer_data(acts, s, mc, labels, shuffle_seed), decide_on=DECIDE, paired=PAIRED,
-                                 gamma=gamma, var=VAR, n_perm=n_perm, alpha=ALPHA, seed=mc.seed, n_boot=n_boot)
-        return out
+    def run(key):
+        acts = activations(lm, mc, model_pool)
+        s = EMBED if key == "embed" else site("mlp.hook_pre", key)
+        return ged_layer(*layer_data(acts, s, mc, held.labels, shuffle_seed), decide_on=DECIDE, paired=PAIRED,
+                         gamma=gamma, var=VAR, n_perm=n_perm, alpha=ALPHA, seed=mc.seed, n_boot=n_boot)
 
-    return model_pool.cached((lm.name, lm.fingerprint, "ged-profile", tag, gamma, n_perm, shuffle_seed, layers,
-                              mc.seed, n_boot, stimuli(mc)[0].hash()), run)
+    keys = layers + (("embed",) if shuffle_seed is None and not per_layer else ())
+    return {k: model_pool.cached((lm.name, lm.fingerprint, "ged-layer", tag, gamma, n_perm, shuffle_seed, k, mc.seed,
+                                  n_boot, pairs.hash(), held.hash()), lambda k=k: run(k)) for k in keys}
 
 
 def flat(res, prefix: str = "") -> dict[str, float]:
@@ -165,7 +165,7 @@ def beyond_token(res, n_layers: int) -> bool:
 def test_ged_separates_heldout(lm, layer, mc, model_pool, baseline, record):
     """At this layer, for both directions, the top GED component (fit on training pairs) has a top eigenvalue
     above the max-eigenvalue null and separates him from her in held-out natural text and held-out pairs."""
-    res = profile(lm, mc, model_pool)[layer]
+    res = profile(lm, mc, model_pool, layers=(layer,), per_layer=True)[layer]
     vs = [ged_verdict(res, d, "natural") for d in DIRECTIONS]
     for v in vs:
         record(v, layer=layer, site=site("mlp.hook_pre", layer))

@@ -28,14 +28,13 @@ Falsified by: a layer where a side is not lowered, or where random sets of the s
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from mechclaims.capture import _run_batch, capture, encode, intervene, single_token_id
+from mechclaims.ablate import Runner
+from mechclaims.capture import capture, encode, single_token_id
 from mechclaims.datasets.lesion import (CAUSAL_PATH, MASK, MASKED_PATH, fill_mask, load_causal_pairs,
                                         load_masked_pairs, pairs_hash, split_pairs)
 from mechclaims.errors import StimuliError
@@ -44,80 +43,12 @@ from mechclaims.sites import resolve, site
 from mechclaims.stats import lesion as L
 from mechclaims.verdict import Verdict
 
-K, TEST_FRACTION, H, ALPHA, CORRECTION, CHUNK, ROWS = L.DEFAULT_K, 0.4, L.DEFAULT_H, 0.05, "fdr_bh", 10, 512
+K, TEST_FRACTION, H, ALPHA, CORRECTION, CHUNK = L.DEFAULT_K, 0.4, L.DEFAULT_H, 0.05, "fdr_bh", 10
 TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 forward passes; p-values move in steps of the sequential null
 SIDES = L.SIDES
 
 # Expected verdicts (strict xfail), keyed by test name, with the measured numbers.
 EXPECTED_FAILURES: dict[str, str] = {}
-
-
-class Runner:
-    """Target-minus-foil logit at the prediction position for many (prompt, edit) rows, one edit per row.
-
-    Causal: the prompt prefixes run once (left-padded, KV cache kept); each row then runs only its last token, so an
-    edit there is exact (nothing before it can change) and costs one token. Masked: full sequences, edited at [MASK].
-    """
-
-    def __init__(self, lm, ids: list[list[int]], pos: list[int], sign: np.ndarray):
-        self.dev = dev = next(lm.model.parameters()).device
-        self.lm, self.ids, self.pos, self.sign = lm, ids, torch.as_tensor(pos), torch.as_tensor(sign, device=dev)
-        sp = " " if lm.kind == "causal" else ""
-        self.tf = [single_token_id(lm, sp + "her"), single_token_id(lm, sp + "him")]
-        out = lm.model.get_output_embeddings()
-        self.u = out.weight.detach()[self.tf]  # [2, d_model]: unembedding rows of her, him
-        self.b = out.bias.detach()[self.tf] if getattr(out, "bias", None) is not None else torch.zeros(2)
-        if lm.kind == "causal":
-            n, T = len(ids), max(len(x) for x in ids) - 1
-            pre = torch.full((n, T), lm.tokenizer.pad_token_id)
-            self.mask = torch.zeros((n, T), dtype=torch.long)
-            for i, x in enumerate(ids):
-                pre[i, T - len(x) + 1:], self.mask[i, T - len(x) + 1:] = torch.tensor(x[:-1]), 1
-            pre, self.mask = pre.to(dev), self.mask.to(dev)
-            with torch.no_grad():  # the prefixes never change: run them once, keep their keys and values
-                self.cache = lm.model.base_model(input_ids=pre, attention_mask=self.mask, use_cache=True,
-                                                 position_ids=(self.mask.cumsum(1) - 1).clamp(min=0)).past_key_values
-            self.last = torch.tensor([x[-1] for x in ids], device=dev)
-
-    def run(self, layer: int | None, prompt: np.ndarray, keep: np.ndarray | None = None,
-            fill: np.ndarray | None = None) -> np.ndarray:
-        """``prompt[r]`` indexes the prompt of row r; with ``layer``, ``mlp.hook_post`` at the prediction position
-        becomes ``x * keep[r] + fill[r]`` (zero ablation: keep 0, fill 0; mean ablation: keep 0, fill the mean)."""
-        out, step = [], ROWS if self.lm.kind == "causal" else ROWS // 8  # masked: full [rows, T, vocab] logits
-        for s in range(0, len(prompt), step):
-            r = torch.as_tensor(prompt[s:s + step])
-            if layer is None:
-                out.append(self._batch(r))
-                continue
-            kp, fl, at = torch.as_tensor(keep[s:s + step]), torch.as_tensor(fill[s:s + step]), self.pos[r]
-
-            def edit(x, kp=kp, fl=fl, at=at):
-                b = torch.arange(x.shape[0], device=x.device)
-                t = torch.full_like(b, x.shape[1] - 1) if self.lm.kind == "causal" else at.to(x.device)
-                x = x.clone()
-                x[b, t] = x[b, t] * kp.to(x.device, x.dtype) + fl.to(x.device, x.dtype)
-                return x
-
-            with intervene(self.lm, site("mlp.hook_post", layer), edit):
-                out.append(self._batch(r))
-        return np.concatenate(out) if out else np.zeros(0)
-
-    def _batch(self, r: torch.Tensor) -> np.ndarray:
-        lm, r = self.lm, r.to(self.dev)
-        with torch.no_grad():
-            if lm.kind == "causal":
-                c = copy.copy(self.cache)
-                c.layers = [copy.copy(x) for x in self.cache.layers]
-                for x in c.layers:  # one cache row per edited row; the shared cache is never written
-                    x.keys, x.values = x.keys[r], x.values[r]
-                m = torch.cat([self.mask[r], torch.ones(len(r), 1, dtype=torch.long, device=self.dev)], 1)
-                h = lm.model.base_model(input_ids=self.last[r, None], attention_mask=m, past_key_values=c,
-                                        position_ids=m.sum(1, keepdim=True) - 1, use_cache=False).last_hidden_state
-                logits = h[:, -1] @ self.u.T + self.b
-            else:
-                out = _run_batch(lm, [self.ids[i] for i in r.tolist()])[2].logits
-                logits = out[torch.arange(len(r), device=out.device), self.pos[r.cpu()].to(out.device)][:, self.tf]
-        return ((logits[:, 0] - logits[:, 1]).float() * self.sign[r]).float().cpu().numpy()
 
 
 def _w_out(lm, layer: int) -> np.ndarray:

