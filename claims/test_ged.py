@@ -41,7 +41,6 @@ from scipy import stats
 
 from mechclaims.capture import capture, encode, locate_word
 from mechclaims.datasets.pronouns import load_heldout, load_pairs
-from mechclaims.models import random_weight_copy
 from mechclaims.plots.ged import plot_ged_layers, plot_ged_null
 from mechclaims.sites import site
 from mechclaims.stats.ged import DIRECTIONS, ged_layer, ged_verdict
@@ -253,7 +252,7 @@ def test_ged_token_identity(lm, mc, model_pool, baseline, record):
 @pytest.mark.control
 def test_ged_random_weights_not_beyond_token_identity(lm, mc, model_pool, baseline, record):
     """Control: the same token-fixed test on a random-weight copy must fail. Fits only (no eigenvalue null)."""
-    rnd = model_pool.cached((lm.name, "random-weight-copy", mc.seed), lambda: random_weight_copy(lm, mc.seed))
+    rnd = model_pool.random_copy(lm, mc.seed)
     prof = profile(rnd, mc, model_pool, n_perm=0, tag="random", n_boot=0)
     v = token_verdict(prof, "ged_random_weights_not_beyond_token_identity")
     record(v, site="mlp.hook_pre (random weights)")

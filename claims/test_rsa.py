@@ -35,7 +35,6 @@ import pytest
 
 from mechclaims.capture import capture
 from mechclaims.datasets.categories import load_categories, n_tokens, word_positions
-from mechclaims.models import random_weight_copy
 from mechclaims.plots import rsa as rplot
 from mechclaims.sites import site
 from mechclaims.stats import rsa
@@ -100,7 +99,7 @@ def qk_acts(lm, mc, model_pool, templates: tuple[str, ...] | None = None, kinds=
 
 
 def random_lm(lm, mc, model_pool):
-    return model_pool.cached((lm.name, "random-weight-copy", mc.seed), lambda: random_weight_copy(lm, mc.seed))
+    return model_pool.random_copy(lm, mc.seed)
 
 
 def flat(a: np.ndarray) -> np.ndarray:

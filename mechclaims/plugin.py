@@ -178,6 +178,25 @@ class ModelPool:
             self._store = ActivationStore(cache_root(self.s.cache_dir) / "activations", self.s.activation_cache)
         return self._store
 
+    def random_copy(self, lm: Any, seed: int) -> Any:
+        """The random-weight control of ``lm``, built lazily (see :class:`mechclaims.models.LazyRandomCopy`)."""
+        from .models import LazyRandomCopy
+
+        return self.cached((lm.name, lm.fingerprint, "random-weight-copy", seed), lambda: LazyRandomCopy(lm, seed))
+
+    def evict(self) -> None:
+        """Free what the disk cache can give back cheaply: captured activations and random-weight copies. Called
+        at the end of each claim module, so peak memory is one claim's working set, not the session's sum."""
+        from .models import LazyRandomCopy
+
+        if self.s.activation_cache == "off":
+            return  # nothing to reload from: recomputing would cost more than the memory saves
+        for k in [k for k in self.memo if isinstance(k, tuple) and k and k[0] == "activations"]:
+            del self.memo[k]
+        for v in self.memo.values():
+            if isinstance(v, LazyRandomCopy):
+                v.release()
+
     def activations(self, lm: Any, tag: str, parts: tuple, fn: Callable[[], Any]) -> Any:
         """Session memo backed by the on-disk activation cache: ``fn()`` (a capture, arrays only) runs once per
         model weights, ``tag``, ``parts`` (stimuli hashes, sites, positions), dtype, device and library versions."""
@@ -303,6 +322,18 @@ def mc(pytestconfig: pytest.Config) -> Settings:
 @pytest.fixture(scope="session")
 def model_pool(pytestconfig: pytest.Config) -> ModelPool:
     return pytestconfig.stash[_POOL]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _evict_after_module(pytestconfig: pytest.Config):
+    """Peak memory is one claim module's working set: its activations reload from the disk cache if needed."""
+    yield
+    pool = pytestconfig.stash.get(_POOL, None)
+    if pool is not None:
+        pool.evict()
+        import gc
+
+        gc.collect()
 
 
 @pytest.fixture
