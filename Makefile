@@ -5,6 +5,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 STAMP := $(VENV)/.mechclaims-setup
 
 .PHONY: setup claims test bench clean-cache browser
@@ -36,7 +37,7 @@ test: setup browser
 	$(PY) -m pytest tests claims $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 clean-cache:
 	rm -rf $${MECHCLAIMS_CACHE:-$$HOME/.cache/mechclaims}

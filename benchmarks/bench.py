@@ -1,11 +1,13 @@
 """Benchmark: the claim suite against its floor and against the straightforward per-notebook way.
 
-Run: ``make bench`` (or ``.venv/bin/python benchmarks/bench.py``). Prints one table measured in one run:
-cold start (GGUF conversion included), warm load, the floor (imports + warm load + one batched forward pass over
-all stimuli), the whole claim suite (wall time and peak RSS), per-claim time (from summary.json), and the
-straightforward way (each stimulus set its own process, loading the model and running unbatched forward passes
-with output_hidden_states, as the original notebooks do). The straightforward column counts only imports, the load
-and the forward passes, not the notebooks' statistics, so the suite/straightforward ratio is conservative. Timings live here, never in a timed test.
+Run: ``make bench`` (add ``BENCH_ARGS=--scaling`` for the scaling rows), on an otherwise idle machine. Prints one
+table measured in one run: cold start (GGUF conversion into a fresh cache), warm load, the floor (imports + warm
+load + one batched forward pass over every stimulus the claims use), the whole claim suite with warm caches (wall
+time and peak RSS) and with its activations recomputed, per-claim time (from summary.json), re-running one claim
+with ``-k``, and the straightforward way: ``benchmarks/straightforward.py``, each of the five analyses in its own
+process, loading the model the plain HF way and running one unbatched forward pass per prompt, as the original
+notebooks do, with the analysis's core numbers at every layer but none of the suite's nulls, bootstraps or
+controls. Timings live here, never in a timed test.
 """
 from __future__ import annotations
 
@@ -36,64 +38,71 @@ def run(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
     return wall, rss, out
 
 
-def all_texts() -> dict[str, list[str]]:
-    """Every text the claims feed the model, per analysis."""
-    sets: dict[str, list[str]] = {}
-    for name in sorted(os.listdir(FIXTURES)):
-        p = FIXTURES / name
-        if p.suffix == ".jsonl":
-            texts = []
-            for line in p.read_text().splitlines():
-                if line.strip() and not line.startswith("#"):
-                    rec = json.loads(line)
-                    texts += [v for v in rec.values() if isinstance(v, str) and len(v) > 15 and " " in v]
-            sets[p.stem] = texts
-        elif p.suffix == ".json" and "categories" in p.stem:
-            d = json.loads(p.read_text())
-            words = [w for ws in d.get("words", d.get("categories_words", {})).values() for w in ws] \
-                if isinstance(d.get("words"), dict) else []
-            sets[p.stem] = [d.get("template", "The next word is {word}").format(word=w) for w in words]
-    return sets
-
-
 FLOOR = """
-import json, sys, time
+import sys, time
 t = time.perf_counter()
 from mechclaims.models import load_model
 from mechclaims.capture import encode, forward_batches
+from mechclaims.datasets.categories import load_categories
+from mechclaims.datasets.lesion import load_causal_pairs
+from mechclaims.datasets.passages import load_passages
+from mechclaims.datasets.pronouns import load_heldout, load_pairs
 lm = load_model("smollm2-135m")
-sets = json.loads(sys.stdin.read())
+F = "fixtures/"
+pairs, held = load_pairs(F + "ged_pairs.jsonl"), load_heldout(F + "ged_heldout.jsonl", n_per_label=60)
+cs = load_categories(F + "rsa_categories.json")
+lesion = load_causal_pairs(F + "lesion_causal.jsonl")
+sets = {"passages": [p.text for p in load_passages(F + "passages.jsonl")],
+        "ged": list(pairs.him) + list(pairs.her) + list(held.texts) + held.swapped(),
+        "rsa": [x for tpl in cs.templates() for x in cs.texts(tpl)],
+        "lesion": [p.her for p in lesion] + [p.him for p in lesion]}
 n = 0
 for name, texts in sets.items():
-    ids = [x[:256] for x in encode(lm, texts)]
-    for _ in forward_batches(lm, ids, batch_size=32):
+    for _ in forward_batches(lm, encode(lm, texts), batch_size=16):
         n += 1
-print("FLOOR", time.perf_counter() - t, n)
+print("FLOOR", time.perf_counter() - t, sum(map(len, sets.values())))
 """
 
-NAIVE = """
-import json, sys, time
-t = time.perf_counter()
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from mechclaims.models import smollm2_dir
-d = smollm2_dir()
-tok = AutoTokenizer.from_pretrained(d); model = AutoModelForCausalLM.from_pretrained(d).eval()
-texts = json.loads(sys.stdin.read())
-with torch.no_grad():
-    for s in texts:  # one prompt at a time, every hidden state kept, as a notebook does
-        out = model(**tok(s, return_tensors="pt"), output_hidden_states=True)
-        hs = torch.stack(out.hidden_states)
-print("NAIVE", time.perf_counter() - t)
-"""
+ANALYSES = ("additivity", "ged", "rsa", "lesion", "pathlength")
+RERUN = {"additivity": "additivity and L3", "ged": "ged_separates_heldout and L3",
+         "rsa": "test_qk_category_selectivity and not varied", "pathlength": "path_length_confidence",
+         "lesion": "lesion_causal and L3-contrast"}
 
 
-def piped(code: str, payload: object) -> tuple[float, float]:
-    t = time.perf_counter()
-    p = subprocess.run([PY, "-c", code], cwd=ROOT, input=json.dumps(payload), capture_output=True, text=True)
-    if p.returncode:
-        print(p.stderr[-2000:])
-    return time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+def pytest_run(*args: str) -> tuple[float, float, str]:
+    art = tempfile.mkdtemp()
+    return run([PY, "-m", "pytest", "claims", "-q", "-p", "no:randomly", "--artifacts-dir", art, *args])
+
+
+def scaling() -> list[tuple[str, float, float | None]]:
+    """GED claim (ged_rule): time vs permutations and layers (warm activation cache), and time and memory vs
+    stimuli (training pairs; activation cache off, so the capture is included)."""
+    rows = []
+    for n in (250, 500, 1000):
+        w, _, _ = pytest_run("-k", "ged_rule", "--permutations", str(n))
+        rows.append((f"7 scaling: ged_rule, {n} permutations, 30 layers", w, None))
+    for layers in ("0-9", "0-19", "all"):
+        w, _, _ = pytest_run("-k", "ged_rule", "--layers", layers)
+        rows.append((f"7 scaling: ged_rule, layers {layers}, 1000 permutations", w, None))
+    lines = [l for l in (FIXTURES / "ged_pairs.jsonl").read_text().splitlines() if l.strip()]
+    head, recs = [l for l in lines if l.startswith("#")], [l for l in lines if not l.startswith("#")]
+    for frac in (0.25, 0.5, 1.0):
+        f = Path(tempfile.mkdtemp()) / "pairs.jsonl"
+        f.write_text("\n".join(head + recs[: int(len(recs) * frac)]) + "\n")
+        w, rss, _ = isolated([PY, "-m", "pytest", "claims", "-q", "-p", "no:randomly", "-k", "ged_rule",
+                              "--activation-cache", "off", "--stimuli", f"ged_pairs={f}",
+                              "--artifacts-dir", tempfile.mkdtemp(), "-o", "xfail_strict=false"])
+        rows.append((f"7 scaling: ged_rule, {int(len(recs) * frac)} pairs, capture included", w, rss))
+    return rows
+
+
+def isolated(cmd: list[str]) -> tuple[float, float, str]:
+    """Like run(), but peak RSS of this child alone (via /usr/bin/time when present)."""
+    if not Path("/usr/bin/time").exists():
+        return run(cmd)
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as f:
+        w, _, out = run(["/usr/bin/time", "-f", "%M", "-o", f.name, *cmd])
+        return w, int(f.read().strip().splitlines()[-1]) / 1e6, out
 
 
 def main() -> None:
@@ -103,31 +112,42 @@ def main() -> None:
         rows.append(("1 cold start (GGUF conversion, fresh cache)", w, None))
     w, _, _ = run([PY, "-c", "from mechclaims.models import load_model; load_model('smollm2-135m')"])
     rows.append(("2 warm load (imports + load)", w, None))
-    sets = all_texts()
-    floor, _ = piped(FLOOR, sets)
-    rows.append((f"3 floor: imports + warm load + forward passes ({sum(map(len, sets.values()))} texts)", floor, None))
+    t = time.perf_counter()
+    p = subprocess.run([PY, "-c", FLOOR], cwd=ROOT, capture_output=True, text=True)
+    floor = time.perf_counter() - t
+    n_texts = p.stdout.split()[-1] if p.returncode == 0 else "?"
+    rows.append((f"3 floor: imports + warm load + one batched pass over all {n_texts} stimuli", floor, None))
+    pytest_run("--layers", "0")  # make sure the activation cache holds this environment's captures
     art = Path(tempfile.mkdtemp())
-    w, rss, out = run([PY, "-m", "pytest", "claims", "-q", "-p", "no:randomly", "--artifacts-dir", str(art)])
+    w, rss, _ = isolated([PY, "-m", "pytest", "claims", "-q", "-p", "no:randomly", "--artifacts-dir", str(art)])
     suite = w
-    rows.append(("4 whole claim suite (smollm2-135m)", w, rss))
+    rows.append(("4 whole claim suite, warm caches (smollm2-135m)", w, rss))
+    w, rss, _ = isolated([PY, "-m", "pytest", "claims", "-q", "-p", "no:randomly", "--activation-cache", "refresh",
+                          "--artifacts-dir", tempfile.mkdtemp()])
+    rows.append(("4b whole claim suite, activations recomputed", w, rss))
     try:
         recs = json.loads((art / "summary.json").read_text())["records"]
         per: dict[str, float] = {}
         for r in recs:
             per[r["claim"]] = per.get(r["claim"], 0.0) + r["duration_s"]
         for c, s in sorted(per.items()):
-            rows.append((f"5   claim {c} (sum of test durations)", s, None))
+            rows.append((f"5   claim {c} (sum of its tests)", s, None))
     except (OSError, KeyError, ValueError):
         pass
+    for a, k in RERUN.items():
+        w, _, _ = pytest_run("-k", k)
+        rows.append((f"5b  re-run one claim: -k '{k}'", w, None))
     naive_total = 0.0
-    for name, texts in sets.items():
-        w, _ = piped(NAIVE, texts)
+    for a in ANALYSES:
+        w, rss, out = isolated([PY, "benchmarks/straightforward.py", a])
         naive_total += w
-        rows.append((f"6   straightforward: {name} ({len(texts)} texts, own process)", w, None))
+        rows.append((f"6   straightforward: {a} (own process, unbatched)", w, rss))
     rows.append(("6 straightforward total", naive_total, None))
-    print(f"\n{'measurement':<68} {'seconds':>8} {'peak RSS GB':>12}")
+    if "--scaling" in sys.argv:
+        rows += scaling()
+    print(f"\n{'measurement':<72} {'seconds':>8} {'peak RSS GB':>12}")
     for name, s, r in rows:
-        print(f"{name:<68} {s:>8.1f} {'' if r is None else f'{r:.2f}':>12}")
+        print(f"{name:<72} {s:>8.1f} {'' if r is None else f'{r:.2f}':>12}")
     print(f"\nsuite/straightforward = {suite / naive_total:.2f}   suite/floor = {suite / floor:.2f}")
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
 
