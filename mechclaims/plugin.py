@@ -227,6 +227,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(e)) from None
     config.stash[_SETTINGS] = s
     config.stash[_POOL] = pool
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1 and s.device == "cpu":
+        import torch
+
+        # Each xdist worker would start one intra-op thread per core: n workers x n threads on n cores spin against
+        # each other (measured 10x slower forward passes on 2 cores). Split the cores instead.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     config.stash[_RECORDS] = []
 
 

@@ -319,3 +319,24 @@ def test_readme_lists_the_stimuli_errors():
                    "need at least 5 of each label", "unknown stimuli name", "does not exist",
                    "it needs at least 3", "missing field", "not UTF-8"]:
         assert phrase in table, phrase
+
+
+def test_bad_input_inside_a_claim_fails_cleanly(tmp_path):
+    """A StimuliError raised inside a claim (e.g. a stimulus without its target) shows its message, not a traceback."""
+    claim = ROOT / "claims" / "test_zz_bad_input.py"
+    claim.write_text(
+        "import pytest\n"
+        "from mechclaims.errors import StimuliError\n\n"
+        "@pytest.mark.claim('bad_input')\n"
+        "def test_bad(lm):\n"
+        "    raise StimuliError('stimuli file my.jsonl, line 3: the sentence lacks its target; add it or drop the line')\n")
+    try:
+        r = subprocess.run([sys.executable, "-m", "pytest", str(claim), "--model", "tiny-gpt2", "-q",
+                            "--artifacts-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    finally:
+        claim.unlink()
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "StimuliError: stimuli file my.jsonl, line 3" in out
+    assert "raise StimuliError" not in out and "Traceback" not in out, out
