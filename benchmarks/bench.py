@@ -54,7 +54,7 @@ cs = load_categories(F + "rsa_categories.json")
 lesion = load_causal_pairs(F + "lesion_causal.jsonl")
 sets = {"passages": [p.text for p in load_passages(F + "passages.jsonl")],
         "ged": list(pairs.him) + list(pairs.her) + list(held.texts) + held.swapped(),
-        "rsa": [x for tpl in cs.templates() for x in cs.texts(tpl)],
+        "rsa": [x for tpl in cs.templates for x in cs.texts(tpl)],
         "lesion": [p.her for p in lesion] + [p.him for p in lesion]}
 n = 0
 for name, texts in sets.items():
