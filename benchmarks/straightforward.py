@@ -109,7 +109,8 @@ def rsa():
     same, iu = lab[:, None] == lab[None, :], np.triu_indices(len(lab), 1)
     out = []
     for l in range(L):
-        cq, ck = (np.corrcoef(x) for x in (Q[l], K[l]))  # the notebooks' similarity of centred vectors
+        qn, kn = (x / np.linalg.norm(x, axis=1, keepdims=True) for x in (Q[l], K[l]))
+        cq, ck = qn @ qn.T, kn @ kn.T  # cosine similarity, as the original
         out.append((cq[same & ~np.eye(len(lab), dtype=bool)].mean() - cq[~same].mean(),
                     stats.spearmanr(cq[iu], ck[iu])[0]))
     return f"within-across Q {np.mean([o[0] for o in out]):.3f}, RSA rho {np.mean([o[1] for o in out]):.3f}"

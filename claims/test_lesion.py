@@ -147,7 +147,7 @@ def _prep(lm, mc, model_pool) -> dict:
         runner = Runner(lm, te_ids, te_pos, np.where(side == 0, 1.0, -1.0))
         return {"layers": layers, "rules": rules, "acts": acts, "inv": inv, "sel": sel, "stab": stab,
                 "ref_mean": {l: ref[s].mean(axis=0) for l, s in zip(layers, sites)}, "runner": runner,
-                "clean": runner.run(None, np.arange(len(te_ids))), "side": side, "d_mlp": a[sites[0]].shape[1]}
+                "clean": runner.clean, "side": side, "d_mlp": a[sites[0]].shape[1]}
 
     return model_pool.cached((lm.name, lm.fingerprint, "lesion-prep", pairs_hash(pairs), layers, mc.seed), run)
 

@@ -38,6 +38,7 @@ class Runner:
         self.u = out.weight.detach()[self.tf]  # [2, d_model]: unembedding rows of her, him
         self.b = out.bias.detach()[self.tf] if getattr(out, "bias", None) is not None else torch.zeros(2)
         self.block_in: torch.Tensor | None = None  # [n_layers, n_prompts, d_model]: clean block inputs
+        self.clean: np.ndarray | None = None  # the unedited logit difference of every prompt
         self.skip_note = "masked model: full sequences"
         if lm.kind == "causal":
             n, T = len(ids), max(len(x) for x in ids) - 1
@@ -50,7 +51,9 @@ class Runner:
                 self.cache = lm.model.base_model(input_ids=pre, attention_mask=self.mask, use_cache=True,
                                                  position_ids=(self.mask.cumsum(1) - 1).clamp(min=0)).past_key_values
             self.last = torch.tensor([x[-1] for x in ids], device=dev)
-            self._init_skip()
+            self._init_skip()  # also sets self.clean: its recording pass is the clean pass
+        else:
+            self.clean = self.run(None, np.arange(len(ids)))
 
     # ------------------------------------------------------------------------------------------------ public
     def run(self, layer: int | None, prompt: np.ndarray, keep: np.ndarray | None = None,
@@ -97,6 +100,7 @@ class Runner:
                 clean.append(self._batch(torch.arange(s, min(s + ROWS, n))))
         self.block_in = torch.stack([torch.cat(rec[l]) for l in range(L)])
         full, mid = np.concatenate(clean), L // 2
+        self.clean = full
         try:
             short = np.concatenate([self._batch(torch.arange(s, min(s + ROWS, n)), start=mid)
                                     for s in range(0, n, ROWS)])

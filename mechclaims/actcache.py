@@ -26,6 +26,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .models import _sha256
+
 FORMAT = 1  # bump when the stored structure or a capture's meaning changes
 MODES = ("on", "off", "refresh")
 
@@ -81,14 +83,6 @@ def _decode(tree: Any, arrays: Any) -> Any:
         items = [_decode(v, arrays) for v in tree["items"]]
         return items if t == "l" else tuple(items)
     return tree["v"]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _atomic_write(final: Path, write: Callable[[Any], None], mode: str = "wb") -> None:

@@ -4,10 +4,8 @@ Precedence for every option: command line > ini (``[tool.pytest.ini_options]``) 
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable

@@ -7,12 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mechclaims.capture import locate_word, single_token_id
 from mechclaims.errors import ModelError, OptionError, SiteError, StimuliError
-from mechclaims.models import check_device_dtype, load_model, resolve_config
+from mechclaims.models import check_device_dtype, resolve_config
 from mechclaims.sites import resolve
 from mechclaims.stimuli import read_csv, read_jsonl, read_records
 from mechclaims.verdict import Verdict
