@@ -14,13 +14,12 @@ import os
 import re
 from html import escape
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 MAX_IMAGE_BYTES = 2_000_000      # one figure above this is linked, not embedded
 MAX_TOTAL_BYTES = 25_000_000     # keeps a many-layer, many-model run openable in a browser
 MAIN_FIGURES = 6                 # figures (or cross-model figure rows) shown per claim before "more figures"
-CONTROL_SUFFIXES = ("_controls", "_control")
-OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped", "error")
+OUTCOMES = ("supported", "confounded", "refuted", "inconclusive", "failed", "passed", "partial", "skipped", "error")
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;
@@ -31,9 +30,10 @@ table{border-collapse:collapse;margin:6px 0 10px;background:#fff;font-size:13px}
 th,td{border:1px solid #dde3ea;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#eef2f6;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .o{display:inline-block;border-radius:3px;padding:0 6px;font-weight:600;font-size:12px}
-.o-passed{background:#d8f3dc;color:#1b5e20}.o-failed,.o-error{background:#fbd5d5;color:#8a1c1c}
-.o-xfailed{background:#ffe8b3;color:#7a4b00}.o-xpassed{background:#f6c6f0;color:#6d1361}
-.o-skipped{background:#e6e8eb;color:#4a525c}.claim{background:#fff;border:1px solid #e2e7ed;border-radius:6px;
+.o-supported{background:#d8f3dc;color:#1b5e20}.o-error,.o-broken{background:#fbd5d5;color:#8a1c1c}
+.o-confounded{background:#f6c6f0;color:#6d1361}.o-refuted{background:#ffe8b3;color:#7a4b00}
+.o-inconclusive,.o-partial{background:#e3ecf7;color:#2d4a6b}.o-failed{background:#e8f1e9;color:#2f5d34}
+.o-passed{background:#f6c6f0;color:#6d1361}.o-skipped{background:#e6e8eb;color:#4a525c}.claim{background:#fff;border:1px solid #e2e7ed;border-radius:6px;
  padding:4px 16px 12px;margin:18px 0}.control{border-left:4px solid #9db4cf;padding-left:12px;margin-top:14px}
 .meta{color:#56606b}.rule{background:#f3f6f9;border-left:3px solid #9db4cf;padding:4px 10px;margin:4px 0}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:10px}
@@ -60,27 +60,17 @@ def fmt(x: Any) -> str:
     return f"{x:.4g}" if x == 0 or 1e-3 <= abs(x) < 1e5 else f"{x:.3g}"
 
 
-def is_control(claim: str, records: list[dict[str, Any]]) -> bool:
-    return claim.endswith(CONTROL_SUFFIXES) or any(r.get("family") == "control" or r.get("control") for r in records)
-
-
-def control_target(claim: str, claims: Iterable[str]) -> str | None:
-    """The claim a control belongs to: its name minus the suffix, else the longest claim name it starts with."""
-    base = claim
-    for s in CONTROL_SUFFIXES:
-        if base.endswith(s):
-            base = base[: -len(s)]
-            break
-    cands = [c for c in claims if c != claim and not c.endswith(CONTROL_SUFFIXES)]
-    if base in cands:
-        return base
-    pref = [c for c in cands if base.startswith(c) or c.startswith(base)]
-    return max(pref, key=len) if pref else None
-
-
 def _outcome(o: str) -> str:
     o = o if o in OUTCOMES else "error"
     return f'<span class="o o-{o}">{o}</span>'
+
+
+def _test_flag(r: dict[str, Any]) -> str:
+    """The pytest side: a failed test (outcome changed, baseline moved, crash) is flagged beside the outcome."""
+    t = r.get("test_outcome")
+    if t in ("failed", "error", "xpassed"):
+        return ' <span class="o o-broken">test failed</span>'
+    return ""
 
 
 def _rkey(r: dict[str, Any]) -> tuple:
@@ -146,10 +136,11 @@ def verdict_rows(records: list[dict[str, Any]]) -> str:
             extra.append(lab + "".join(f"<div class=mono>{escape(str(k))} = {fmt(val)}</div>" for k, val in nums.items()))
         more = (f"<details><summary>{n} numbers{'' if len(vs) < 2 else f', {len(vs)} verdicts'}</summary>"
                 f"{''.join(extra)}</details>") if vs else "–"
-        cls = "reason" if r.get("outcome") in ("failed", "error", "xpassed") else "meta"
+        cls = "reason" if r.get("test_outcome") in ("failed", "error", "xpassed") else "meta"
         reason = f'<div class="{cls}">{"<br>".join(reasons)}</div>' if reasons else ""
         rows.append([escape(str(r.get("model"))), "–" if r.get("layer") is None else escape(str(r["layer"])),
-                     f'{_outcome(r.get("outcome", ""))} <span class="meta">{fmt(r.get("duration_s"))} s</span>',
+                     f'{_outcome(r.get("outcome", ""))}{_test_flag(r)}{_expected_note(r)} '
+                     f'<span class="meta">{fmt(r.get("duration_s"))} s</span>',
                      stat + reason, fmt(v.get("p")), eff, null, more])
         ids.append(str(r.get("test_id", "")))
     keep = [j for j in range(len(heads)) if j not in (4, 5, 6) or any(row[j] != "–" for row in rows)]
@@ -161,6 +152,11 @@ def verdict_rows(records: list[dict[str, Any]]) -> str:
     summ = ", ".join(f"{k} {v}" for k, v in c.items() if v)
     return (f"<details open><summary>{len(records)} claim test(s): {summ}</summary><table class=verdicts><thead><tr>"
             + "".join(f"<th>{heads[j]}</th>" for j in keep) + f"</tr></thead><tbody>{body}</tbody></table></details>")
+
+
+def _expected_note(r: dict[str, Any]) -> str:
+    e = r.get("expected")
+    return "" if e in (None, r.get("outcome")) else f' <span class="warn">(recorded: {escape(str(e))})</span>'
 
 
 def figures(records: list[dict[str, Any]], imgs: _Images, models: list[str]) -> str:
@@ -233,24 +229,33 @@ def _counts(records: list[dict[str, Any]]) -> dict[str, int]:
     return c
 
 
-def overview(order: list[tuple[str, bool]], by_claim: dict[str, list[dict[str, Any]]], models: list[str]) -> str:
-    """Claim x model: passed/total, with xfailed (recorded refutations) and failures named; each control
-    indented under the claim it controls."""
+def overview(outcomes: list[dict[str, Any]], order: list[tuple[str, bool]], by_claim: dict[str, list[dict[str, Any]]],
+             models: list[str]) -> str:
+    """Claim x model: the claim's outcome (with its per-layer counts); each control indented under the claim it
+    controls (linked by the control test's ``control_of``), with its own outcome."""
+    from .outcome import counts
+
     head = "".join(f"<th>{escape(m)}</th>" for m in models)
+    by = {(o["claim"], o["model"]): o for o in outcomes}
     rows = []
     for claim, ctl in order:
         rs = by_claim[claim]
         cells = []
         for m in models:
             mr = [r for r in rs if str(r.get("model")) == m]
+            o = by.get((claim, m))
             if not mr:
                 cells.append('<td class="meta">–</td>')
                 continue
-            c = _counts(mr)
-            worst = next((o for o in ("failed", "error", "xpassed", "xfailed", "skipped") if c[o]), "passed")
-            tail = "".join(f" · {c[o]} {o}" for o in ("xfailed", "failed", "xpassed", "skipped", "error") if c[o])
-            cells.append(f'<td style="white-space:nowrap">{_outcome(worst)} {c["passed"]}/{len(mr)}'
-                         f'<span class="meta">{tail}</span></td>')
+            if o is not None:
+                tail = f'<span class="meta"> layers: {counts(o["layers"].values())}</span>' if o["layers"] else ""
+                exp = "" if o["expected"] in (None, o["outcome"]) else \
+                    f' <span class="warn">(recorded {escape(str(o["expected"]))})</span>'
+                cells.append(f'<td>{_outcome(o["outcome"])}{exp}{tail}</td>')
+            else:  # a control, or a claim that was skipped on this model
+                top = [r for r in mr if r.get("layer") is None] or mr
+                flag = "".join(_test_flag(r) for r in top[:1])
+                cells.append(f'<td style="white-space:nowrap">{_outcome(top[0].get("outcome", ""))}{flag}</td>')
         pad = ' style="padding-left:22px"' if ctl else ""
         rows.append(f'<tr><td{pad}>{"↳ control: " if ctl else ""}<a href="#c-{_slug(claim)}">{escape(claim)}</a>'
                     f'</td>{"".join(cells)}</tr>')
@@ -284,22 +289,29 @@ def render(summary: dict[str, Any], base: Path) -> str:
     by_claim: dict[str, list[dict[str, Any]]] = {}
     for r in sorted(records, key=lambda r: r.get("test_id", "")):
         by_claim.setdefault(str(r.get("claim")), []).append(r)
+    # Controls sit beside the claim they control because the control test names it (control_of), never by name.
     controls: dict[str, list[str]] = {}
     for c, rs in by_claim.items():
-        t = control_target(c, by_claim) if is_control(c, rs) else None
-        if t:
+        t = next((r.get("control_of") for r in rs if r.get("role") == "control" and r.get("control_of")), None)
+        if t and t in by_claim:
             controls.setdefault(t, []).append(c)
     placed = {c for cs in controls.values() for c in cs}
     order = [(c, False) if i == 0 else (c, True) for main in by_claim if main not in placed
              for i, c in enumerate([main, *controls.get(main, [])])]
+    outcomes = summary.get("outcomes")
+    if outcomes is None:
+        from .report import build_outcomes
+        outcomes = build_outcomes(records)
     imgs, multi = _Images(base), len(models) > 1
     c = _counts(records)
     badges = "".join(f'<span>{_outcome(o)} {n}</span>' for o, n in c.items() if n)
     envs = " · ".join(f"{escape(str(k))} <b>{escape(str(v))}</b>" for k, v in env.items())
     parts = [f"<h1>mechclaims report</h1><div class=meta>{envs}</div>",
              f"<p class=badges><b>{len(records)} claim tests</b> on {len(models)} model(s) "
-             f"({escape(', '.join(models))}), {fmt(sum(r.get('duration_s') or 0 for r in records))} s: {badges}</p>",
-             f"<h2>{'Cross-model panel' if multi else 'Claims'}</h2>{overview(order, by_claim, models)}"]
+             f"({escape(', '.join(models))}), {fmt(sum(r.get('duration_s') or 0 for r in records))} s: {badges}</p>"
+             + (f"<p class=warn>{n_bad} test(s) failed: an outcome changed, a baseline moved, or a test crashed.</p>"
+                if (n_bad := sum(r.get("test_outcome") in ("failed", "error", "xpassed") for r in records)) else ""),
+             f"<h2>{'Cross-model panel' if multi else 'Claims'}</h2>{overview(outcomes, order, by_claim, models)}"]
     if "drift" in summary:
         parts.append(f"<h2>Drift against baselines</h2>{drift_table(summary.get('drift') or [])}")
     for claim, rs in by_claim.items():

@@ -211,8 +211,11 @@ _RECORDS = pytest.StashKey[list]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "claim(name, family='observational'): a mechanistic claim test; family is "
-                                       "'observational' or 'causal'. Its kinds= limits the model kinds.")
+    config.addinivalue_line("markers", "claim(name, family='observational', controls=(), control_of=None, "
+                                       "aggregate=None, kinds=None): a mechanistic claim test (name may use the "
+                                       "test's parameters, e.g. 'lesion_{rule}'); controls= names the claim's control "
+                                       "tests, control_of= marks a control and names its claim; family is "
+                                       "'observational' or 'causal'; kinds= limits the model kinds.")
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist --dist loadgroup grouping")
     for m in ("observational", "causal", "control", "slow"):
         config.addinivalue_line("markers", f"{m}: mechclaims {m} tests")
@@ -401,6 +404,7 @@ def artifacts(mc: Settings, request: pytest.FixtureRequest) -> Artifacts:
 _ART = pytest.StashKey[Artifacts]()
 _DRIFT = pytest.StashKey[list]()
 _REC = pytest.StashKey[list]()
+_OUT = pytest.StashKey[dict]()
 
 
 class Baseline:
@@ -444,12 +448,73 @@ def baseline(request: pytest.FixtureRequest, mc: Settings) -> Baseline:
 
 @pytest.fixture
 def record(request: pytest.FixtureRequest) -> Callable[..., None]:
-    """``record(verdict, layer=..., site=..., **extra)``: adds the verdict to summary.json and the report."""
+    """``record(verdict, layer=..., site=..., **extra)``: adds the verdict to summary.json and the report. The
+    first verdict recorded is the test's own: its outcome is the test's outcome (see ``expect``)."""
     recs = request.node.stash.setdefault(_REC, [])
 
     def _record(verdict: Any, **extra: Any) -> None:
         recs.append({**verdict.to_record(), **extra})
+        if _OUT not in request.node.stash:
+            request.node.stash[_OUT] = _outcome_info(request, verdict)
     return _record
+
+
+def _expected(request: pytest.FixtureRequest, role: str) -> tuple[str, str, bool]:
+    """(expected outcome, its recorded reason, enforced) for this test id. Outcomes recorded in the claim module's
+    ``EXPECTED_OUTCOMES`` were measured on the bundled stimuli: with --stimuli overrides they do not apply."""
+    from .outcome import DEFAULT_EXPECTED, OUTCOMES, CONTROL_OUTCOMES
+
+    mapping = getattr(request.module, "EXPECTED_OUTCOMES", None) or {}
+    entry = mapping.get(request.node.name)
+    s = request.config.stash.get(_SETTINGS, None)
+    if entry is not None:
+        exp, why = (entry, "") if isinstance(entry, str) else entry
+        allowed = CONTROL_OUTCOMES if role == "control" else OUTCOMES
+        if exp not in allowed:
+            raise ValueError(f"EXPECTED_OUTCOMES[{request.node.name!r}] = {exp!r}: a {role}'s outcome is one of "
+                             f"{allowed}")
+        if s is not None and s.stimuli:
+            return exp, why, False
+        return exp, why, True
+    return DEFAULT_EXPECTED[role], "", not (s is not None and s.stimuli)
+
+
+def _outcome_info(request: pytest.FixtureRequest, verdict: Any) -> dict[str, Any]:
+    exp, why, enforced = _expected(request, verdict.role)
+    return {"outcome": verdict.outcome, "expected": exp, "expected_reason": why, "enforced": enforced,
+            "role": verdict.role, "controls": verdict.control_outcomes()}
+
+
+@pytest.fixture
+def expect(request: pytest.FixtureRequest) -> Callable[[Any], None]:
+    """``expect(verdict)``: the test's outcome must be the one recorded for this test id.
+
+    Recorded outcomes live in the claim module's ``EXPECTED_OUTCOMES`` (test id -> (outcome, reason with the
+    numbers)); without an entry a claim is expected ``supported`` and a control ``failed``. Any other outcome fails
+    the test, naming the recorded and the new outcome with the numbers. A recorded outcome other than the default
+    shows as xfail with its reason. Call it last, after ``record`` and ``baseline.check``.
+    """
+    def _expect(verdict: Any) -> None:
+        __tracebackhide__ = True
+        from .outcome import DEFAULT_EXPECTED
+
+        info = _outcome_info(request, verdict)
+        request.node.stash[_OUT] = info
+        got, exp, why = info["outcome"], info["expected"], info["expected_reason"]
+        default = DEFAULT_EXPECTED[verdict.role]
+        if not info["enforced"]:
+            if got != default:
+                pytest.xfail(f"{got} on these stimuli (no outcome is recorded for them; the recorded ones apply only "
+                             f"to the bundled stimuli)")
+            return
+        if got != exp:
+            was = f"{exp} ({why})" if why else f"{exp} (the default for a {verdict.role})"
+            pytest.fail(f"outcome changed: recorded {was}; now {got.upper()}.\n  {verdict.explain()}\n  If the new "
+                        f"outcome is right, record it in EXPECTED_OUTCOMES of {request.module.__name__} with the "
+                        f"numbers.", pytrace=False)
+        if exp != default:
+            pytest.xfail(f"{got} (recorded): {why}")
+    return _expect
 
 
 @pytest.hookimpl(wrapper=True)
@@ -465,18 +530,43 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         m = item.get_closest_marker("claim")
         if m is not None:
             params = item.callspec.params if getattr(item, "callspec", None) else {}
-            outcome = "xfailed" if hasattr(rep, "wasxfail") and rep.skipped else (
+            test_outcome = "xfailed" if hasattr(rep, "wasxfail") and rep.skipped else (
                 "xpassed" if hasattr(rep, "wasxfail") else rep.outcome)
+            info = item.stash.get(_OUT, {})
+            outcome = info.get("outcome")
+            if outcome is None:  # the test never reached its verdict: a crash, a skip, a bad input
+                outcome = "skipped" if rep.skipped else "error"
             # Via user_properties so pytest-xdist ships it to the controller, which writes the summary.
             rep.user_properties.append(("mechclaims", {
-                "test_id": item.nodeid, "claim": m.args[0] if m.args else item.originalname,
-                "family": m.kwargs.get("family", "observational"), "model": params.get("model_name"),
-                "layer": params.get("layer"), "outcome": outcome, "duration_s": round(rep.duration, 3),
+                "test_id": item.nodeid, "claim": claim_name(item), "family": m.kwargs.get("family", "observational"),
+                "role": "control" if m.kwargs.get("control_of") else "claim",
+                "control_of": _fmt_name(m.kwargs.get("control_of"), params),
+                "declared_controls": [_fmt_name(c, params) for c in m.kwargs.get("controls", ())],
+                "aggregate": m.kwargs.get("aggregate"), "model": params.get("model_name"),
+                "layer": params.get("layer"), "outcome": outcome, "test_outcome": test_outcome,
+                "expected": info.get("expected"), "expected_reason": info.get("expected_reason", ""),
+                "controls": info.get("controls", {}), "duration_s": round(rep.duration, 3),
                 "verdicts": recs, "artifacts": [str(p) for p in (art.files if art else []) if p.exists()],
                 "reason": _reason(rep), "drift": item.stash.get(_DRIFT, []),
                 "statement": _statement(item),
             }))
     return rep
+
+
+def _fmt_name(name: Any, params: dict[str, Any]) -> Any:
+    """A claim name may use the test's parameters: ``"lesion_{rule}"`` -> ``"lesion_contrast"``."""
+    if not isinstance(name, str) or "{" not in name:
+        return name
+    try:
+        return name.format(**params)
+    except (KeyError, IndexError, ValueError):
+        return name
+
+
+def claim_name(item: pytest.Item) -> str:
+    m = item.get_closest_marker("claim")
+    params = item.callspec.params if getattr(item, "callspec", None) else {}
+    return _fmt_name(m.args[0] if m is not None and m.args else item.originalname, params)
 
 
 def _reason(rep: pytest.TestReport) -> str:

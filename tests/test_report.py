@@ -45,11 +45,13 @@ def _verdict(claim: str, stat: float, passed: bool, p: float | None = None, null
 
 
 def _record(claim: str, model: str, layer: int | None, outcome: str, verdicts: list[dict], arts: list[str],
-            family: str = "observational") -> dict[str, Any]:
+            family: str = "observational", control_of: str | None = None, test_outcome: str = "passed",
+            expected: str | None = None) -> dict[str, Any]:
     pid = model if layer is None else f"{model}-L{layer}"
     return {"test_id": f"claims/test_{claim}.py::test_{claim}[{pid}]", "claim": claim, "family": family,
-            "model": model, "layer": layer, "outcome": outcome, "duration_s": 0.12, "verdicts": verdicts,
-            "artifacts": arts}
+            "model": model, "layer": layer, "outcome": outcome, "test_outcome": test_outcome,
+            "expected": expected or outcome, "role": "control" if control_of else "claim", "control_of": control_of,
+            "controls": {}, "duration_s": 0.12, "verdicts": verdicts, "artifacts": arts}
 
 
 @pytest.fixture
@@ -67,19 +69,20 @@ def summary(tmp_path: Path, source_png: Path) -> dict[str, Any]:
     for m in ("tiny-a", "tiny-b"):
         for layer in range(3):
             png = _png(art / m / f"L{layer}" / "profile.png")
-            out = "xfailed" if (m, layer) == ("tiny-b", 2) else "passed"
+            out = "refuted" if (m, layer) == ("tiny-b", 2) else "supported"
             recs.append(_record("ged_separation", m, layer, out,
-                                [_verdict("ged_separation", 4.2 - layer, out == "passed", p=0.001 * (layer + 1),
+                                [_verdict("ged_separation", 4.2 - layer, out == "supported", p=0.001 * (layer + 1),
                                           null=True)], [png]))
-        recs.append(_record("ged_separation_controls", m, None, "passed",
-                            [_verdict("ged_separation_controls", 0.3, True, p=0.6, null=True)],
-                            [_png(art / m / "ctl" / "null.png")]))
-        recs.append(_record("rsa_category", m, None, "failed",
+        recs.append(_record("shuffled_labels", m, None, "failed",
+                            [_verdict("shuffled_labels", 0.3, False, p=0.6, null=True)],
+                            [_png(art / m / "ctl" / "null.png")], control_of="ged_separation"))
+        recs.append(_record("rsa_category", m, None, "inconclusive",
                             [_verdict("rsa_category", float("nan"), False, reason="non-finite statistic")],
-                            [str(art / m / "never_written.png")]))
+                            [str(art / m / "never_written.png")], test_outcome="failed", expected="supported"))
     big = art / "huge.png"
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 2_100_000)
-    recs.append(_record("ablation_logit_diff", "tiny-a", None, "skipped", [], [str(big)], family="causal"))
+    recs.append(_record("ablation_logit_diff", "tiny-a", None, "skipped", [], [str(big)], family="causal",
+                        test_outcome="skipped"))
     drift = [{"test_id": recs[0]["test_id"], "key": "z", "baseline": 4.2, "obtained": 4.5, "abs": 0.3,
               "tol": {"rtol": 0.001, "atol": 1e-6}, "env_from": {"torch": "2.12"}, "env_to": {"torch": "2.13"}}]
     return {"environment": {"torch": "2.13.0", "device": "cpu", "dtype": "float32", "seed": 0},
@@ -129,7 +132,8 @@ def test_structure(summary: dict[str, Any], tmp_path: Path) -> None:
     assert "not embedded (over 2 MB)" in text and "missing figure" in text
     # the control is rendered after its claim's heading and before the next claim's section
     s = text.index('id="c-ged_separation"')
-    assert s < text.index('id="c-ged_separation_controls"') < text.index("</section>", s)
+    assert s < text.index('id="c-shuffled_labels"') < text.index("</section>", s)  # linked by control_of
+    assert "(recorded supported)" in text and "test failed" in text
     assert "Cross-model panel" in text and "Drift against baselines" in text and "torch 2.12" in text
     assert "GED separates the conditions" in text and "top eigenvalue within" in text
     assert "non-finite statistic" in text and ">NaN<" in text
@@ -138,7 +142,7 @@ def test_structure(summary: dict[str, Any], tmp_path: Path) -> None:
 
 def test_single_model_and_empty(tmp_path: Path) -> None:
     one = {"environment": {}, "models": ["m"], "records": [
-        _record("c", "m", 0, "passed", [_verdict("c", 5.0, True)], [])]}
+        _record("c", "m", 0, "supported", [_verdict("c", 5.0, True)], [])]}
     text = write_html(one, tmp_path / "one.html").read_text()
     assert "Cross-model panel" not in text and _parse(text).rows == 1 and "Drift" not in text
     empty = write_html({"environment": {}, "models": [], "records": []}, tmp_path / "empty.html").read_text()

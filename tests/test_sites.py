@@ -39,8 +39,9 @@ import torch
 
 from mechclaims.capture import capture, encode, intervene
 from mechclaims.errors import SiteError
+from mechclaims.residual import identity_checks, identity_sites
 from mechclaims.sites import FAMILIES, available_sites, base_of, resolve, sitemap_for
-from mechclaims.stats.additivity import SEPARATION, TOLERANCE, additivity_verdict
+from mechclaims.stats.additivity import SEPARATION, TOLERANCE
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_families as tf  # noqa: E402
@@ -111,38 +112,6 @@ def _row(key: str, lm) -> dict:
         "transformers": transformers.__version__})
 
 
-def _ln(m) -> tuple:
-    return m.weight.detach().double().cpu().numpy(), m.bias.detach().double().cpu().numpy(), m.eps
-
-
-def identity_verdicts(lm, acts, sm) -> list[tuple[str, object]]:
-    """(equation, Verdict) for every identity ``sm`` implies at every layer of ``lm``."""
-    L, dt, out = lm.n_layers, lm.dtype, []
-    for l in range(L):
-        g = lambda k: acts[f"blocks.{l}.{k}"]  # noqa: E731
-        h, a, m = g("hook_resid_pre"), g("hook_attn_out"), g("hook_mlp_out")
-        if sm.residual == "post_ln":
-            blk = base_of(lm.model, sm).get_submodule(f"{sm.blocks}.{l}")
-            norms = {k: _ln(blk.get_submodule(n)) for k, n in zip(("ln1", "ln2"), sm.post_ln_norms)}
-            out.append((f"L{l} post-LN", additivity_verdict(h, a, m, g("hook_resid_post"), dtype=dt, post_ln=norms,
-                                                            h_mid=g("hook_resid_mid"))))
-            continue
-        nxt = (acts[f"blocks.{l + 1}.hook_resid_pre"] if l < L - 1 else
-               acts["ln_final.hook_in"] if sm.final_norm else g("hook_resid_post"))
-        out.append((f"L{l} h+attn+mlp", additivity_verdict(h, a, m, nxt, dtype=dt)))
-        if "hook_resid_mid" in sm.layer:
-            z = np.zeros_like(h)
-            out.append((f"L{l} mid=h+attn", additivity_verdict(h, a, z, g("hook_resid_mid"), dtype=dt)))
-    return out
-
-
-def _identity_names(lm, sm) -> list[str]:
-    kinds = [k for k in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out")
-             if k in sm.layer]
-    return [f"blocks.{l}.{k}" for l in range(lm.n_layers) for k in kinds] + (
-        ["ln_final.hook_in"] if sm.final_norm else [])
-
-
 def read_with(lm, ids, names, sm) -> dict[str, np.ndarray]:
     """Read sites through an explicit (possibly wrong) map: the same hook rules as capture(), all positions of
     equal-length rows, flattened to [n_tokens, ...]."""
@@ -186,8 +155,8 @@ def _assert_all_pass(vs, what: str) -> None:
 def test_sites_residual_identity(fam, dtype):
     lm = _tiny(fam, dtype)
     sm = lm.sitemap
-    acts = capture(lm, tf.ids(), _identity_names(lm, sm), "all")
-    vs = identity_verdicts(lm, acts, sm)
+    acts = capture(lm, tf.ids(), identity_sites(lm, sm), "all")
+    vs = identity_checks(lm, acts, sm)
     _row(fam, lm)[dtype] = _worst(vs)
     _assert_all_pass(vs, f"{fam} ({dtype}, tolerance {TOLERANCE[dtype]:g}, separation {SEPARATION[dtype]:g})")
 
@@ -448,8 +417,8 @@ def test_sites_wrong_map_fails_identity(fam):
     why, make = tf.WRONG[fam]
     wrong = make(sm)
     ids = tf.ids()
-    right_vs = identity_verdicts(lm, read_with(lm, ids, _identity_names(lm, sm), sm), sm)
-    wrong_vs = identity_verdicts(lm, read_with(lm, ids, _identity_names(lm, wrong), wrong), wrong)
+    right_vs = identity_checks(lm, read_with(lm, ids, identity_sites(lm, sm), sm), sm)
+    wrong_vs = identity_checks(lm, read_with(lm, ids, identity_sites(lm, wrong), wrong), wrong)
     _assert_all_pass(right_vs, f"{fam} correct map")
     n_fail = sum(not v.passed for _, v in wrong_vs)
     _row(fam, lm)["control"] = {"wrong_map": why, "worst_rel_err": _worst(wrong_vs), "failed": n_fail,
@@ -489,7 +458,7 @@ def _real_ids(lm) -> list[list[int]]:
 def test_sites_real_model_identity(name, dtype, model_pool, mc):
     lm = _real(name, dtype, model_pool, mc)
     sm = lm.sitemap
-    vs = identity_verdicts(lm, capture(lm, _real_ids(lm), _identity_names(lm, sm), "all"), sm)
+    vs = identity_checks(lm, capture(lm, _real_ids(lm), identity_sites(lm, sm), "all"), sm)
     _row(name, lm)[dtype] = _worst(vs)
     _assert_all_pass(vs, f"{name} ({dtype})")
 
@@ -502,7 +471,7 @@ def test_sites_real_model_hidden_states_qk_and_wrong_map(name, model_pool, mc):
     check_qk(lm, ids, name)
     why, make = tf.WRONG[lm.sitemap.family]
     wrong = make(lm.sitemap)
-    vs = identity_verdicts(lm, read_with(lm, ids, _identity_names(lm, wrong), wrong), wrong)
+    vs = identity_checks(lm, read_with(lm, ids, identity_sites(lm, wrong), wrong), wrong)
     n_fail = sum(not v.passed for _, v in vs)
     _row(name, lm)["control"] = {"wrong_map": why, "worst_rel_err": _worst(vs), "failed": n_fail, "of": len(vs)}
     assert n_fail > 0, f"{name}: the wrong map ({why}) passes every identity"
@@ -563,7 +532,7 @@ def test_sites_adding_a_family_doc_example(monkeypatch):
     torch.set_num_threads(1)
     try:
         ids = tf.ids()
-        _assert_all_pass(identity_verdicts(lm, capture(lm, ids, _identity_names(lm, sm), "all"), sm), "doc example")
+        _assert_all_pass(identity_checks(lm, capture(lm, ids, identity_sites(lm, sm), "all"), sm), "doc example")
         _check_hidden_states(lm, ids)
         with torch.no_grad():
             base = model(input_ids=torch.tensor(ids[:2])).logits
