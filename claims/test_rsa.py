@@ -1,30 +1,34 @@
-"""Claim 3: queries and keys carry word-category structure, and Q and K share learned similarity structure.
+"""Claim 3: query and key vectors of category words group by category, and W_Q/W_K add that structure.
 
-Stimuli: ``fixtures/rsa_categories.json`` (4 categories x 12 single-token nouns; ``--stimuli rsa_categories=PATH``
-for your own, format in ``fixtures/README_rsa.md``), template "The next word is {word}". Vectors: the q and k
-projection outputs (``attn.hook_q``/``attn.hook_k``, before rotary) at the word's token (the last token for causal
-models; the word, not [SEP], for BERT), at every layer. Per layer, Q concatenates all query heads, K all KV heads.
-Per head (grouped KV heads as in Llama/SmolLM2): each query head and each KV head is tested on its own, and for
-RSA query head h is paired with the KV head it reads, h // (n_heads / n_kv_heads). Per-head results are reported.
+Stimuli: ``fixtures/rsa_categories.json`` (4 categories x 12 single-token nouns, with Zipf word frequencies;
+``--stimuli rsa_categories=PATH``, format in ``fixtures/README_rsa.md``), template "The next word is {word}". Words
+are put in a canonical order on load (categories by name, words alphabetically), so a file's order changes nothing.
+Vectors at the word's token, every layer: ``attn.hook_q`` (all query heads), ``attn.hook_k`` (all KV heads), both
+before rotary, and ``attn.hook_qk_in`` (the normed input they read). Statistic: within-minus-across mean cosine
+similarity (``delta``). Effect for evidence of absence: the AUC of within- vs across-category pair similarities
+(0.5: no grouping), with a leave-one-word-out jackknife SE; smallest effect of interest +-0.05 AUC, stated before
+looking. Surface groupings of the same words (first letter; character length and Zipf frequency, each cut into as
+many equal-size groups as there are categories) are controls that decide: a semantic effect that a surface grouping
+matches is ``confounded``.
 
-A. ``test_qk_category_selectivity``. Claim: mean within-category cosine similarity exceeds the across-category
-   mean, for Q and for K. Statistic: delta = within - across on the raw vectors. Null: 1000 label permutations
-   (= rows and columns permuted together), one-sided; z-score, +1-corrected p, bootstrap CI over words.
-   Pass rule (fixed before looking): BH-FDR q < 0.05 over the 2L (layer, Q|K) tests, and both Q and K
-   significant at more than half of the layers. Falsified: delta inside the null at half the layers or more.
-   Controls that must fail the same rule: words re-assigned at random to categories of the same sizes, and a
-   random-weight copy of the model. Reported, never deciding: the original ratio index (~1 under any null,
-   since anisotropy makes all cosines high), mean-centred vectors, per-head z, and the surface-feature
-   control: a partial rank correlation of similarity with the category model, word-length and first-letter
-   RDMs partialled out (same permutation null), plus delta's z for a first-letter grouping of the same words.
-   ``test_qk_category_selectivity_varied_sentences`` (slow) applies the same rule to each word's mean vector
-   over the fixture's varied sentences: a separately named robustness claim.
-B. ``test_qk_rsa_beats_random_weights``. Claim: Spearman rho between the upper triangles of the Q and K
-   similarity matrices exceeds what random projections of the same input give (Q and K share their input,
-   so rho is high with no shared learned structure). Baseline: rho from 200 draws of i.i.d. Gaussian W_q, W_k
-   of the learned shapes, no bias, on the same normed inputs (``attn.hook_qk_in``). Pass rule: one-sided
-   p < 0.05 after BH over layers, at more than half of the layers. Control that must fail: a random-weight
-   copy of the model. Reported: the original Pearson r, rho within each category, centred vectors, per head.
+A. ``qk_category_selectivity``: delta beats a label-permutation null (rows and columns permuted together; at least
+   ``min_draws`` permutations), one-sided, BH-FDR over Q and K at every layer of the model; the claim holds when Q
+   and K are both significant at more than half of the layers (the pre-registered rule). Refuted: the mean AUC minus
+   0.5 inside +-0.05 (TOST, 90% jackknife interval), or delta significantly *below* the null (lower tail, same
+   correction) at more than half of the layers. Controls (each must fail the same rule): the random-weight copy of
+   the model, and each surface grouping.
+B. ``qk_rsa_beats_rotated_weights`` (replaces the comparison with isotropic random W_Q/W_K, which preserve the
+   inputs' geometry and so bound rho from above: reported, never deciding). Spearman rho between the Q and K
+   similarity structures beats the spectrum-matched null (the learned W_Q, W_K with independent Haar rotations on
+   the input side; ``mechclaims.stats.rsa_rotation``), one-sided, Bonferroni alpha / n_layers, at more than half of
+   the layers. Refuted: learned rho significantly below the null at more than half of the layers, or the mean
+   excess rho inside +-0.05 (TOST). Control: the random-weight copy.
+C. ``qk_category_beyond_input``: W_Q and W_K add category structure beyond their input. Delta of the learned Q (and
+   K) beats delta under the rotated-weights null, one-sided, Bonferroni over Q and K at every layer, both at more
+   than half of the layers. Refuted: mean AUC excess over the null inside +-0.05, or the opposite direction at more
+   than half. Controls: the random-weight copy, and each surface grouping through the same rule.
+Falsified by: A, delta inside the permutation null at half the layers or more; B and C, the learned weights doing no
+better than their own spectra in random orientation.
 """
 from __future__ import annotations
 
@@ -34,46 +38,28 @@ import numpy as np
 import pytest
 
 from mechclaims.capture import capture
-from mechclaims.datasets.categories import load_categories, n_tokens, word_positions
+from mechclaims.datasets.categories import load_categories, word_positions
 from mechclaims.plots import rsa as rplot
+from mechclaims.qk_null import rotation_null
 from mechclaims.sites import site
 from mechclaims.stats import rsa
+from mechclaims.stats.common import min_draws
+from mechclaims.stats.equivalence import absence
+from mechclaims.stats.rsa_rotation import auc_batch, auc_jackknife, rho_batch, surface_groupings
+from mechclaims.verdict import Verdict
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-N_BOOT = 1000
-N_DRAWS = 200  # random-weight draws for the RSA baseline
-ALPHA = 0.05
+ALPHA, SESOI, N_BOOT = 0.05, 0.05, 1000
+# Rotated-weights draws per layer, at most: values inside the null stop after ~20-60 draws (both tails reached);
+# values out in a tail are judged by the Shapiro-checked normal tail of these draws (mechclaims.stats.common.tail_p).
+ROTATIONS = 300
 KINDS = ("attn.hook_q", "attn.hook_k", "attn.hook_qk_in")
-# p-values and quantiles move in steps of 1/(n+1): allow a step or two of platform drift; the rest is float noise.
+A, B, C = "qk_category_selectivity", "qk_rsa_beats_rotated_weights", "qk_category_beyond_input"
 TOL = {"rtol": 1e-2, "atol": 1e-6}
-STEP_TOL = {"rtol": 0.0, "atol": 5e-3}
+STEP_TOL = {"rtol": 0.0, "atol": 5e-3}  # p-values and quantiles move in steps of 1/(n+1)
 
-# Expected verdicts (strict xfail), keyed by test name, with the measured numbers (seed 0, 1000 permutations).
-_TINY = "a seeded random-weight test model: no training, so no category structure, as expected. "
-EXPECTED_FAILURES: dict[str, str] = {
-    "test_qk_category_selectivity[tiny-gpt2]": _TINY + "Holds at 0/4 layers; delta layer mean 0.0068 "
-    "[-0.0147, 0.0256]; median z Q 0.49, K 0.83.",
-    "test_qk_category_selectivity[tiny-llama]": _TINY + "Holds at 0/4 layers; delta layer mean 0.0026 "
-    "[-0.0221, 0.0318]; median z Q 0.00, K 0.78.",
-    "test_qk_category_selectivity[tiny-bert]": _TINY + "Holds at 0/4 layers; delta layer mean -0.0036 "
-    "[-0.0144, 0.0082]; median z Q -0.72, K -1.10.",
-    "test_qk_category_selectivity_varied_sentences[tiny-gpt2]": _TINY + "Holds at 0/4 layers; delta 0.0071 "
-    "[-0.0179, 0.0314].",
-    "test_qk_category_selectivity_varied_sentences[tiny-llama]": _TINY + "Holds at 0/4 layers; delta 0.0053 "
-    "[-0.0257, 0.0384].",
-    "test_qk_category_selectivity_varied_sentences[tiny-bert]": _TINY + "Holds at 0/4 layers; delta -0.0051 "
-    "[-0.0218, 0.0123].",
-    "test_qk_rsa_beats_random_weights[smollm2-135m]": "Refuted: the learned Q-K rho beats random W_q, W_k at "
-    "7/30 layers (1, 2, 7, 8, 9, 14, 15; the rule needs more than 15) and lies below the random-weight mean at "
-    "18/30 (layer 0: 0.79 vs 0.96; layer 17: 0.53 vs 0.86). Learned minus random rho, layer mean -0.036 "
-    "[-0.073, -0.002]. Centred: 8/30 layers. The high raw rho (0.53-0.96) is what shared inputs give.",
-    "test_qk_rsa_beats_random_weights[tiny-gpt2]": _TINY + "Holds at 0/4 layers; rho minus random -0.028 "
-    "[-0.097, 0.041].",
-    "test_qk_rsa_beats_random_weights[tiny-llama]": _TINY + "Holds at 0/4 layers; rho minus random 0.006 "
-    "[-0.048, 0.059].",
-    "test_qk_rsa_beats_random_weights[tiny-bert]": _TINY + "Holds at 0/4 layers; rho minus random 0.011 "
-    "[-0.064, 0.075].",
-}
+# Recorded outcomes other than the default (claim: supported; control: failed), keyed by test id, with the numbers.
+EXPECTED_OUTCOMES: dict[str, tuple[str, str]] = {}
 
 
 def categories(mc):
@@ -81,8 +67,7 @@ def categories(mc):
 
 
 def qk_acts(lm, mc, model_pool, templates: tuple[str, ...] | None = None, kinds=KINDS) -> dict[str, np.ndarray]:
-    """``{kind: [L, n_words, ...]}`` at each word's token, captured once per model, templates and stimuli.
-    Several templates go through one capture and are averaged per word."""
+    """``{kind: [L, n_words, ...]}`` at each word's token, captured once per model, templates and stimuli."""
     cs = categories(mc)
     templates = templates or (cs.template,)
 
@@ -90,7 +75,7 @@ def qk_acts(lm, mc, model_pool, templates: tuple[str, ...] | None = None, kinds=
         ids, pos = [], []
         for t in templates:
             i, p = word_positions(cs, lm.tokenizer, lm.name, template=t)
-            ids, pos = ids + i, pos + p.tolist()  # a list: capture() compares positions == "all"
+            ids, pos = ids + i, pos + p.tolist()
         a = capture(lm, ids, [site(k, l) for l in range(lm.n_layers) for k in kinds], pos)
         return {k: np.stack([a[site(k, l)].reshape((len(templates), len(cs.words)) + a[site(k, l)].shape[1:])
                              .mean(0) for l in range(lm.n_layers)]) for k in kinds}
@@ -98,179 +83,242 @@ def qk_acts(lm, mc, model_pool, templates: tuple[str, ...] | None = None, kinds=
     return model_pool.activations(lm, "rsa", (cs.hash(), templates, kinds), run)
 
 
+def flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def groupings(lm, mc) -> dict[str, np.ndarray]:
+    """The categories first, then the surface groupings of the same words (frequency: the file's Zipf values, else
+    the token id as a rough frequency rank)."""
+    cs = categories(mc)
+    ids = [x[p] for x, p in zip(*word_positions(cs, lm.tokenizer, lm.name))]
+    surf = surface_groupings(cs.words, len(cs.names), cs.frequencies(), np.array(ids))
+    return {"category": cs.labels, **{k.replace("_token_id_proxy", ""): v for k, v in surf.items()}}
+
+
+SURFACES = ("first_letter", "char_length", "frequency")
+A_CONTROLS = ("sel_random_weights",) + tuple(f"sel_surface_{g}" for g in SURFACES)
+B_CONTROLS = ("rsa_random_weights",)
+C_CONTROLS = ("beyond_random_weights",) + tuple(f"beyond_surface_{g}" for g in SURFACES)
+
+
+def perm_profiles(lm, mc, model_pool, acts) -> dict[str, tuple]:
+    """Claim A's label-permutation profiles (Q, K) per grouping, every layer of the model."""
+    cs = categories(mc)
+    n_perm = max(mc.permutations, min_draws(2 * lm.n_layers, ALPHA))
+
+    def run():
+        return {g: tuple(rsa.selectivity_profile(flat(acts[k]), lab, n_perm=n_perm, n_boot=N_BOOT if g == "category"
+                                                 else 0, seed=mc.seed) for k in KINDS[:2])
+                for g, lab in groupings(lm, mc).items()}
+    return model_pool.cached((lm.name, lm.fingerprint, "rsa-perm", cs.hash(), n_perm, mc.seed, N_BOOT), run)
+
+
+def rotation_profiles(lm, mc, model_pool, acts) -> list[tuple]:
+    """Claims B and C: per layer (observed, nulls, p, draws) under the rotated-weights null."""
+    cs = categories(mc)
+    n_max = ROTATIONS
+    groups = groupings(lm, mc)
+
+    def run():
+        return [rotation_null(lm, l, acts[KINDS[2]][l], acts[KINDS[0]][l], acts[KINDS[1]][l], groups, n_max=n_max,
+                              seed=mc.seed + 1000 * l) for l in range(lm.n_layers)]
+    return model_pool.cached((lm.name, lm.fingerprint, "rsa-rot", cs.hash(), n_max, mc.seed), run)
+
+
+def _majority(name: str, holds: np.ndarray, opposite: np.ndarray, effect: float, se: float, rule: str,
+              details: dict, role: str = "claim", what: str = "") -> Verdict:
+    """More than half of the layers hold. Refuted: the opposite holds at more than half, or TOST on ``effect``."""
+    frac = float(np.mean(holds))
+    lo_hi = (effect - 1.645 * se, effect + 1.645 * se)  # 90% interval: TOST at 0.05
+    ab = absence(effect, lo_hi, SESOI, name=what or "effect", alpha=ALPHA)
+    opp = float(np.mean(opposite)) > 0.5
+    return Verdict(claim=name, statistic_name="frac_layers_holding", statistic=frac, rule=rule, passed=frac > 0.5,
+                   effect_name=what or "effect", effect=effect, effect_ci=lo_hi, details=details, role=role,
+                   absent=ab.shown or opp, absence=(f"the opposite direction holds at {np.mean(opposite):.0%} of "
+                                                    f"layers" if opp else ab.text), testable=bool(np.isfinite(se)))
+
+
+def claim_a(lm, mc, model_pool, g: str = "category", role: str = "claim") -> Verdict:
+    acts = qk_acts(lm, mc, model_pool)
+    q, k = perm_profiles(lm, mc, model_pool, acts)[g]
+    lab = groupings(lm, mc)[g]
+    holds, (qq, qk) = rsa.holds_by_unit([q.p, k.p], ALPHA)
+    p_less = [np.array([(np.sum(n <= o) + 1) / (n.size + 1) for o, n in zip(pr.delta, pr.null)]) for pr in (q, k)]
+    opposite, _ = rsa.holds_by_unit(p_less, ALPHA)
+    auc, se = auc_jackknife([flat(acts[KINDS[0]]), flat(acts[KINDS[1]])], lab)
+    det = {"n_layers": float(len(holds)), "n_layers_holding": float(holds.sum()), "auc_mean": float(auc.mean())}
+    for l in range(lm.n_layers):
+        det.update({f"L{l:02d}.q.delta": q.delta[l], f"L{l:02d}.q.z": q.z[l], f"L{l:02d}.q.qval": qq[l],
+                    f"L{l:02d}.k.delta": k.delta[l], f"L{l:02d}.k.z": k.z[l], f"L{l:02d}.k.qval": qk[l]})
+    v = _majority(A if role == "claim" else f"{A}[{g}]", holds, opposite, float(auc.mean() - 0.5), se,
+                  f"grouping '{g}': within-minus-across cosine beats a label-permutation null (BH-FDR q < {ALPHA} over Q "
+                  f"and K at all {lm.n_layers} layers) for both Q and K at more than half of the layers", det, role,
+                  "auc_minus_0.5")
+    v.layers = {l: ("supported" if holds[l] else "refuted" if opposite[l] else "inconclusive") for l in range(len(holds))}
+    return v
+
+
+def claim_bc(lm, mc, model_pool, which: str, g: str = "category", role: str = "claim") -> Verdict:
+    """B (Q-K RSA) or C (category structure beyond the input) against the rotated-weights null, every layer."""
+    L = lm.n_layers
+    acts = qk_acts(lm, mc, model_pool)
+    rot = rotation_profiles(lm, mc, model_pool, acts)
+    a = ALPHA / L if which == B else ALPHA / (2 * L)
+    keys = ["rho"] if which == B else [f"delta_q.{g}", f"delta_k.{g}"]
+    holds = np.array([all(r[2][k] <= a for k in keys) for r in rot])
+    opposite = np.array([all(r[2][f"{k}.less"] <= a for k in keys) for r in rot])
+    Q, K = flat(acts[KINDS[0]]), flat(acts[KINDS[1]])
+    if which == B:  # effect: learned rho minus the null's mean rho; jackknife over words (the null mean held fixed)
+        null_mean = np.array([r[1]["rho"].mean() for r in rot])
+        obs = np.array([r[0]["rho"] for r in rot])
+        loo = np.array([(rho_batch(np.delete(Q, i, 1), np.delete(K, i, 1)) - null_mean).mean()
+                        for i in range(Q.shape[1])])
+        effect, what = float((obs - null_mean).mean()), "rho_minus_rotated_mean"
+    else:  # effect: AUC of the learned Q and K minus the null's mean AUC (the category grouping)
+        lab = groupings(lm, mc)[g]
+        null_auc = np.concatenate([[r[1]["auc_q"].mean() for r in rot], [r[1]["auc_k"].mean() for r in rot]])
+        def auc2(q, k, y):
+            return np.concatenate([auc_batch(q, y), auc_batch(k, y)])
+        loo = np.array([(auc2(np.delete(Q, i, 1), np.delete(K, i, 1), np.delete(lab, i)) - null_auc).mean()
+                        for i in range(Q.shape[1])])
+        effect, what = float((auc2(Q, K, lab) - null_auc).mean()), "auc_minus_rotated_mean"
+    n = len(loo)
+    se = float(np.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2)))
+    det = {"n_layers_holding": float(holds.sum()), "mean_draws": float(np.mean([r[3] for r in rot]))}
+    for l, r in enumerate(rot):
+        for k in keys:
+            det.update({f"L{l:02d}.{k}": r[0][k], f"L{l:02d}.{k}.null_mean": float(r[1][k].mean()),
+                        f"L{l:02d}.{k}.p": r[2][k]})
+    rule = (f"{'Q-K Spearman rho' if which == B else f'within-minus-across of Q and K (grouping {g})'} beats the "
+            f"rotated-weights null (one-sided, Bonferroni {a:.3g}) at more than half of the layers")
+    v = _majority(which if role == "claim" else f"{which}[{g}]", holds, opposite, effect, se, rule, det, role, what)
+    v.layers = {l: ("supported" if holds[l] else "refuted" if opposite[l] else "inconclusive") for l in range(L)}
+    return v
+
+
 def random_lm(lm, mc, model_pool):
     return model_pool.random_copy(lm, mc.seed)
 
 
-def flat(a: np.ndarray) -> np.ndarray:
-    """[L, n, heads, d_head] -> [L, n, heads * d_head]: one vector per word per layer."""
-    return a.reshape(a.shape[0], a.shape[1], -1)
-
-
-def selectivity(lm, mc, model_pool, labels=None, center=False, n_boot=N_BOOT, acts=None, tag="raw"):
-    """(Q profile, K profile) over the layers under test, memoized so claim and controls share them."""
-    cs = categories(mc)
-    labels = cs.labels if labels is None else labels
-    layers = mc.layer_list(lm.n_layers)
-
+def gated(lm, mc, model_pool, which: str) -> Verdict:
+    """The claim with its controls attached (memoized: the claim test and its control tests share them)."""
     def run():
-        a = acts if acts is not None else qk_acts(lm, mc, model_pool)
-        return tuple(rsa.selectivity_profile(flat(a[k])[layers], labels, n_perm=mc.permutations, n_boot=n_boot,
-                                             center=center, seed=mc.seed) for k in KINDS[:2])
-
-    return model_pool.cached((lm.name, lm.fingerprint, "rsa-sel", cs.hash(), tag, center, tuple(layers)), run)
-
-
-def display_layer(layers: list[int], n_layers: int) -> int:
-    """The original read GPT-2 medium's layer 5 of 24: the tested layer nearest that relative depth."""
-    return min(layers, key=lambda l: abs(l - round(5 / 24 * n_layers)))
-
-
-def relabelled(labels: np.ndarray, seed: int) -> np.ndarray:
-    # Seed offset so the control's labelling is not the first null permutation.
-    return np.random.default_rng(seed + 10_007).permutation(labels)
-
-
-@pytest.mark.claim("qk_category_selectivity", family="observational")
-def test_qk_category_selectivity(lm, mc, model_pool, artifacts, baseline, record):
-    cs, layers = categories(mc), mc.layer_list(lm.n_layers)
-    acts = qk_acts(lm, mc, model_pool)
-    q, k = selectivity(lm, mc, model_pool)
-    v = rsa.category_verdict(q, k, alpha=ALPHA, layers=layers)
-    qc, kc = selectivity(lm, mc, model_pool, center=True, n_boot=0, tag="centred")
-    ctrl_q, ctrl_k = selectivity(lm, mc, model_pool, labels=relabelled(cs.labels, mc.seed), n_boot=0, tag="relabel")
-    fl_q, fl_k = selectivity(lm, mc, model_pool, labels=rsa.first_letter_labels(cs.words), n_boot=0, tag="letter")
-    # Surface control (reported, not deciding): category effect with length / first-letter RDMs partialled out.
-    surf = rsa.surface_rdms(cs.words, n_tokens(cs, lm.tokenizer))
-    part = {key: rsa.partial_category_test(flat(acts[key])[layers], cs.labels, surf, n_perm=mc.permutations,
-                                           seed=mc.seed) for key in KINDS[:2]}
-    hq, hk = (rsa.selectivity_profile(np.moveaxis(acts[key][layers], 2, 1), cs.labels, n_perm=mc.permutations,
-                                      n_boot=0, seed=mc.seed) for key in KINDS[:2])
-    heads_q, heads_k = (rsa.holds_by_unit([h.p], ALPHA)[0] for h in (hq, hk))
-    for i, l in enumerate(layers):
-        v.details.update({f"L{l:02d}.q.z_centred": qc.z[i], f"L{l:02d}.k.z_centred": kc.z[i],
-                          f"L{l:02d}.q.z_partial_surface": part[KINDS[0]].z[i],
-                          f"L{l:02d}.k.z_partial_surface": part[KINDS[1]].z[i],
-                          f"L{l:02d}.q.z_first_letter": fl_q.z[i], f"L{l:02d}.k.z_first_letter": fl_k.z[i]})
-    v.details.update({"centred.frac_layers_holding": float(np.mean(rsa.holds_by_unit([qc.p, kc.p], ALPHA)[0])),
-                      "partial_surface.frac_layers_holding": float(np.mean(rsa.holds_by_unit(
-                          [part[KINDS[0]].p, part[KINDS[1]].p], ALPHA)[0])),
-                      "heads.q_frac_significant": float(np.mean(heads_q)),
-                      "heads.k_frac_significant": float(np.mean(heads_k)),
-                      "heads.q_z_median": float(np.median(hq.z)), "heads.k_z_median": float(np.median(hk.z))})
-    record(v, site="attn.hook_q/attn.hook_k", n_words=len(cs.words))
-    # Plots: the original's panels at the original's relative depth, the null there, z per layer, heads.
-    dl = display_layer(layers, lm.n_layers)
-    i = layers.index(dl)
-    Sq, Sk = rsa.cosine_similarity(flat(acts[KINDS[0]])[dl]), rsa.cosine_similarity(flat(acts[KINDS[1]])[dl])
-    rplot.original_panels(Sq, Sk, cs.labels, cs.names, None, artifacts.path("original_panels.png"),
-                          f"{lm.name} layer {dl}: Q ratio {q.ratio[i]:.3f}, K ratio {k.ratio[i]:.3f}")
-    rplot.null_distribution(q.delta[i], q.null[i], artifacts.path("null_q.png"), "within - across (Q)",
-                            f"{lm.name} layer {dl}: label-permutation null", {"random labels": ctrl_q.delta[i]})
-    series = {"Q": q.z, "K": k.z, "Q centred": qc.z, "K centred": kc.z, "Q partial (surface)": part[KINDS[0]].z,
-              "Q first-letter grouping": fl_q.z, "Q random-label control": ctrl_q.z}
-    rlm = random_lm(lm, mc, model_pool)
-    series["Q random-weight control"] = selectivity(rlm, mc, model_pool, n_boot=0,
-                                                    acts=qk_acts(rlm, mc, model_pool))[0].z
-    rplot.z_by_layer({n: np.asarray(z) for n, z in series.items()}, artifacts.path("z_by_layer.png"), layers,
-                     title=f"{lm.name}: Q/K category selectivity per layer")
-    rplot.head_heatmap({"query heads": hq.z, "KV heads": hk.z}, artifacts.path("heads_z.png"), layers,
-                       title=f"{lm.name}: selectivity z per head")
-    tol = {k_: STEP_TOL for k_ in v.numbers() if k_.endswith((".p", ".qval", "frac_significant"))}
-    baseline.check(v.numbers(), lm, default_tolerance=TOL, tolerances=tol)
-    v.assert_holds()
-
-
-@pytest.mark.claim("qk_category_selectivity_varied_sentences", family="observational")
-@pytest.mark.slow
-def test_qk_category_selectivity_varied_sentences(lm, mc, model_pool, artifacts, baseline, record):
-    """Robustness, a separately named claim: the same rule on each word's mean Q and K over the fixture's
-    varied sentences (``extra_templates``) instead of the single template. Slow: 5x the forward passes."""
-    cs, layers = categories(mc), mc.layer_list(lm.n_layers)
-    if not cs.extra_templates:
-        pytest.skip(f"{cs.source} has no extra_templates")
-    acts = qk_acts(lm, mc, model_pool, cs.extra_templates, KINDS[:2])
-    q, k = (rsa.selectivity_profile(flat(acts[key])[layers], cs.labels, n_perm=mc.permutations, n_boot=N_BOOT,
-                                    seed=mc.seed) for key in KINDS[:2])
-    v = rsa.category_verdict(q, k, alpha=ALPHA, claim="qk_category_selectivity_varied_sentences", layers=layers)
-    record(v, site="attn.hook_q/attn.hook_k", n_templates=len(cs.extra_templates))
-    rplot.z_by_layer({"Q": q.z, "K": k.z}, artifacts.path("z_by_layer.png"), layers,
-                     title=f"{lm.name}: selectivity, mean over {len(cs.extra_templates)} sentences")
-    tol = {k_: STEP_TOL for k_ in v.numbers() if k_.endswith((".p", ".qval"))}
-    baseline.check(v.numbers(), lm, default_tolerance=TOL, tolerances=tol)
-    v.assert_holds()
-
-
-@pytest.mark.claim("qk_category_selectivity_controls", family="observational")
-@pytest.mark.control
-@pytest.mark.parametrize("control", ["random_labels", "random_weights"])
-def test_qk_category_control_fails(lm, mc, model_pool, record, control):
-    """Negative controls: words re-assigned at random to categories of the same sizes, and a random-weight copy
-    of the model (same tokenizer, same words). Each must fail the same pre-registered rule."""
-    cs = categories(mc)
-    if control == "random_labels":
-        q, k = selectivity(lm, mc, model_pool, labels=relabelled(cs.labels, mc.seed), n_boot=0, tag="relabel")
-    else:
-        rlm = random_lm(lm, mc, model_pool)
-        q, k = selectivity(rlm, mc, model_pool, n_boot=0, acts=qk_acts(rlm, mc, model_pool))
-    v = rsa.category_verdict(q, k, alpha=ALPHA, claim=f"qk_category_selectivity[{control}]",
-                             layers=mc.layer_list(lm.n_layers))
-    record(v, control=control)
-    assert not v.passed, f"the {control} control passes the category rule, so the rule proves nothing:\n  {v.explain()}"
-
-
-def rsa_prof(lm, mc, model_pool, center=False, n_boot=N_BOOT, per_head=False):
-    cs, layers = categories(mc), mc.layer_list(lm.n_layers)
-
-    def run():
-        a = qk_acts(lm, mc, model_pool)
-        X = a[KINDS[2]][layers]
-        if per_head:  # query head h reads KV head h // group
-            Q = np.moveaxis(a[KINDS[0]][layers], 2, 1)
-            K = np.repeat(np.moveaxis(a[KINDS[1]][layers], 2, 1), Q.shape[1] // a[KINDS[1]].shape[2], axis=1)
+        rnd = random_lm(lm, mc, model_pool)
+        if which == A:
+            v = claim_a(lm, mc, model_pool)
+            ctl = {"sel_random_weights": claim_a(rnd, mc, model_pool, role="control")}
+            ctl.update({f"sel_surface_{g}": claim_a(lm, mc, model_pool, g, role="control") for g in SURFACES})
+        elif which == B:
+            v = claim_bc(lm, mc, model_pool, B)
+            ctl = {"rsa_random_weights": claim_bc(rnd, mc, model_pool, B, role="control")}
         else:
-            Q, K = flat(a[KINDS[0]])[layers], flat(a[KINDS[1]])[layers]
-        return rsa.rsa_profile(X, Q, K, cs.labels, n_draws=N_DRAWS, n_boot=n_boot, center=center, seed=mc.seed)
-
-    return model_pool.cached((lm.name, lm.fingerprint, "rsa-qk", cs.hash(), center, per_head, tuple(layers)), run)
-
-
-@pytest.mark.claim("qk_rsa_beats_random_weights", family="observational")
-def test_qk_rsa_beats_random_weights(lm, mc, model_pool, artifacts, baseline, record):
-    cs, layers = categories(mc), mc.layer_list(lm.n_layers)
-    prof = rsa_prof(lm, mc, model_pool)
-    v = rsa.rsa_verdict(prof, alpha=ALPHA, layers=layers)
-    cen = rsa_prof(lm, mc, model_pool, center=True, n_boot=0)
-    heads = rsa_prof(lm, mc, model_pool, n_boot=0, per_head=True)
-    for i, l in enumerate(layers):
-        v.details.update({f"L{l:02d}.rho_ci_low": prof.ci_low[i], f"L{l:02d}.rho_ci_high": prof.ci_high[i],
-                          f"L{l:02d}.rho_centred": cen.rho[i], f"L{l:02d}.z_centred": cen.z[i]})
-        v.details.update({f"L{l:02d}.rho_{name}": prof.per_category[i, c] for c, name in enumerate(cs.names)})
-    v.details.update({"centred.frac_layers_holding": float(np.mean(rsa.holds_by_unit([cen.p], ALPHA)[0])),
-                      "heads.frac_significant": float(np.mean(rsa.holds_by_unit([heads.p], ALPHA)[0])),
-                      "heads.z_median": float(np.median(heads.z))})
-    record(v, site="attn.hook_q/attn.hook_k/attn.hook_qk_in", n_words=len(cs.words))
-    dl = display_layer(layers, lm.n_layers)
-    i = layers.index(dl)
-    a = qk_acts(lm, mc, model_pool)
-    Sq, Sk = rsa.cosine_similarity(flat(a[KINDS[0]])[dl]), rsa.cosine_similarity(flat(a[KINDS[1]])[dl])
-    rplot.qk_scatter_by_category(Sq, Sk, cs.labels, cs.names, artifacts.path("qk_scatter_by_category.png"),
-                                 prof.per_category[i], f"{lm.name} layer {dl}: overall rho {prof.rho[i]:.3f}")
-    rplot.null_distribution(prof.rho[i], prof.rand[i], artifacts.path("null_rsa.png"), "Spearman rho(Q sim, K sim)",
-                            f"{lm.name} layer {dl}: learned vs random W_q, W_k")
-    rplot.rsa_by_layer(prof.rho, prof.rand, artifacts.path("rsa_by_layer.png"), (prof.ci_low, prof.ci_high),
-                       {"learned, centred": cen.rho}, f"{lm.name}: Q-K RSA vs random projection weights", layers)
-    tol = {k_: STEP_TOL for k_ in v.numbers() if k_.endswith((".p", ".qval", "frac_significant"))}
-    baseline.check(v.numbers(), lm, default_tolerance=TOL, tolerances=tol)
-    v.assert_holds()
+            v = claim_bc(lm, mc, model_pool, C)
+            ctl = {"beyond_random_weights": claim_bc(rnd, mc, model_pool, C, role="control")}
+            ctl.update({f"beyond_surface_{g}": claim_bc(lm, mc, model_pool, C, g, role="control") for g in SURFACES})
+        return v.gate(ctl)
+    return model_pool.cached((lm.name, lm.fingerprint, "rsa-gated", which, categories(mc).hash(), mc.seed,
+                              mc.permutations), run)
 
 
-@pytest.mark.claim("qk_rsa_beats_random_weights_control", family="observational")
+def display_layer(n_layers: int) -> int:
+    """The original read GPT-2 medium's layer 5 of 24: the layer nearest that relative depth."""
+    return round(5 / 24 * n_layers)
+
+
+def _tol(v: Verdict) -> dict:
+    return {k: STEP_TOL for k in v.numbers() if k.endswith((".p", ".qval", "frac_layers_holding"))}
+
+
+@pytest.mark.claim(A, family="observational", controls=A_CONTROLS)
+def test_qk_category_selectivity(lm, mc, model_pool, artifacts, baseline, record, expect):
+    cs = categories(mc)
+    v = gated(lm, mc, model_pool, A)
+    acts = qk_acts(lm, mc, model_pool)
+    prof = perm_profiles(lm, mc, model_pool, acts)
+    rnd = random_lm(lm, mc, model_pool)
+    record(v, site="attn.hook_q/attn.hook_k", n_words=len(cs.words))
+    dl = display_layer(lm.n_layers)
+    Sq, Sk = rsa.cosine_similarity(flat(acts[KINDS[0]])[dl]), rsa.cosine_similarity(flat(acts[KINDS[1]])[dl])
+    q, k = prof["category"]
+    rplot.original_panels(Sq, Sk, cs.labels, cs.names, None, artifacts.path("original_panels.png"),
+                          f"{lm.name} layer {dl}: Q ratio {q.ratio[dl]:.3f}, K ratio {k.ratio[dl]:.3f}")
+    rplot.null_distribution(q.delta[dl], q.null[dl], artifacts.path("null_q.png"), "within - across (Q)",
+                            f"{lm.name} layer {dl}: label-permutation null",
+                            {f"{g} grouping": prof[g][0].delta[dl] for g in SURFACES})
+    series = {"Q": q.z, "K": k.z, **{f"Q, {g} grouping": prof[g][0].z for g in SURFACES},
+              "Q, random-weight copy": perm_profiles(rnd, mc, model_pool, qk_acts(rnd, mc, model_pool))["category"][0].z}
+    rplot.z_by_layer({n: np.asarray(z) for n, z in series.items()}, artifacts.path("z_by_layer.png"),
+                     list(range(lm.n_layers)), title=f"{lm.name}: Q/K category selectivity per layer (z vs permutations)")
+    baseline.check(v.numbers(), lm, default_tolerance=TOL, tolerances=_tol(v))
+    expect(v)
+
+
+@pytest.mark.claim("{control}", family="observational", control_of=A)
 @pytest.mark.control
-def test_qk_rsa_random_weight_model_fails(lm, mc, model_pool, record):
-    """Negative control: in a random-weight copy, W_q and W_k are random, so its rho must not beat random W."""
-    prof = rsa_prof(random_lm(lm, mc, model_pool), mc, model_pool, n_boot=0)
-    v = rsa.rsa_verdict(prof, alpha=ALPHA, claim="qk_rsa_beats_random_weights[random_weights]",
-                        layers=mc.layer_list(lm.n_layers))
-    record(v, control="random_weights")
-    assert not v.passed, f"the random-weight model beats random weights, so the rule proves nothing:\n  {v.explain()}"
+@pytest.mark.parametrize("control", A_CONTROLS)
+def test_qk_category_control_fails(lm, mc, model_pool, record, expect, control):
+    """The random-weight copy and each surface grouping of the same words must fail claim A's rule."""
+    v = gated(lm, mc, model_pool, A).controls[control]
+    record(v, control=control)
+    expect(v)
+
+
+@pytest.mark.claim(B, family="observational", controls=B_CONTROLS)
+def test_qk_rsa_beats_rotated_weights(lm, mc, model_pool, artifacts, baseline, record, expect):
+    cs = categories(mc)
+    v = gated(lm, mc, model_pool, B)
+    acts = qk_acts(lm, mc, model_pool)
+    rot = rotation_profiles(lm, mc, model_pool, acts)
+    L = lm.n_layers
+    # Reported, never deciding: isotropic Gaussian W_q/W_k preserve the inputs' geometry (an upper bound).
+    iso = rsa.random_projection_rho(acts[KINDS[2]], flat(acts[KINDS[0]]).shape[-1], flat(acts[KINDS[1]]).shape[-1],
+                                    n_draws=200, seed=mc.seed)
+    v.details.update({f"L{l:02d}.rho_isotropic_random_mean": float(iso[l].mean()) for l in range(L)})
+    record(v, site="attn.hook_q/attn.hook_k/attn.hook_qk_in", n_words=len(cs.words))
+    rho = np.array([r[0]["rho"] for r in rot])
+    null = [r[1]["rho"] for r in rot]
+    rplot.rsa_by_layer(rho, null, artifacts.path("rsa_by_layer.png"), None, {"isotropic random W (upper bound)":
+                       iso.mean(-1)}, f"{lm.name}: Q-K RSA vs the rotated-weights null", list(range(L)))
+    dl = display_layer(L)
+    Sq, Sk = rsa.cosine_similarity(flat(acts[KINDS[0]])[dl]), rsa.cosine_similarity(flat(acts[KINDS[1]])[dl])
+    rplot.qk_scatter_by_category(Sq, Sk, cs.labels, cs.names, artifacts.path("qk_scatter_by_category.png"), None,
+                                 f"{lm.name} layer {dl}: rho {rho[dl]:.3f}")
+    baseline.check(v.numbers(), lm, default_tolerance=TOL, tolerances=_tol(v))
+    expect(v)
+
+
+@pytest.mark.claim("{control}", family="observational", control_of=B)
+@pytest.mark.control
+@pytest.mark.parametrize("control", B_CONTROLS)
+def test_qk_rsa_control_fails(lm, mc, model_pool, record, expect, control):
+    """In a random-weight copy W_q and W_k are random: its rho must not beat its own rotated weights."""
+    v = gated(lm, mc, model_pool, B).controls[control]
+    record(v, control=control)
+    expect(v)
+
+
+@pytest.mark.claim(C, family="observational", controls=C_CONTROLS)
+def test_qk_category_beyond_input(lm, mc, model_pool, artifacts, baseline, record, expect):
+    v = gated(lm, mc, model_pool, C)
+    rot = rotation_profiles(lm, mc, model_pool, qk_acts(lm, mc, model_pool))
+    record(v, site="attn.hook_q/attn.hook_k vs attn.hook_qk_in", n_words=len(categories(mc).words))
+    L = lm.n_layers
+    for kind in ("q", "k"):
+        key = f"delta_{kind}.category"
+        rplot.rsa_by_layer(np.array([r[0][key] for r in rot]), [r[1][key] for r in rot],
+                           artifacts.path(f"beyond_input_{kind}.png"), None, {},
+                           f"{lm.name}: {kind.upper()} within-minus-across vs the rotated-weights null", list(range(L)),
+                           ylabel="within - across cosine")
+    baseline.check(v.numbers(), lm, default_tolerance=TOL, tolerances=_tol(v))
+    expect(v)
+
+
+@pytest.mark.claim("{control}", family="observational", control_of=C)
+@pytest.mark.control
+@pytest.mark.parametrize("control", C_CONTROLS)
+def test_qk_category_beyond_input_control_fails(lm, mc, model_pool, record, expect, control):
+    """The random-weight copy and each surface grouping must fail claim C's rule."""
+    v = gated(lm, mc, model_pool, C).controls[control]
+    record(v, control=control)
+    expect(v)

@@ -27,16 +27,25 @@ ROWS = 512  # one-token rows per forward pass (causal); masked models run full s
 
 
 class Runner:
-    """Target-minus-foil logit at the prediction position (``sign`` +1: her-minus-him, -1: him-minus-her)."""
+    """Target-minus-foil logit differences at the prediction position, for several (target, foil) word pairs at once.
 
-    def __init__(self, lm: Any, ids: list[list[int]], pos: list[int], sign: np.ndarray):
+    ``pairs``: words without the BPE space (the runner adds it for causal models), e.g. ``[("her", "him"),
+    ("the", "a")]``. ``sign`` ``[n_prompts]`` or ``[n_prompts, n_pairs]``: +1 reads target minus foil, -1 foil minus
+    target (a "him" prompt's target is " him"). ``run`` returns ``[rows, n_pairs]``, or ``[rows]`` for one pair."""
+
+    def __init__(self, lm: Any, ids: list[list[int]], pos: list[int], sign: np.ndarray,
+                 pairs: tuple[tuple[str, str], ...] = (("her", "him"),)):
         self.dev = dev = next(lm.model.parameters()).device
+        sign = np.asarray(sign, float)
+        sign = np.repeat(sign[:, None], len(pairs), 1) if sign.ndim == 1 else sign
         self.lm, self.ids, self.pos, self.sign = lm, ids, torch.as_tensor(pos), torch.as_tensor(sign, device=dev)
+        self.single = len(pairs) == 1
         sp = " " if lm.kind == "causal" else ""
-        self.tf = [single_token_id(lm, sp + "her"), single_token_id(lm, sp + "him")]
+        self.tf = [single_token_id(lm, sp + w) for pair in pairs for w in pair]  # target0, foil0, target1, ...
         out = lm.model.get_output_embeddings()
-        self.u = out.weight.detach()[self.tf]  # [2, d_model]: unembedding rows of her, him
-        self.b = out.bias.detach()[self.tf] if getattr(out, "bias", None) is not None else torch.zeros(2)
+        self.u = out.weight.detach()[self.tf]  # [2 * n_pairs, d_model]
+        self.b = (out.bias.detach()[self.tf] if getattr(out, "bias", None) is not None
+                  else torch.zeros(len(self.tf), device=dev))
         self.block_in: torch.Tensor | None = None  # [n_layers, n_prompts, d_model]: clean block inputs
         self.clean: np.ndarray | None = None  # the unedited logit difference of every prompt
         self.skip_note = "masked model: full sequences"
@@ -77,7 +86,7 @@ class Runner:
 
             with intervene(self.lm, site("mlp.hook_post", layer), edit):
                 out.append(self._batch(r, start=layer if self.block_in is not None else 0))
-        return np.concatenate(out) if out else np.zeros(0)
+        return np.concatenate(out) if out else np.zeros((0,) if self.single else (0, self.sign.shape[1]))
 
     # ------------------------------------------------------------------------------------------------ internals
     def _init_skip(self) -> None:
@@ -168,4 +177,72 @@ class Runner:
             else:
                 out = _run_batch(lm, [self.ids[i] for i in r.tolist()])[2].logits
                 logits = out[torch.arange(len(r), device=out.device), self.pos[r.cpu()].to(out.device)][:, self.tf]
-        return ((logits[:, 0] - logits[:, 1]).float() * self.sign[r]).float().cpu().numpy()
+        diff = (logits[:, 0::2] - logits[:, 1::2]).float() * self.sign[r].to(logits.device).float()
+        out = diff.cpu().numpy()
+        return out[:, 0] if self.single else out
+
+
+def ablate_layer(runner: Runner, layer: int, prompts: dict[str, np.ndarray], selections: dict[str, dict[str, np.ndarray]],
+                 mean: np.ndarray, *, n_max: int, seed: int, h: int = 10, chunk: int = 20) -> dict[str, Any]:
+    """Every real ablation one layer needs: each selection mean- and zero-ablated on its side's prompts, and
+    size-matched random sets (mean-ablated) drawn in chunks until every selection's effect is decided in both tails
+    (``mechclaims.stats.common.needs_draws``) or ``n_max`` sets.
+
+    ``prompts[side]``: prompt indices; ``selections[name][side]``: neuron indices; ``mean``: each neuron's mean at
+    the prediction position over the training prompts. Returns ``{"sel": {(name, side, kind): [n, pairs]},
+    "null": {(side, size): [B, n, pairs]}}`` as changes from the clean logit differences."""
+    from .stats.common import needs_draws
+    from .stats.lesion import random_sets
+
+    d = len(mean)
+    clean = {s: runner.clean[p] for s, p in prompts.items()}
+    rows: list[np.ndarray] = []
+    keeps: list[np.ndarray] = []
+    fills: list[np.ndarray] = []
+    tags: list[tuple] = []
+
+    def add(side: str, idx: np.ndarray, fill_mean: bool, tag: tuple) -> None:
+        n = len(prompts[side])
+        k, f = np.ones((n, d), np.float32), np.zeros((n, d), np.float32)
+        k[:, idx] = 0.0
+        if fill_mean:
+            f[:, idx] = mean[idx]
+        rows.append(prompts[side]), keeps.append(k), fills.append(f), tags.append((tag, side, n))
+
+    def flush() -> dict[tuple, np.ndarray]:
+        if not rows:
+            return {}
+        y = runner.run(layer, np.concatenate(rows), np.concatenate(keeps), np.concatenate(fills))
+        y = y[:, None] if y.ndim == 1 else y
+        out, at = {}, 0
+        for tag, side, n in tags:
+            out[tag] = y[at:at + n] - (clean[side][:, None] if clean[side].ndim == 1 else clean[side])
+            at += n
+        rows.clear(), keeps.clear(), fills.clear(), tags.clear()
+        return out
+
+    for name, sel in selections.items():
+        for side, idx in sel.items():
+            if len(idx) and len(prompts[side]):
+                add(side, np.asarray(idx), True, (name, side, "mean"))
+                add(side, np.asarray(idx), False, (name, side, "zero"))
+    got = flush()
+    users: dict[tuple[str, int], list[float]] = {}
+    for name, sel in selections.items():
+        for side, idx in sel.items():
+            if len(idx) and len(prompts[side]):
+                users.setdefault((side, len(idx)), []).append(float(got[name, side, "mean"][:, 0].mean()))
+    null = {k: np.zeros((0, len(prompts[k[0]]), 1)) for k in users}
+    rngs = {k: np.random.default_rng([seed, layer, SIDE_CODE.get(k[0], 9), k[1]]) for k in users}
+    while active := [k for k in sorted(users) if needs_draws(users[k], null[k][:, :, 0].mean(1), n_max, h)]:
+        for side, size in active:
+            for j, idx in enumerate(random_sets(d, size, chunk, rngs[side, size])):
+                add(side, idx, True, ("null", side, size, j))
+        new = flush()
+        for side, size in active:
+            draws = np.stack([new["null", side, size, j] for j in range(chunk)])
+            null[side, size] = draws if null[side, size].size == 0 else np.concatenate([null[side, size], draws])
+    return {"sel": got, "null": null}
+
+
+SIDE_CODE = {"her": 0, "him": 1}

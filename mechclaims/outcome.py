@@ -75,4 +75,4 @@ def aggregate(outcomes: Iterable[str], mode: str = "all") -> str:
 def counts(outcomes: Iterable[str]) -> str:
     """``'supported 6 · confounded 20 · inconclusive 4'`` in the order of OUTCOMES."""
     o = list(outcomes)
-    return " · ".join(f"{k} {o.count(k)}" for k in OUTCOMES + CONTROL_OUTCOMES if o.count(k))
+    return " · ".join(f"{k} {o.count(k)}" for k in dict.fromkeys(OUTCOMES + CONTROL_OUTCOMES) if o.count(k))

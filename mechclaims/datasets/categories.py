@@ -28,17 +28,21 @@ _WORD_RE = re.compile(r"^[^\s{}]+$")
 
 @dataclass(frozen=True)
 class CategorySet:
-    """Validated categories. ``words[i]`` belongs to ``names[labels[i]]``; words keep the file's order."""
+    """Validated categories. ``words[i]`` belongs to ``names[labels[i]]``. Canonical order: categories by name, words
+    alphabetically within each, so the order of the file never moves a seeded draw or a result. ``zipf``: optional
+    word frequency (Zipf scale, log10 per billion words) for the frequency control."""
 
     categories: dict[str, list[str]]
     template: str
     extra_templates: tuple[str, ...] = ()
     source: str = "<memory>"
+    zipf: dict[str, float] = field(default_factory=dict)
     words: list[str] = field(init=False)
     labels: np.ndarray = field(init=False)
     names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "categories", {c: sorted(self.categories[c]) for c in sorted(self.categories)})
         names = list(self.categories)
         words = [w for c in names for w in self.categories[c]]
         labels = np.repeat(np.arange(len(names)), [len(self.categories[c]) for c in names])
@@ -56,7 +60,13 @@ class CategorySet:
         return [t.replace("{word}", w) for w in self.words]
 
     def hash(self) -> str:
-        return stimuli_hash({"categories": self.categories, "templates": list(self.templates)})
+        return stimuli_hash({"categories": self.categories, "templates": list(self.templates), "zipf": self.zipf})
+
+    def frequencies(self) -> np.ndarray | None:
+        """Zipf frequency per word (``words`` order), or None when the file gives none for some word."""
+        if not all(w in self.zipf for w in self.words):
+            return None
+        return np.array([self.zipf[w] for w in self.words], float)
 
 
 def _check_template(t: Any, source: str) -> str:
@@ -69,7 +79,8 @@ def _check_template(t: Any, source: str) -> str:
 
 
 def make_category_set(categories: dict[str, Sequence[str]], template: str = DEFAULT_TEMPLATE,
-                      extra_templates: Sequence[str] = (), source: str = "<memory>") -> CategorySet:
+                      extra_templates: Sequence[str] = (), source: str = "<memory>",
+                      zipf: dict[str, float] | None = None) -> CategorySet:
     """Validate categories given as data (the same checks a file gets)."""
     if not isinstance(categories, dict) or len(categories) < MIN_CATEGORIES:
         raise StimuliError(f"{source}: 'categories' must map at least {MIN_CATEGORIES} category names to word "
@@ -93,8 +104,14 @@ def make_category_set(categories: dict[str, Sequence[str]], template: str = DEFA
                                    f"to exactly one category.")
             seen[w] = name
         clean[str(name)] = list(ws)
+    zipf = dict(zipf or {})
+    bad = [w for w, v in zipf.items() if not isinstance(v, (int, float)) or isinstance(v, bool) or w not in seen]
+    if bad:
+        raise StimuliError(f"{source}: 'zipf' must map words of the categories to numbers (Zipf frequencies); "
+                           f"check {bad[:5]}.")
     return CategorySet(clean, _check_template(template, source),
-                       tuple(_check_template(t, source) for t in extra_templates), source)
+                       tuple(_check_template(t, source) for t in extra_templates), source,
+                       {w: float(v) for w, v in zipf.items()})
 
 
 def load_categories(path: str | Path | None = None, template: str | None = None) -> CategorySet:
@@ -115,7 +132,11 @@ def load_categories(path: str | Path | None = None, template: str | None = None)
     extra = obj.get("extra_templates", [])
     if not isinstance(extra, list):
         raise StimuliError(f"word-categories file {p}: 'extra_templates' must be a list of template strings.")
-    return make_category_set(obj["categories"], template or obj.get("template", DEFAULT_TEMPLATE), extra, str(p))
+    zipf = obj.get("zipf", {})
+    if not isinstance(zipf, dict):
+        raise StimuliError(f"word-categories file {p}: 'zipf' must be an object mapping words to Zipf frequencies.")
+    return make_category_set(obj["categories"], template or obj.get("template", DEFAULT_TEMPLATE), extra, str(p),
+                             zipf)
 
 
 def word_positions(cs: CategorySet, tokenizer: Any, model_name: str, template: str | None = None,

@@ -8,8 +8,9 @@ Two JSON Lines formats (``#`` comments allowed), one pair per line, fields ``id`
 - masked (``fixtures/lesion_masked.jsonl``): sentences with exactly one ``[MASK]`` where ``her``/``him`` belongs.
 
 Both members of a pair share one frame, so the paired t-test of rule (a) compares like with like. Pairs are
-split by pair (never by prompt), so a frame never sits on both sides of the train/test split. See
-``fixtures/README_lesion.md``.
+split by referent name (:func:`split_by_name`): pairs that share a name (on either side) stay together, so no
+held-out prompt names a referent that the selection saw. Pairs are put in a canonical order (by id) when loaded.
+See ``fixtures/README_lesion.md``.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def _common(path: str | Path, what: str, min_pairs: int) -> list[PronounPair]:
     if len(out) < min_pairs:
         raise StimuliError(f"{what} {path} has {len(out)} pairs; at least {min_pairs} are needed to select on one "
                            f"split and test on another with any power.")
-    return out
+    return sorted(out, key=lambda p: p.id)  # canonical order: the file's order never moves a seeded split
 
 
 def load_causal_pairs(path: str | Path = CAUSAL_PATH, min_pairs: int = 10) -> list[PronounPair]:
@@ -138,3 +139,50 @@ def split_pairs(pairs: Sequence[PronounPair], test_fraction: float, seed: int
 def pairs_hash(pairs: Sequence[PronounPair]) -> str:
     """Cache key of a pair list."""
     return stimuli_hash([[p.id, p.her, p.him] for p in pairs])
+
+
+def referent_names(pair: PronounPair) -> tuple[str, str]:
+    """The first word in which the two prompts differ: the referent's name on each side ("Mary", "John"). Pairs
+    whose prompts differ only later (no name) give their first differing words, which still group pairs correctly."""
+    for a, b in zip(pair.her.split(), pair.him.split()):
+        if a != b:
+            return a.strip(".,;:!?\"'"), b.strip(".,;:!?\"'")
+    return pair.her, pair.him
+
+
+def split_by_name(pairs: Sequence[PronounPair], test_fraction: float, seed: int
+                  ) -> tuple[list[PronounPair], list[PronounPair]]:
+    """Seeded split into (train, test) where no referent name occurs on both sides.
+
+    Pairs sharing a name (either side) form one group (connected components); whole groups are drawn into the test
+    part in a seeded order until it holds ``round(test_fraction * n)`` pairs or more. An error names the problem when
+    the names tie so many pairs together that no such split exists."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    names = [referent_names(p) for p in pairs]
+    for a, b in names:
+        parent[find(a)] = find(b)
+    groups: dict[str, list[int]] = {}
+    for i, (a, _) in enumerate(names):
+        groups.setdefault(find(a), []).append(i)
+    keys = sorted(groups)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    n_test, test = int(round(test_fraction * len(pairs))), []
+    for j in order:
+        if len(test) >= n_test:
+            break
+        test += groups[keys[j]]
+    if len(test) < 2 or len(pairs) - len(test) < 3:
+        raise StimuliError(f"{len(pairs)} pairs in {len(groups)} groups of shared referent names cannot be split "
+                           f"{1 - test_fraction:.0%}/{test_fraction:.0%} with at least 3 training and 2 test pairs and "
+                           f"no name on both sides; use more distinct names.")
+    held = set(test)
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]

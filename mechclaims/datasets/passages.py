@@ -86,7 +86,8 @@ def load_passages(path: str | Path = DEFAULT_PASSAGES, *, min_docs: int = 1, min
     if len(passages) < min_docs:
         raise StimuliError(f"{WHAT} {p} holds {len(passages)} document(s); this claim resamples whole documents "
                            f"and needs at least {min_docs}. Add documents (separated by blank lines in a .txt).")
-    return passages
+    # Canonical order (by text): the order of the file never moves a seeded draw or a result.
+    return sorted(passages, key=lambda ps: (ps.text, ps.doc_id))
 
 
 def check_token_counts(passages: Sequence[Passage], n_tokens: Sequence[int], max_len: int, *,

@@ -156,6 +156,7 @@ def load_pairs(path: str | os.PathLike) -> PronounPairs:
     if len(rows) < MIN_PAIRS:
         raise StimuliError(f"{what} {path}: {len(rows)} pairs; the claim needs at least {MIN_PAIRS} (it splits them "
                            f"into train and test and fits covariances). Add pairs.")
+    rows.sort(key=lambda r: str(r["id"]))  # canonical order: the file's order never moves a seeded split
     return PronounPairs([str(r["id"]) for r in rows], [str(r.get("frame") or "-") for r in rows],
                         [str(r["him"]) for r in rows], [str(r["her"]) for r in rows], str(path))
 
@@ -202,12 +203,14 @@ def extract_windows(docs: Iterable[tuple[str, str]], left_words: int = 16, right
     return out, why
 
 
-def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, **extract: int) -> HeldoutWindows:
+def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: int = 0,
+                 **extract: int) -> HeldoutWindows:
     """Held-out windows from a windows file (.jsonl/.csv), a text corpus (.txt) or Parquet.
 
-    ``n_per_label`` keeps the first n windows of each label in file order (the committed fixture is in a
-    seeded random order), so both labels are equally represented. A label with fewer than n windows keeps all
-    it has; a label with fewer than :data:`MIN_HELDOUT_PER_LABEL` is an error naming the source and the counts.
+    Windows are put in a canonical order (by text, then id), so the order of the file changes nothing.
+    ``n_per_label`` keeps a seeded random sample of n windows of each label (all of them by default). A label with
+    fewer than n windows keeps all it has; a label with fewer than :data:`MIN_HELDOUT_PER_LABEL` is an error
+    naming the source and the counts.
     """
     if n_per_label is not None and n_per_label < MIN_HELDOUT_PER_LABEL:
         raise ValueError(f"n_per_label={n_per_label}: the held-out tests need at least {MIN_HELDOUT_PER_LABEL} "
@@ -246,14 +249,14 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, **extr
         raise StimuliError(f"{what} {p}: {n['him']} 'him' and {n['her']} 'her' windows{found}; the Welch t-test "
                            f"and bootstrap need at least {MIN_HELDOUT_PER_LABEL} of each label (50 or more is "
                            f"sensible). {fix}, or point --stimuli ged_heldout=PATH at another source.")
+    rows = sorted(rows, key=lambda r: (str(r["text"]), str(r["id"])))
     if n_per_label is not None:
-        counts: dict[str, int] = {}
-        keep = []
-        for r in rows:
-            counts[r["label"]] = counts.get(r["label"], 0) + 1
-            if counts[r["label"]] <= n_per_label:
-                keep.append(r)
-        rows = keep
+        rng = np.random.default_rng([seed, 4243])
+        keep_idx: list[int] = []
+        for lab in PRONOUNS:
+            idx = [i for i, r in enumerate(rows) if r["label"] == lab]
+            keep_idx += sorted(rng.permutation(idx)[:n_per_label].tolist())
+        rows = [rows[i] for i in sorted(keep_idx)]
     return HeldoutWindows([str(r["id"]) for r in rows], [r["label"] for r in rows], [str(r["text"]) for r in rows],
                           [str(r.get("source") or "") for r in rows], p)
 

@@ -16,8 +16,8 @@ def plot_effect_by_layer(layers: Sequence[int], rules: Mapping[str, Mapping[str,
                          path: str | Path, title: str = "") -> Path:
     """Mean logit-difference change per layer for each rule, against its random-set null band.
 
-    ``rules[name]`` holds arrays over ``layers``: ``effect`` (selected set, zero ablation), ``null_q05``,
-    ``null_q50``, ``null_q95`` (random sets), ``passed`` (bool); optional ``mean_effect`` (mean ablation).
+    ``rules[name]`` holds arrays over ``layers``: ``effect`` (selected set, mean ablation: it decides), ``null_q05``,
+    ``null_q50``, ``null_q95`` (random sets, mean-ablated), ``passed`` (bool: supported); optional ``zero_effect``.
     """
     layers = np.asarray(layers)
     fig, axes = plt.subplots(1, len(rules), figsize=(5.2 * len(rules), 3.6), sharey=True, squeeze=False)
@@ -25,13 +25,13 @@ def plot_effect_by_layer(layers: Sequence[int], rules: Mapping[str, Mapping[str,
         c = _RULE_COLORS.get(name, "tab:green")
         ax.fill_between(layers, r["null_q05"], r["null_q95"], color="0.85", label="random sets 5-95%")
         ax.plot(layers, r["null_q50"], color="0.55", lw=1, label="random sets median")
-        ax.plot(layers, r["effect"], "-", color=c, lw=1.5, label="selected, zero ablation")
-        if "mean_effect" in r:
-            ax.plot(layers, r["mean_effect"], ":", color=c, lw=1.2, label="selected, mean ablation")
+        ax.plot(layers, r["effect"], "-", color=c, lw=1.5, label="selected, mean ablation")
+        if "zero_effect" in r:
+            ax.plot(layers, r["zero_effect"], ":", color=c, lw=1.2, label="selected, zero ablation (reported)")
         passed = np.asarray(r["passed"], bool)
         eff = np.asarray(r["effect"], float)
-        ax.plot(layers[passed], eff[passed], "o", color=c, ms=5, label="holds (corrected)")
-        ax.plot(layers[~passed], eff[~passed], "x", color=c, ms=5, label="does not hold")
+        ax.plot(layers[passed], eff[passed], "o", color=c, ms=5, label="supported")
+        ax.plot(layers[~passed], eff[~passed], "x", color=c, ms=5, label="not supported")
         ax.axhline(0, color="k", lw=0.6)
         ax.set_yscale("symlog", linthresh=0.02)  # early layers move logits by ~0.01, late ones by whole units
         ax.set_title(f"rule: {name}")

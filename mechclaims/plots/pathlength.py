@@ -46,10 +46,13 @@ def plot_pathlength_panels(steps: np.ndarray, target_logit: np.ndarray, target_l
         a.scatter(total, yv, c=pos, cmap=cmap, norm=norm, s=5, alpha=0.6, linewidths=0)
         a.set(xlabel="total path length (last step before the final norm)", ylabel=name)
         if verdict is not None:
-            r = verdict.details.get(key) if key else verdict.effect
-            lo = verdict.details.get(f"{key}_ci_low") if key else (verdict.effect_ci or (np.nan,))[0]
-            hi = verdict.details.get(f"{key}_ci_high") if key else (verdict.effect_ci or (np.nan, np.nan))[1]
-            a.set_title(f"partial Spearman | position: {r:+.3f} [{lo:+.3f}, {hi:+.3f}]", fontsize=9)
+            if key:
+                a.set_title(f"within-document partial Spearman | position: {verdict.details.get(key, np.nan):+.3f}",
+                            fontsize=9)
+            else:
+                lo, hi = verdict.effect_ci or (np.nan, np.nan)
+                a.set_title(f"within-document partial Spearman | position: {verdict.effect:+.3f} "
+                            f"[{lo:+.3f}, {hi:+.3f}] ({verdict.outcome})", fontsize=9)
     a = ax[1, 1]
     a.plot(layers, profile.fraction, color="C0", marker=".", label="share of path per layer")
     a.fill_between(layers, profile.fraction_ci[0], profile.fraction_ci[1], color="C0", alpha=0.2)

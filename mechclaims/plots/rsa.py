@@ -126,23 +126,25 @@ def z_by_layer(series: Mapping[str, np.ndarray], path: str | Path, layers: Seque
     return save_figure(fig, path)
 
 
-def rsa_by_layer(rho: np.ndarray, rand: np.ndarray, path: str | Path, ci: tuple[np.ndarray, np.ndarray] | None = None,
+def rsa_by_layer(rho: np.ndarray, rand, path: str | Path, ci: tuple[np.ndarray, np.ndarray] | None = None,
                  extra: Mapping[str, np.ndarray] | None = None, title: str = "",
-                 layers: Sequence[int] | None = None) -> Path:
-    """Learned Q-K Spearman rho per layer against the random-weight band (5-95% and median)."""
-    rho, rand = np.asarray(rho, float), np.asarray(rand, float)
+                 layers: Sequence[int] | None = None, ylabel: str = "Spearman rho(Q sim, K sim)",
+                 null_label: str = "rotated-weights null") -> Path:
+    """A learned statistic per layer against its null's band (5-95% and median). ``rand``: ``[L, draws]`` or one
+    array of draws per layer (sequential nulls stop at different counts)."""
+    rho = np.asarray(rho, float)
     x = np.arange(len(rho)) if layers is None else np.asarray(layers)
-    lo, med, hi = np.quantile(rand, [0.05, 0.5, 0.95], axis=-1)
+    lo, med, hi = np.array([np.quantile(np.asarray(r, float), [0.05, 0.5, 0.95]) for r in rand]).T
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.fill_between(x, lo, hi, color="0.8", label="random W_q, W_k (5-95%)")
-    ax.plot(x, med, color="0.4", lw=1, label="random, median")
+    ax.fill_between(x, lo, hi, color="0.8", label=f"{null_label} (5-95%)")
+    ax.plot(x, med, color="0.4", lw=1, label=f"{null_label}, median")
     ax.plot(x, rho, marker="o", ms=3, color="C3", label="learned")
     if ci is not None:
         ax.fill_between(x, ci[0], ci[1], color="C3", alpha=0.2, label="learned, 95% CI over words")
     for i, (nm, v) in enumerate((extra or {}).items()):
         ax.plot(x, v, marker=".", ls="--", color=f"C{i}", label=nm)
     ax.set_xlabel("layer")
-    ax.set_ylabel("Spearman rho(Q sim, K sim)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
