@@ -48,6 +48,7 @@ from mechclaims.sites import site
 from mechclaims.stats.common import min_draws
 from mechclaims.stats.ged import ged_layer, layer_verdict
 from mechclaims.stats.ged_ctl import gamma_control, shuffled_control
+from mechclaims.outcome import load_expected
 from mechclaims.verdict import Verdict
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -58,8 +59,9 @@ A_CONTROLS, C_CONTROLS = ("ged_random_weights", "ged_gamma_instability", "ged_sh
     ("ged_ctx_random_weights", "ged_ctx_shuffled_labels")
 TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 activations through PCA and eigh; p-values move in 1/(n+1) steps
 
-# Recorded outcomes other than the default (claim: supported; control: failed), keyed by test id, with the numbers.
-EXPECTED_OUTCOMES: dict[str, tuple[str, str]] = {}
+# Recorded outcomes other than the default (claim: supported; control: failed), per test id, with the numbers:
+# claims/expected/<this module>.yml, written by scripts/record_outcomes.py and reviewed like a baseline.
+EXPECTED_OUTCOMES = load_expected(__file__)
 
 
 def stimuli(mc):

@@ -36,11 +36,13 @@ from mechclaims.errors import StimuliError
 from mechclaims.plots.pathlength import plot_cross_model, plot_pathlength_panels
 from mechclaims.stats.pathlength import LayerProfile, layer_profile, path_length_claim, shuffle_within_documents
 from mechclaims.stats.within_doc import partial_rho
+from mechclaims.outcome import load_expected
 from mechclaims.verdict import Verdict
 
 # Expected verdicts (strict xfail), keyed by test name, with the measured numbers (seed 0, 1,000 draws).
-# Recorded outcomes other than the default (claim: supported; control: failed), keyed by test id, with the numbers.
-EXPECTED_OUTCOMES: dict[str, tuple[str, str]] = {}
+# Recorded outcomes other than the default (claim: supported; control: failed), per test id, with the numbers:
+# claims/expected/<this module>.yml, written by scripts/record_outcomes.py and reviewed like a baseline.
+EXPECTED_OUTCOMES = load_expected(__file__)
 TOL = {"default_tolerance": {"rtol": 1e-2, "atol": 1e-2}}
 CROSS_DIR = "pathlength_cross_model"
 

@@ -40,12 +40,13 @@ import pytest
 from mechclaims.capture import capture
 from mechclaims.datasets.categories import load_categories, word_positions
 from mechclaims.plots import rsa as rplot
-from mechclaims.qk_null import rotation_null
+from mechclaims.qk_null import model_path, rotation_null
 from mechclaims.sites import site
 from mechclaims.stats import rsa
 from mechclaims.stats.common import min_draws
-from mechclaims.stats.equivalence import absence
-from mechclaims.stats.rsa_rotation import auc_batch, auc_jackknife, rho_batch, surface_groupings
+from mechclaims.stats.rsa_claims import rotation_claim, selectivity_claim
+from mechclaims.stats.rsa_rotation import surface_groupings
+from mechclaims.outcome import load_expected
 from mechclaims.verdict import Verdict
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -58,8 +59,9 @@ A, B, C = "qk_category_selectivity", "qk_rsa_beats_rotated_weights", "qk_categor
 TOL = {"rtol": 1e-2, "atol": 1e-6}
 STEP_TOL = {"rtol": 0.0, "atol": 5e-3}  # p-values and quantiles move in steps of 1/(n+1)
 
-# Recorded outcomes other than the default (claim: supported; control: failed), keyed by test id, with the numbers.
-EXPECTED_OUTCOMES: dict[str, tuple[str, str]] = {}
+# Recorded outcomes other than the default (claim: supported; control: failed), per test id, with the numbers:
+# claims/expected/<this module>.yml, written by scripts/record_outcomes.py and reviewed like a baseline.
+EXPECTED_OUTCOMES = load_expected(__file__)
 
 
 def categories(mc):
@@ -102,99 +104,36 @@ B_CONTROLS = ("rsa_random_weights",)
 C_CONTROLS = ("beyond_random_weights",) + tuple(f"beyond_surface_{g}" for g in SURFACES)
 
 
-def perm_profiles(lm, mc, model_pool, acts) -> dict[str, tuple]:
-    """Claim A's label-permutation profiles (Q, K) per grouping, every layer of the model."""
+def claim_a(lm, mc, model_pool, g: str = "category", role: str = "claim"):
+    """Claim A's rule for grouping ``g`` on every layer of ``lm`` (memoized): (Verdict, (Q profile, K profile))."""
     cs = categories(mc)
     n_perm = max(mc.permutations, min_draws(2 * lm.n_layers, ALPHA))
 
     def run():
-        return {g: tuple(rsa.selectivity_profile(flat(acts[k]), lab, n_perm=n_perm, n_boot=N_BOOT if g == "category"
-                                                 else 0, seed=mc.seed) for k in KINDS[:2])
-                for g, lab in groupings(lm, mc).items()}
-    return model_pool.cached((lm.name, lm.fingerprint, "rsa-perm", cs.hash(), n_perm, mc.seed, N_BOOT), run)
+        acts = qk_acts(lm, mc, model_pool)
+        return selectivity_claim(acts[KINDS[0]], acts[KINDS[1]], groupings(lm, mc)[g], n_perm=n_perm, seed=mc.seed,
+                                 alpha=ALPHA, sesoi=SESOI, n_boot=N_BOOT if role == "claim" else 0,
+                                 claim=A if role == "claim" else f"{A}[{g}]", role=role, grouping=g)
+    return model_pool.cached((lm.name, lm.fingerprint, "rsa-A", cs.hash(), g, role, n_perm, mc.seed), run)
 
 
-def rotation_profiles(lm, mc, model_pool, acts) -> list[tuple]:
-    """Claims B and C: per layer (observed, nulls, p, draws) under the rotated-weights null."""
+def rotation_profiles(lm, mc, model_pool) -> list[tuple]:
+    """Claims B and C: per layer (observed, nulls, p, draws) under the rotated-weights null (memoized)."""
     cs = categories(mc)
-    n_max = ROTATIONS
     groups = groupings(lm, mc)
 
     def run():
-        return [rotation_null(lm, l, acts[KINDS[2]][l], acts[KINDS[0]][l], acts[KINDS[1]][l], groups, n_max=n_max,
-                              seed=mc.seed + 1000 * l) for l in range(lm.n_layers)]
-    return model_pool.cached((lm.name, lm.fingerprint, "rsa-rot", cs.hash(), n_max, mc.seed), run)
-
-
-def _majority(name: str, holds: np.ndarray, opposite: np.ndarray, effect: float, se: float, rule: str,
-              details: dict, role: str = "claim", what: str = "") -> Verdict:
-    """More than half of the layers hold. Refuted: the opposite holds at more than half, or TOST on ``effect``."""
-    frac = float(np.mean(holds))
-    lo_hi = (effect - 1.645 * se, effect + 1.645 * se)  # 90% interval: TOST at 0.05
-    ab = absence(effect, lo_hi, SESOI, name=what or "effect", alpha=ALPHA)
-    opp = float(np.mean(opposite)) > 0.5
-    return Verdict(claim=name, statistic_name="frac_layers_holding", statistic=frac, rule=rule, passed=frac > 0.5,
-                   effect_name=what or "effect", effect=effect, effect_ci=lo_hi, details=details, role=role,
-                   absent=ab.shown or opp, absence=(f"the opposite direction holds at {np.mean(opposite):.0%} of "
-                                                    f"layers" if opp else ab.text), testable=bool(np.isfinite(se)))
-
-
-def claim_a(lm, mc, model_pool, g: str = "category", role: str = "claim") -> Verdict:
-    acts = qk_acts(lm, mc, model_pool)
-    q, k = perm_profiles(lm, mc, model_pool, acts)[g]
-    lab = groupings(lm, mc)[g]
-    holds, (qq, qk) = rsa.holds_by_unit([q.p, k.p], ALPHA)
-    p_less = [np.array([(np.sum(n <= o) + 1) / (n.size + 1) for o, n in zip(pr.delta, pr.null)]) for pr in (q, k)]
-    opposite, _ = rsa.holds_by_unit(p_less, ALPHA)
-    auc, se = auc_jackknife([flat(acts[KINDS[0]]), flat(acts[KINDS[1]])], lab)
-    det = {"n_layers": float(len(holds)), "n_layers_holding": float(holds.sum()), "auc_mean": float(auc.mean())}
-    for l in range(lm.n_layers):
-        det.update({f"L{l:02d}.q.delta": q.delta[l], f"L{l:02d}.q.z": q.z[l], f"L{l:02d}.q.qval": qq[l],
-                    f"L{l:02d}.k.delta": k.delta[l], f"L{l:02d}.k.z": k.z[l], f"L{l:02d}.k.qval": qk[l]})
-    v = _majority(A if role == "claim" else f"{A}[{g}]", holds, opposite, float(auc.mean() - 0.5), se,
-                  f"grouping '{g}': within-minus-across cosine beats a label-permutation null (BH-FDR q < {ALPHA} over Q "
-                  f"and K at all {lm.n_layers} layers) for both Q and K at more than half of the layers", det, role,
-                  "auc_minus_0.5")
-    v.layers = {l: ("supported" if holds[l] else "refuted" if opposite[l] else "inconclusive") for l in range(len(holds))}
-    return v
+        acts = qk_acts(lm, mc, model_pool)
+        return [rotation_null(model_path(lm, l), acts[KINDS[2]][l], acts[KINDS[0]][l], acts[KINDS[1]][l], groups,
+                              n_max=ROTATIONS, seed=mc.seed + 1000 * l) for l in range(lm.n_layers)]
+    return model_pool.cached((lm.name, lm.fingerprint, "rsa-rot", cs.hash(), ROTATIONS, mc.seed), run)
 
 
 def claim_bc(lm, mc, model_pool, which: str, g: str = "category", role: str = "claim") -> Verdict:
-    """B (Q-K RSA) or C (category structure beyond the input) against the rotated-weights null, every layer."""
-    L = lm.n_layers
     acts = qk_acts(lm, mc, model_pool)
-    rot = rotation_profiles(lm, mc, model_pool, acts)
-    a = ALPHA / L if which == B else ALPHA / (2 * L)
-    keys = ["rho"] if which == B else [f"delta_q.{g}", f"delta_k.{g}"]
-    holds = np.array([all(r[2][k] <= a for k in keys) for r in rot])
-    opposite = np.array([all(r[2][f"{k}.less"] <= a for k in keys) for r in rot])
-    Q, K = flat(acts[KINDS[0]]), flat(acts[KINDS[1]])
-    if which == B:  # effect: learned rho minus the null's mean rho; jackknife over words (the null mean held fixed)
-        null_mean = np.array([r[1]["rho"].mean() for r in rot])
-        obs = np.array([r[0]["rho"] for r in rot])
-        loo = np.array([(rho_batch(np.delete(Q, i, 1), np.delete(K, i, 1)) - null_mean).mean()
-                        for i in range(Q.shape[1])])
-        effect, what = float((obs - null_mean).mean()), "rho_minus_rotated_mean"
-    else:  # effect: AUC of the learned Q and K minus the null's mean AUC (the category grouping)
-        lab = groupings(lm, mc)[g]
-        null_auc = np.concatenate([[r[1]["auc_q"].mean() for r in rot], [r[1]["auc_k"].mean() for r in rot]])
-        def auc2(q, k, y):
-            return np.concatenate([auc_batch(q, y), auc_batch(k, y)])
-        loo = np.array([(auc2(np.delete(Q, i, 1), np.delete(K, i, 1), np.delete(lab, i)) - null_auc).mean()
-                        for i in range(Q.shape[1])])
-        effect, what = float((auc2(Q, K, lab) - null_auc).mean()), "auc_minus_rotated_mean"
-    n = len(loo)
-    se = float(np.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2)))
-    det = {"n_layers_holding": float(holds.sum()), "mean_draws": float(np.mean([r[3] for r in rot]))}
-    for l, r in enumerate(rot):
-        for k in keys:
-            det.update({f"L{l:02d}.{k}": r[0][k], f"L{l:02d}.{k}.null_mean": float(r[1][k].mean()),
-                        f"L{l:02d}.{k}.p": r[2][k]})
-    rule = (f"{'Q-K Spearman rho' if which == B else f'within-minus-across of Q and K (grouping {g})'} beats the "
-            f"rotated-weights null (one-sided, Bonferroni {a:.3g}) at more than half of the layers")
-    v = _majority(which if role == "claim" else f"{which}[{g}]", holds, opposite, effect, se, rule, det, role, what)
-    v.layers = {l: ("supported" if holds[l] else "refuted" if opposite[l] else "inconclusive") for l in range(L)}
-    return v
+    return rotation_claim(rotation_profiles(lm, mc, model_pool), acts[KINDS[0]], acts[KINDS[1]], groupings(lm, mc)[g],
+                          which="rsa" if which == B else "beyond", alpha=ALPHA, sesoi=SESOI, role=role, grouping=g,
+                          claim=which if role == "claim" else f"{which}[{g}]")
 
 
 def random_lm(lm, mc, model_pool):
@@ -206,9 +145,9 @@ def gated(lm, mc, model_pool, which: str) -> Verdict:
     def run():
         rnd = random_lm(lm, mc, model_pool)
         if which == A:
-            v = claim_a(lm, mc, model_pool)
-            ctl = {"sel_random_weights": claim_a(rnd, mc, model_pool, role="control")}
-            ctl.update({f"sel_surface_{g}": claim_a(lm, mc, model_pool, g, role="control") for g in SURFACES})
+            v = claim_a(lm, mc, model_pool)[0]
+            ctl = {"sel_random_weights": claim_a(rnd, mc, model_pool, role="control")[0]}
+            ctl.update({f"sel_surface_{g}": claim_a(lm, mc, model_pool, g, role="control")[0] for g in SURFACES})
         elif which == B:
             v = claim_bc(lm, mc, model_pool, B)
             ctl = {"rsa_random_weights": claim_bc(rnd, mc, model_pool, B, role="control")}
@@ -235,7 +174,8 @@ def test_qk_category_selectivity(lm, mc, model_pool, artifacts, baseline, record
     cs = categories(mc)
     v = gated(lm, mc, model_pool, A)
     acts = qk_acts(lm, mc, model_pool)
-    prof = perm_profiles(lm, mc, model_pool, acts)
+    prof = {g: claim_a(lm, mc, model_pool, g, "claim" if g == "category" else "control")[1]
+            for g in ("category",) + SURFACES}
     rnd = random_lm(lm, mc, model_pool)
     record(v, site="attn.hook_q/attn.hook_k", n_words=len(cs.words))
     dl = display_layer(lm.n_layers)
@@ -247,7 +187,7 @@ def test_qk_category_selectivity(lm, mc, model_pool, artifacts, baseline, record
                             f"{lm.name} layer {dl}: label-permutation null",
                             {f"{g} grouping": prof[g][0].delta[dl] for g in SURFACES})
     series = {"Q": q.z, "K": k.z, **{f"Q, {g} grouping": prof[g][0].z for g in SURFACES},
-              "Q, random-weight copy": perm_profiles(rnd, mc, model_pool, qk_acts(rnd, mc, model_pool))["category"][0].z}
+              "Q, random-weight copy": claim_a(rnd, mc, model_pool, role="control")[1][0].z}
     rplot.z_by_layer({n: np.asarray(z) for n, z in series.items()}, artifacts.path("z_by_layer.png"),
                      list(range(lm.n_layers)), title=f"{lm.name}: Q/K category selectivity per layer (z vs permutations)")
     baseline.check(v.numbers(), lm, default_tolerance=TOL, tolerances=_tol(v))
@@ -269,7 +209,7 @@ def test_qk_rsa_beats_rotated_weights(lm, mc, model_pool, artifacts, baseline, r
     cs = categories(mc)
     v = gated(lm, mc, model_pool, B)
     acts = qk_acts(lm, mc, model_pool)
-    rot = rotation_profiles(lm, mc, model_pool, acts)
+    rot = rotation_profiles(lm, mc, model_pool)
     L = lm.n_layers
     # Reported, never deciding: isotropic Gaussian W_q/W_k preserve the inputs' geometry (an upper bound).
     iso = rsa.random_projection_rho(acts[KINDS[2]], flat(acts[KINDS[0]]).shape[-1], flat(acts[KINDS[1]]).shape[-1],
@@ -301,7 +241,7 @@ def test_qk_rsa_control_fails(lm, mc, model_pool, record, expect, control):
 @pytest.mark.claim(C, family="observational", controls=C_CONTROLS)
 def test_qk_category_beyond_input(lm, mc, model_pool, artifacts, baseline, record, expect):
     v = gated(lm, mc, model_pool, C)
-    rot = rotation_profiles(lm, mc, model_pool, qk_acts(lm, mc, model_pool))
+    rot = rotation_profiles(lm, mc, model_pool)
     record(v, site="attn.hook_q/attn.hook_k vs attn.hook_qk_in", n_words=len(categories(mc).words))
     L = lm.n_layers
     for kind in ("q", "k"):

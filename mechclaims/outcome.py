@@ -76,3 +76,18 @@ def counts(outcomes: Iterable[str]) -> str:
     """``'supported 6 · confounded 20 · inconclusive 4'`` in the order of OUTCOMES."""
     o = list(outcomes)
     return " · ".join(f"{k} {o.count(k)}" for k in dict.fromkeys(OUTCOMES + CONTROL_OUTCOMES) if o.count(k))
+
+
+def load_expected(module_file: str) -> dict[str, tuple[str, str]]:
+    """A claim module's recorded outcomes: ``<claims dir>/expected/<module name>.yml`` (test id -> {outcome,
+    reason}), written deliberately by ``python scripts/record_outcomes.py`` after a run and reviewed like a baseline.
+    Only outcomes other than the default (claim: supported; control: failed) are recorded."""
+    from pathlib import Path
+
+    import yaml
+
+    p = Path(module_file).with_suffix("").parent / "expected" / (Path(module_file).stem + ".yml")
+    if not p.exists():
+        return {}
+    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    return {k: (v["outcome"], v.get("reason", "")) for k, v in data.items()}

@@ -293,20 +293,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Expected verdicts: a claim module's EXPECTED_FAILURES maps test names to reasons -> strict xfail."""
-    s = config.stash.get(_SETTINGS, None)
-    overridden = bool(s and s.stimuli)
+    """Claim markers: the family as a marker of its own (``-m causal``), and the xdist group of the model."""
     for item in items:
-        mapping = getattr(item.module, "EXPECTED_FAILURES", None) if hasattr(item, "module") else None
-        if mapping and item.name in mapping:
-            # Expected verdicts were measured on the bundled stimuli; on the user's own stimuli the outcome is
-            # unknown, so the expectation is kept but not enforced (non-strict), and the reason says so.
-            reason = mapping[item.name]
-            if overridden:
-                reason = f"[not enforced: --stimuli overrides active] {reason}"
-            # raises=AssertionError: only the claim's own verdict may be the expected failure; a baseline
-            # mismatch (BaselineMismatch) or a crash still fails the test.
-            item.add_marker(pytest.mark.xfail(strict=not overridden, reason=reason, raises=AssertionError))
         m = item.get_closest_marker("claim")
         if m is not None:
             fam = m.kwargs.get("family", "observational")
@@ -407,6 +395,10 @@ _REC = pytest.StashKey[list]()
 _OUT = pytest.StashKey[dict]()
 
 
+COUNT_KEYS = ("n_null", "mean_draws", "frac_lowered", "n_draws")
+COUNT_TOL = {"rtol": 0.25, "atol": 0.05}
+
+
 class Baseline:
     def __init__(self, request: pytest.FixtureRequest, settings: Settings):
         self.request, self.s = request, settings
@@ -438,7 +430,11 @@ class Baseline:
         obtained = self.s.artifacts / "obtained" / p.relative_to(self.s.baselines)
         obtained.parent.mkdir(parents=True, exist_ok=True)
         drift = self.request.node.stash.setdefault(_DRIFT, [])
-        check(self.request, p, numbers, environment(lm), tolerances, default_tolerance, obtained, drift.extend)
+        # Reported counts of sequential draws and thresholded fractions move in whole steps when the last float bits
+        # move (another thread count, another batch split): a tolerance of their resolution, never deciding.
+        loose = {k: COUNT_TOL for k in numbers if k.endswith(COUNT_KEYS)}
+        check(self.request, p, numbers, environment(lm), {**loose, **(tolerances or {})}, default_tolerance, obtained,
+              drift.extend)
 
 
 @pytest.fixture

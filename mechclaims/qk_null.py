@@ -1,12 +1,12 @@
-"""Draws of the spectrum-matched Q/K null on a model: its own q/k path fed with randomly rotated inputs.
+"""Draws of the spectrum-matched Q/K null: a q/k path fed with randomly rotated inputs.
 
-The statistics are in :mod:`mechclaims.stats.rsa_rotation`; this module only runs the projections
-(:func:`mechclaims.weights.qk_path`) on rotated copies of the captured ``attn.hook_qk_in`` rows, in chunks, and
-stops sequentially (:func:`mechclaims.stats.common.sequential_null`).
+The statistics are in :mod:`mechclaims.stats.rsa_rotation`; this module only runs the projections (on a model:
+:func:`mechclaims.weights.qk_path`) on rotated copies of the captured ``attn.hook_qk_in`` rows, in chunks, and stops
+sequentially (:func:`mechclaims.stats.common.sequential_null`). Torch is touched only through ``path``.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -15,17 +15,27 @@ from .stats.rsa_rotation import auc_batch, delta_batch, haar_frames, input_facto
 from .weights import qk_path
 
 
-def rotation_null(lm: Any, layer: int, X: np.ndarray, Q: np.ndarray, K: np.ndarray,
-                  groupings: Mapping[str, np.ndarray], *, n_max: int, seed: int, h: int = 10
+def model_path(lm: Any, layer: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The model's own q/k path at ``layer`` as a numpy function (see :func:`mechclaims.weights.qk_path`)."""
+    f = qk_path(lm, layer)
+
+    def g(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q, k = f(X)
+        return q.float().cpu().numpy(), k.float().cpu().numpy()
+    return g
+
+
+def rotation_null(path: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], X: np.ndarray, Q: np.ndarray,
+                  K: np.ndarray, groupings: Mapping[str, np.ndarray], *, n_max: int, seed: int, h: int = 10
                   ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, float], int]:
     """Observed statistics, their rotated-weight nulls and sequential p-values at one layer.
 
-    ``X [n, d]``: the captured q/k input at each word; ``Q [n, ...]``, ``K [n, ...]``: the captured queries and keys;
+    ``path(X [m, d]) -> (Q [m, ...], K [m, ...])``: the q/k path (:func:`model_path` on a model; any numpy function
+    in the calibration tests). ``X [n, d]``: the captured q/k input at each word; ``Q [n, ...]``, ``K [n, ...]``: the captured queries and keys;
     ``groupings``: name -> labels per word (the first is the categories). Keys: ``rho`` (Q-K RSA) and
     ``delta_q.<g>`` / ``delta_k.<g>`` per grouping, each with an upper tail (``<key>``) and a lower tail
     (``<key>.less``, the opposite direction); the nulls also hold ``auc_q``/``auc_k`` of the first grouping.
     Returns (observed, nulls, p, draws made)."""
-    f = qk_path(lm, layer)
     US = input_factor(X)
     n, r, d = len(X), US.shape[1], X.shape[1]
     obs = {"rho": float(rho_batch(Q[None], K[None])[0])}
@@ -37,8 +47,8 @@ def rotation_null(lm: Any, layer: int, X: np.ndarray, Q: np.ndarray, K: np.ndarr
     def draw(b: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         Xq = rotated_inputs(US, haar_frames(d, r, b, rng)).astype(np.float32)
         Xk = rotated_inputs(US, haar_frames(d, r, b, rng)).astype(np.float32)
-        q = f(Xq.reshape(b * n, d))[0].float().cpu().numpy().reshape(b, n, -1)
-        k = f(Xk.reshape(b * n, d))[1].float().cpu().numpy().reshape(b, n, -1)
+        q = path(Xq.reshape(b * n, d))[0].reshape(b, n, -1)
+        k = path(Xk.reshape(b * n, d))[1].reshape(b, n, -1)
         out = {"rho": rho_batch(q, k)}
         for g, lab in groupings.items():
             out[f"delta_q.{g}"], out[f"delta_k.{g}"] = delta_batch(q, lab), delta_batch(k, lab)

@@ -48,9 +48,10 @@ def qk_path(lm: Any, layer: int) -> Callable[[Any], tuple[Any, Any]]:
         if proj is None:
             raise NotImplementedError(f"{lm.name}: {rs.name} sits on {type(rs.module).__name__}, and its attention "
                                       f"module has no {which}_proj to feed it; add this family to qk_path.")
-        heads = getattr(cfg, "num_attention_heads" if which == "q" else "num_key_value_heads",
-                        getattr(cfg, "num_attention_heads"))
-        if getattr(post, "heads_first", False):  # a per-head norm after the head split (Gemma 3, Qwen 3)
+        heads = getattr(cfg, "num_attention_heads" if which == "q" else "num_key_value_heads", None) or \
+            getattr(cfg, "num_attention_heads")
+        width = int(getattr(rs.module, "weight").numel())
+        if width * heads == proj.weight.shape[0]:  # a per-head norm after the head split (Gemma 3, Qwen 3)
             return lambda x: rs.module(proj(x).reshape(x.shape[0], heads, -1))
         return lambda x: post(rs.module(proj(x)[None]), cfg)[0]  # a norm over all heads, then the split (OLMo-2)
 

@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.stats.multitest import fdrcorrection
 
-from mechclaims.datasets.lesion import (load_causal_pairs, load_masked_pairs, fill_mask, split_pairs)
+from mechclaims.datasets.lesion import (load_causal_pairs, load_masked_pairs, fill_mask, referent_names,
+                                        split_by_name, split_pairs)
 from mechclaims.errors import StimuliError
+from mechclaims.stats.common import needs_draws, sequential_mc_p, tail_p
 from mechclaims.stats.lesion import (
-    LayerLesion, direct_contributions, flip_pairs, jaccard, lesion_verdicts, logit_direction, needs_more_draws,
-    paired_neuron_ttest, random_sets, select_by_contrast, select_by_contribution, selection_stability,
-    sequential_mc_p, split_halves, top_k)
+    direct_contributions, flip_pairs, jaccard, logit_direction, paired_neuron_ttest, random_sets, select_by_contrast,
+    select_by_contribution, selection_stability, split_halves, top_k)
+from mechclaims.stats.lesion_test import Side, layer_verdict, unrelated_control
 
 
 def _pairs(rng, n=40, d=60, planted_her=(0, 1, 2), planted_him=(3, 4), shift=1.5):
@@ -150,90 +152,75 @@ def test_random_sets_are_size_matched_without_replacement():
     assert all(len(set(r)) == 7 for r in sets.tolist())
 
 
-# ---------------------------------------------------------------------------------- sequential p
+# ---------------------------------------------------------------------------------- p-values
 def test_sequential_p_known_values():
     null = np.arange(1, 101, dtype=float)                  # observed 0 is below every draw
-    assert sequential_mc_p(0.0, null, h=10) == (pytest.approx(1 / 101), 100)
-    p, used = sequential_mc_p(1000.0, null, h=10)           # every draw is as extreme: stop at the 10th
+    assert sequential_mc_p(0.0, null, h=10, tail="less") == (pytest.approx(1 / 101), 100)
+    p, used = sequential_mc_p(1000.0, null, h=10, tail="less")  # every draw is as extreme: stop at the 10th
     assert (p, used) == (1.0, 10)
-    assert not needs_more_draws(1000.0, null[:10], n_max=100, h=10)
-    assert needs_more_draws(0.0, null[:50], n_max=100, h=10)
-    assert not needs_more_draws(0.0, null, n_max=100, h=10)
+    assert not needs_draws([50.0], null, n_max=100)        # both tails have >= 10 draws beyond 50
+    assert needs_draws([0.0], null[:50], n_max=100)        # nothing below 0 yet
+    assert not needs_draws([0.0], null, n_max=100)         # n_max reached
 
 
-def test_sequential_p_is_valid_under_the_null():
-    """Observed exchangeable with the draws: P(p <= alpha) must not exceed alpha (+ MC error)."""
+def test_tail_p_is_valid_under_the_null_and_reaches_small_values():
+    """Observed exchangeable with normal draws: P(p <= alpha) <= alpha (+ MC error), including alpha / 30, which
+    200 draws could not reach by counting alone."""
     rng = np.random.default_rng(4)
-    ps = np.array([sequential_mc_p(rng.normal(), rng.normal(size=99), h=10)[0] for _ in range(3000)])
-    for alpha in (0.05, 0.1, 0.2):
-        assert (ps <= alpha).mean() <= alpha + 0.015
+    ps = np.array([tail_p(rng.normal(), rng.normal(size=200), "less")[0] for _ in range(4000)])
+    for alpha in (0.05 / 30, 0.05, 0.2):
+        assert (ps <= alpha).mean() <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / 4000)
+    assert tail_p(-6.0, rng.normal(size=200), "less")[0] < 0.05 / 30
+
+
+def test_tail_p_falls_back_when_draws_are_not_normal():
+    rng = np.random.default_rng(5)
+    heavy = rng.standard_t(1, size=200)                    # Cauchy draws: Shapiro-Wilk rejects normality
+    p, how = tail_p(-50.0, heavy, "less")
+    assert how.startswith("empirical") and p >= 1 / 201
 
 
 # -------------------------------------------------------------------------------------- verdicts
-def _layer(rng, layer, shift, n=(30, 20), n_null=100, sd=1.0, null_sd=0.1):
-    clean = {s: rng.normal(2.0, 1.0, m) for s, m in zip(("her", "him"), n)}
-    zero = {s: clean[s] + shift + rng.normal(0, sd * 0.3, clean[s].size) for s in clean}
-    mean = {s: clean[s] + shift / 2 for s in clean}
-    null = {s: clean[s][None, :] + rng.normal(0, null_sd, (n_null, 1)) + rng.normal(0, 0.3, (n_null, clean[s].size))
-            for s in clean}
-    return LayerLesion(layer, clean, zero, null, mean, {"her": 20, "him": 20}, stability=0.5)
+def _side(rng, name, shift, *, n=30, n_null=200, selected=20, above=True):
+    null = rng.normal(0, 0.1, n_null)
+    return Side(name, above, selected, rng.normal(shift, 0.05, n), rng.normal(shift, 0.05, n), null,
+                rng.normal(0, 0.05, n), rng.normal(0, 0.05, n_null))
 
 
-def test_planted_layers_pass_and_null_layers_fail():
-    rng = np.random.default_rng(5)
-    layers = [_layer(rng, l, -2.0 if l in (2, 3) else 0.0) for l in range(6)]
-    vs = lesion_verdicts(layers, claim="lesion", seed=0)
-    assert [v.passed for v in vs] == [l in (2, 3) for l in range(6)]
-    v = vs[2]
-    assert v.statistic < 0 and v.effect_ci[0] <= v.effect <= v.effect_ci[1]
-    assert v.details["frac_lowered"] > 0.9 and v.details["mean_ablation_effect"] == pytest.approx(-1.0)
-    assert v.details["n_null_her"] == 100 and v.details["stability_jaccard"] == 0.5
-    assert vs[0].details["n_null_her"] < 100                # undecided draws stop early on null layers
-    assert all(np.isfinite(x) for x in v.numbers().values())
+def test_planted_layer_is_supported_and_null_is_not():
+    rng = np.random.default_rng(6)
+    v = layer_verdict({s: _side(rng, s, -1.0) for s in ("her", "him")}, claim="l", alpha=0.05 / 30, sesoi=0.1)
+    assert v.passed and v.outcome == "supported" and v.details["her.normal_tail"] == 1.0
+    v0 = layer_verdict({s: _side(rng, s, 0.0) for s in ("her", "him")}, claim="l", alpha=0.05 / 30, sesoi=0.1)
+    assert not v0.passed and v0.outcome == "refuted"  # the excess over random sets is bounded inside +-0.1
 
 
 def test_one_side_alone_does_not_pass():
-    rng = np.random.default_rng(6)
-    L = _layer(rng, 0, -2.0)
-    L.zero["him"] = L.clean["him"] + rng.normal(0, 0.3, L.clean["him"].size)   # him neurons do nothing
-    (v,) = lesion_verdicts([L], claim="lesion")
-    assert not v.passed and v.details["p_him"] > 0.05
-
-
-def test_no_selection_fails_with_reason():
     rng = np.random.default_rng(7)
-    L = _layer(rng, 0, -2.0)
-    L.n_selected = {"her": 0, "him": 20}
-    (v,) = lesion_verdicts([L], claim="lesion")
-    assert not v.passed and "no neurons selected" in v.reason
+    v = layer_verdict({"her": _side(rng, "her", -1.0), "him": _side(rng, "him", 0.0)}, claim="l", alpha=0.05,
+                      sesoi=0.1)
+    assert not v.passed and v.outcome == "refuted"  # the him side's equivalence refutes the conjunction
 
 
-def test_side_without_prompts_fails_with_reason():
-    """A model that never gets one pronoun right leaves that side empty: a failed verdict, not a crash."""
-    rng = np.random.default_rng(11)
-    L = _layer(rng, 0, -2.0)
-    L.clean["her"], L.zero["her"], L.mean["her"], L.null["her"] = (np.zeros(0),) * 3 + (np.zeros((0, 0)),)
-    (v,) = lesion_verdicts([L], claim="lesion")
-    assert not v.passed and "no held-out prompts on side her" in v.reason
-
-
-def test_false_positive_rate_under_the_null():
-    """No planted effect anywhere: over many simulated 10-layer models, some layer passes in <= ~alpha."""
+def test_side_at_chance_or_nothing_selected_is_inconclusive():
     rng = np.random.default_rng(8)
-    any_pass = []
-    for rep in range(60):
-        layers = [_layer(rng, l, 0.0, n=(12, 10), n_null=60, null_sd=0.0) for l in range(10)]
-        for L in layers:   # the "selected" set is just one more random set: exchangeable with the null
-            L.zero = {s: L.null[s][0] for s in L.null}
-            L.null = {s: L.null[s][1:] for s in L.null}
-        any_pass.append(any(v.passed for v in lesion_verdicts(layers, claim="lesion", n_boot=200)))
-    assert np.mean(any_pass) <= 0.1
+    v = layer_verdict({"her": _side(rng, "her", -1.0), "him": _side(rng, "him", -1.0, above=False)}, claim="l",
+                      alpha=0.05, sesoi=0.1)
+    assert not v.passed and v.outcome == "inconclusive" and "at chance" in v.reason
+    v = layer_verdict({"her": _side(rng, "her", -1.0), "him": _side(rng, "him", -1.0, selected=0)}, claim="l",
+                      alpha=0.05, sesoi=0.1)
+    assert v.outcome == "inconclusive" and "no neuron selected" in v.reason
+    ctl = layer_verdict({"her": _side(rng, "her", -1.0), "him": _side(rng, "him", 0.0, selected=0)}, claim="c",
+                        alpha=0.05, sesoi=0.1, role="control")
+    assert ctl.outcome == "failed"  # a control that selects nothing fails its rule: it cannot vouch, nor confound
 
 
-def test_correction_raises_p():
+def test_unrelated_pair_control():
     rng = np.random.default_rng(9)
-    vs = lesion_verdicts([_layer(rng, l, -0.3) for l in range(4)], claim="lesion", correction="holm")
-    assert all(v.p >= v.details["p_uncorrected"] - 1e-12 for v in vs)
+    sides = {s: _side(rng, s, -1.0) for s in ("her", "him")}
+    assert unrelated_control(sides, claim="u", alpha=0.05).outcome == "failed"
+    sides["her"].delta_unrelated = sides["her"].delta_unrelated + 1.0
+    assert unrelated_control(sides, claim="u", alpha=0.05).outcome == "passed"
 
 
 # -------------------------------------------------------------------------------------- stimuli
@@ -241,6 +228,8 @@ def test_shipped_fixtures_are_valid():
     causal, masked = load_causal_pairs(), load_masked_pairs()
     assert len(causal) >= 100 and len(masked) >= 50
     assert all(fill_mask(p.her, "her").count("[MASK]") == 0 for p in masked)
+    tr2, te2 = split_by_name(causal, 0.4, seed=0)
+    assert not {n for p in tr2 for n in referent_names(p)} & {n for p in te2 for n in referent_names(p)}
     tr, te = split_pairs(causal, 0.4, seed=0)
     assert len(te) == round(0.4 * len(causal)) and not {p.id for p in tr} & {p.id for p in te}
     assert [p.id for p in split_pairs(causal, 0.4, seed=0)[1]] == [p.id for p in te]

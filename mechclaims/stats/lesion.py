@@ -1,11 +1,5 @@
-"""Statistics for the MLP lesion claim ("her neurons" and "him neurons"). Pure: numpy arrays in, Verdicts out.
-
-The claim, per model, selection rule and layer: on held-out prompts whose next (or masked) token is " her",
-zeroing the selected "her" neurons at the prediction position lowers the her-minus-him logit difference more
-than zeroing size-matched random neuron sets of the same layer does; likewise for " him" prompts and "him"
-neurons. What falsifies it at a layer: the selected set's mean change is not below zero on either side, or
-random sets of the same size lower the difference as much (per-side Monte Carlo p, the larger of the two sides
-taken, corrected across layers).
+"""Neuron selection for the MLP lesion claim ("her neurons" and "him neurons"). Pure: numpy arrays in, selections
+out. The per-layer decision (mean ablation against size-matched random sets) is in :mod:`mechclaims.stats.lesion_test`.
 
 Two selection rules, both fixed before looking:
 
@@ -24,21 +18,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.multitest import fdrcorrection, multipletests
+from statsmodels.stats.multitest import fdrcorrection
 
-from ..verdict import Verdict
-from .common import bootstrap_ci, null_summary, z_score
 
 SIDES = ("her", "him")
 DEFAULT_K = 20  # neurons per side; fixed before looking (about 1.3% of SmolLM2's 1536 MLP neurons)
-# A prompt counts as lowered only beyond float32 noise: an ablation that changes nothing moves a logit difference by
-# ~1e-5 depending on how rows are batched, and that must not flip the count.
-LOWERED_TOL = 1e-3
 DEFAULT_H = 10  # sequential Monte Carlo: stop a side after this many random sets at least as strong
 
 
@@ -180,130 +169,3 @@ def random_sets(n_neurons: int, size: int, n_sets: int, rng: np.random.Generator
     if size > n_neurons:
         raise ValueError(f"cannot draw {size} of {n_neurons} neurons")
     return np.argsort(rng.random((n_sets, n_neurons)), axis=1)[:, :size]
-
-
-# ------------------------------------------------------------------------------------ sequential null
-def sequential_mc_p(observed: float, null: np.ndarray, h: int = DEFAULT_H) -> tuple[float, int]:
-    """Besag & Clifford (1991) sequential Monte Carlo p-value, left tail (``null <= observed`` is extreme).
-
-    The draws are scanned in the order they were made. At the ``h``-th extreme draw (draw n) the test stops:
-    p = h / n. If the draws run out first with g < h extreme: p = (g + 1) / (N + 1). Draws made after the
-    stopping point do not change p, so a caller may draw in chunks. Returns (p, draws used).
-    """
-    null = np.asarray(null, float)
-    extreme = np.cumsum(null <= observed)
-    hit = np.flatnonzero(extreme >= h)
-    if hit.size:
-        n = int(hit[0]) + 1
-        return float(h / n), n
-    return float((extreme[-1] if null.size else 0) + 1) / (null.size + 1), int(null.size)
-
-
-def needs_more_draws(observed: float, null: np.ndarray, n_max: int, h: int = DEFAULT_H) -> bool:
-    """True while a side's sequential test is undecided: fewer than ``h`` extreme draws and fewer than ``n_max``."""
-    null = np.asarray(null, float)
-    return null.size < n_max and int((null <= observed).sum()) < h
-
-
-# ------------------------------------------------------------------------------------------- verdicts
-@dataclass
-class LayerLesion:
-    """One layer's measurements on held-out prompts, per side (``"her"``, ``"him"``).
-
-    Each array holds the target-minus-foil logit difference per prompt of that side: ``clean``; ``zero`` with
-    the selected set zeroed; ``mean`` with it set to its reference mean; ``null`` ``[n_sets, n_side]`` with
-    size-matched random sets zeroed, rows in the order drawn.
-    """
-
-    layer: int
-    clean: dict[str, np.ndarray]
-    zero: dict[str, np.ndarray]
-    null: dict[str, np.ndarray]
-    mean: dict[str, np.ndarray] | None = None
-    n_selected: dict[str, int] = field(default_factory=dict)
-    stability: float = float("nan")
-
-
-def lesion_verdicts(layers: Sequence[LayerLesion], *, claim: str, alpha: float = 0.05,
-                    correction: str = "fdr_bh", h: int = DEFAULT_H, seed: int = 0,
-                    n_boot: int = 1000) -> list[Verdict]:
-    """One Verdict per layer; the per-layer p-values are corrected across ``layers`` together.
-
-    Pass rule (per layer): the selected set lowers the mean logit difference on both sides
-    (``weaker_side_effect`` = the larger of the two side means < 0) and the corrected
-    max(p_her, p_him) <= ``alpha`` (``correction``: a ``multipletests`` method, default BH FDR).
-    p_side is the sequential Monte Carlo p of the side's mean change against the random sets' mean changes;
-    taking the larger is an intersection-union test of "both sides beat random".
-    """
-    rows = [_layer_numbers(L, h, seed, n_boot) for L in layers]
-    p_layer = np.array([r["p_uncorrected"] for r in rows])
-    q = multipletests(p_layer, alpha=alpha, method=correction)[1] if len(rows) else np.array([])
-    out = []
-    for L, r, ql in zip(layers, rows, q):
-        stat = r.pop("weaker_side_effect")
-        eff, ci = r.pop("effect"), r.pop("effect_ci")
-        null, reason = r.pop("null"), r.pop("reason")
-        passed = bool(math.isfinite(stat) and stat < 0 and ql <= alpha)
-        if not passed and not reason:
-            reason = ("a side is not lowered" if not stat < 0 else
-                      f"random sets of the same size do as well (q={ql:.3g} > {alpha})")
-        out.append(Verdict(
-            claim=f"{claim}@layer{L.layer}", statistic_name="weaker_side_effect", statistic=stat,
-            rule=(f"both sides' mean logit-diff change < 0 and {correction}-corrected max(p_her, p_him) <= "
-                  f"{alpha} over {len(layers)} layers (sequential MC p vs size-matched random sets, h={h})"),
-            passed=passed, p=float(ql), effect_name="mean_change", effect=eff, effect_ci=ci, null=null,
-            details=r, reason=reason))
-    return out
-
-
-def _layer_numbers(L: LayerLesion, h: int, seed: int, n_boot: int) -> dict:
-    d: dict = {"reason": ""}
-    effects, ps, null_means, no_null = {}, {}, {}, []
-    for s in SIDES:
-        clean = np.asarray(L.clean[s], float)
-        delta = np.asarray(L.zero[s], float) - clean
-        raw_null = np.asarray(L.null[s], float)
-        d[f"n_prompts_{s}"] = clean.size
-        d[f"n_selected_{s}"] = L.n_selected.get(s, np.nan)
-        if clean.size == 0 or L.n_selected.get(s, 1) == 0:
-            why = "no held-out prompts" if clean.size == 0 else "no neurons selected"
-            d["reason"] += f"{why} on side {s}. "
-            effects[s], ps[s], null_means[s] = float("nan"), 1.0, np.array([])
-            continue
-        effects[s] = float(delta.mean())
-        null_means[s] = (raw_null.reshape(-1, clean.size) - clean[None, :]).mean(axis=1)
-        if null_means[s].size:
-            ps[s], used = sequential_mc_p(effects[s], null_means[s], h)
-        else:  # a caller may skip the null of a rule that cannot pass (a side not lowered): p stays 1
-            ps[s], used = 1.0, 0
-            no_null.append(s)
-        d[f"effect_{s}"], d[f"p_{s}"], d[f"n_null_{s}"] = effects[s], ps[s], used
-        d[f"z_vs_null_{s}"] = z_score(effects[s], null_means[s]) if null_means[s].size > 1 else float("nan")
-        d[f"frac_lowered_{s}"] = float((delta < -LOWERED_TOL).mean())
-        d[f"clean_{s}"] = float(clean.mean())
-        if L.mean is not None:
-            d[f"mean_ablation_effect_{s}"] = float((np.asarray(L.mean[s], float) - clean).mean())
-    d["weaker_side_effect"] = max(effects.values()) if all(map(math.isfinite, effects.values())) else float("nan")
-    if no_null and d["weaker_side_effect"] < 0:  # both sides lowered, yet no null to judge them against
-        d["reason"] += f"no random sets on side {', '.join(no_null)}. "
-    d["p_uncorrected"] = max(ps.values())
-    deltas = [np.asarray(L.zero[s], float) - np.asarray(L.clean[s], float) for s in SIDES]
-    pooled = np.concatenate(deltas)
-    d["effect"], d["effect_ci"] = float(pooled.mean()) if pooled.size else float("nan"), None
-    if pooled.size >= 2 and np.ptp(pooled) > 0:
-        d["effect_ci"] = bootstrap_ci((pooled,), np.mean, seed=seed, n_resamples=n_boot)
-        d["d_z"] = float(pooled.mean() / pooled.std(ddof=1))
-    d["frac_lowered"] = float((pooled < -LOWERED_TOL).mean()) if pooled.size else float("nan")
-    if L.mean is not None and pooled.size:
-        mean_d = np.concatenate([np.asarray(L.mean[s], float) - np.asarray(L.clean[s], float) for s in SIDES])
-        d["mean_ablation_effect"] = float(mean_d.mean())
-    # Null band for the pooled effect: random draw j of both sides, weighted by prompt counts.
-    n_common = min(len(null_means[s]) for s in SIDES)
-    if n_common >= 2:
-        w = np.array([len(L.clean[s]) for s in SIDES], float)
-        pooled_null = sum(w[i] * null_means[s][:n_common] for i, s in enumerate(SIDES)) / w.sum()
-        d["null"] = null_summary(pooled_null)
-    else:
-        d["null"] = None
-    d["stability_jaccard"] = L.stability
-    return d

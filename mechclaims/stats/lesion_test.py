@@ -74,12 +74,14 @@ def layer_verdict(sides: dict[str, Side], *, claim: str, alpha: float, sesoi: fl
     det = {f"{s}.{k}": x for s, n in nums.items() for k, x in n.items()}
     at_chance = [s for s, v in sides.items() if not v.above_chance]
     empty = [s for s, v in sides.items() if v.n_selected == 0]
-    testable = not at_chance and (role == "control" or not empty)
     ok = [s for s in sides if s not in at_chance and s not in empty]
     p = max((nums[s]["p"] for s in sides), default=float("nan"))
-    passed = testable and not empty and all(nums[s]["effect"] < 0 and nums[s]["p"] <= alpha for s in sides)
     eq = [s for s in ok if nums[s]["equivalent"]]
     opp = [s for s in ok if nums[s]["p_opposite"] <= alpha]
+    # A side shown absent refutes the conjunction whatever the other side is; otherwise a side at chance (or, for a
+    # claim, with nothing selected) leaves the layer untestable.
+    testable = bool(eq or opp) or (not at_chance and (role == "control" or not empty))
+    passed = not at_chance and not empty and all(nums[s]["effect"] < 0 and nums[s]["p"] <= alpha for s in sides)
     why = []
     if at_chance:
         why.append(f"the model is at chance on the held-out {', '.join(at_chance)} prompts, so no ablation effect can "
@@ -92,7 +94,7 @@ def layer_verdict(sides: dict[str, Side], *, claim: str, alpha: float, sesoi: fl
     return Verdict(claim=claim, statistic_name="max_p", statistic=float(p) if np.isfinite(p) else 1.0, p=None,
                    rule=f"both sides: mean ablation lowers the target-minus-foil logit difference more than size-matched "
                         f"random sets (each p <= {alpha:.3g}, Bonferroni over the model's layers)",
-                   passed=bool(passed), testable=testable, role=role, details=det, absent=bool(eq or opp) and testable,
+                   passed=bool(passed), testable=testable, role=role, details=det, absent=bool(eq or opp),
                    absence=absence, effect_name="mean_effect",
                    effect=float(np.nanmean([nums[s]["effect"] for s in sides])), reason="; ".join(why))
 
@@ -102,10 +104,10 @@ def unrelated_control(sides: dict[str, Side], *, claim: str, alpha: float, h: in
     on any side where the claim is testable. Passes (the neurons are not specific) when some side's p <= alpha."""
     nums = {s: side_numbers(v, alpha, 0.0, h) for s, v in sides.items() if v.above_chance and v.n_selected}
     ps = {s: n.get("unrelated_p", float("nan")) for s, n in nums.items()}
-    passing = [s for s, p in ps.items() if np.isfinite(p) and p <= alpha]
+    passing = [s for s, p in ps.items() if np.isfinite(p) and p <= alpha / max(len(ps), 1)]  # Bonferroni over sides
     return Verdict(claim=claim, statistic_name="min_p", statistic=min(ps.values(), default=1.0), role="control",
                    rule=f"the selected set moves an unrelated logit difference more than random sets (two-sided p <= "
-                        f"{alpha:.3g}) on some side", passed=bool(passing),
+                        f"{alpha:.3g} / n_sides) on some side", passed=bool(passing),
                    testable=all(np.isfinite(p) for p in ps.values()),
                    details={f"{s}.unrelated_{k}": n.get(f"unrelated_{k}", np.nan) for s, n in nums.items()
                             for k in ("effect", "p")}, reason=f"moves it on {passing}" if passing else "")
