@@ -13,9 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # nox may run outside the venv: paths.py needs only stdlib
+from mechclaims.paths import safe_component  # noqa: E402
 
 TRANSFORMERS = ["5.23.0", "4.57.6", "4.52.4"]  # newest 5.x, last 4.x, an older minor with GGUF Llama loading
 TINY_TRANSFORMERS = ["5.23.0", "4.57.6"]  # newest first: the first environment is the reference
@@ -34,7 +38,7 @@ def _install(session: nox.Session, version: str) -> None:
 
 def _cell(session: nox.Session, name: str, pytest_args: list[str], version: str) -> None:
     pytest_args = [*pytest_args, *session.posargs]  # e.g. `nox -s tiny -- -k additivity` narrows every cell
-    out = OUT / name
+    out = OUT / safe_component(name)
     out.mkdir(parents=True, exist_ok=True)
     status = {"env": name, "transformers": version, "supported": True, "reason": ""}
     # Each cell checks against its own copy of the baselines, so a cell never writes into the committed ones.

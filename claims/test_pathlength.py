@@ -33,6 +33,7 @@ import pytest
 from mechclaims.capture import capture, encode
 from mechclaims.datasets.passages import DEFAULT_PASSAGES, check_token_counts, load_passages, passages_hash
 from mechclaims.errors import StimuliError
+from mechclaims.paths import safe_component
 from mechclaims.plots.pathlength import plot_cross_model, plot_pathlength_panels
 from mechclaims.stats.pathlength import LayerProfile, layer_profile, path_length_claim, shuffle_within_documents
 from mechclaims.stats.within_doc import partial_rho
@@ -146,7 +147,7 @@ def cross_model(mc, request):
     of this run's models present, write the comparison figure and JSON. Files, not memory, so it also works under
     pytest-xdist: the last worker to finish sees every model's file (each is written before its worker ends)."""
     run_id = getattr(request.config, "workerinput", {}).get("testrunuid") or uuid.uuid4().hex
-    out = Path(mc.artifacts) / CROSS_DIR
+    out = Path(mc.out) / CROSS_DIR  # this run's folder: concurrent runs never mix their models
     yield {"dir": out, "run_id": run_id}
     entries = {}
     for f in sorted(out.glob("*.json")) if out.exists() else []:
@@ -177,8 +178,7 @@ def _save_for_comparison(cross, lm, prof: LayerProfile, v: Verdict) -> None:
     verdict = {k: rec[k] for k in ("claim", "statistic_name", "statistic", "rule", "passed", "p", "effect_name",
                                    "effect", "effect_ci", "null", "details", "reason")}
     prof_d = {k: np.asarray(getattr(prof, k)).tolist() for k in prof.__dataclass_fields__}
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in lm.name)
-    (cross["dir"] / f"{safe}.json").write_text(json.dumps(
+    (cross["dir"] / f"{safe_component(lm.name)}.json").write_text(json.dumps(
         {"run_id": cross["run_id"], "model": lm.name, "profile": prof_d, "verdict": verdict}, allow_nan=True))
 
 

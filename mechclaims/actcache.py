@@ -10,14 +10,16 @@ under a file lock, so:
 - two processes that build one entry at once: the second waits, then reads what the first wrote;
 - a run killed mid-write leaves either no manifest (a miss) or a manifest whose checksum does not match (rebuilt
   with a warning), never a half-read array;
-- a truncated or edited file fails its checksum and is rebuilt with an :class:`ActivationCacheWarning`.
+- a truncated or edited file fails its checksum and is rebuilt with an :class:`ActivationCacheWarning`;
+- a read-only or full cache dir gives one :class:`ActivationCacheWarning` and the run keeps its activations in
+  memory (mode ``off`` from then on); no temp file is left;
+- temp files of writes killed over an hour ago are removed by the first writer that takes a lock.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import re
 import tempfile
 import warnings
 import zipfile
@@ -26,14 +28,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import CacheWarning
 from .models import _sha256
 
 FORMAT = 1  # bump when the stored structure or a capture's meaning changes
 MODES = ("on", "off", "refresh")
 
 
-class ActivationCacheWarning(UserWarning):
-    """A cache entry was unreadable or failed its checksum and is being rebuilt."""
+class ActivationCacheWarning(CacheWarning):
+    """A cache entry was unreadable or failed its checksum and is being rebuilt, or the cache dir cannot be
+    written and activations stay in memory."""
 
 
 def environment_key() -> dict[str, str]:
@@ -109,33 +113,65 @@ class ActivationStore:
             raise ValueError(f"activation cache mode {mode!r}: use one of {MODES}")
         self.root, self.mode = Path(root), mode
         self.hits = self.misses = self.rebuilt = 0
+        self.degraded = ""  # why the disk is no longer used (read-only, full); empty while it is
+        self._swept = False
 
     def paths(self, key: dict[str, Any]) -> tuple[Path, Path, Path]:
         full = {"format": FORMAT, **environment_key(), **key}
         digest = hashlib.sha256(json.dumps(full, sort_keys=True, default=repr).encode()).hexdigest()[:20]
-        stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", f"{key.get('model', 'model')}-{key.get('tag', 'acts')}")
+        from .paths import safe_component
+
+        stem = safe_component(f"{key.get('model', 'model')}-{key.get('tag', 'acts')}")
         base = self.root / f"{stem}-{digest}"
         return base.with_suffix(".npz"), base.with_suffix(".json"), base.with_suffix(".lock")
 
     def get(self, key: dict[str, Any], fn: Callable[[], Any]) -> Any:
-        if self.mode == "off":
-            return fn()
-        self.root.mkdir(parents=True, exist_ok=True)
-        npz, man, lock = self.paths(key)
-        if self.mode == "on" and (val := self._load(npz, man)) is not None:
-            self.hits += 1
-            return val
+        if self.mode == "off" or self.degraded:
+            return fn()  # "off" never touches the disk, not even to create the directory
         from filelock import FileLock
 
-        with FileLock(str(lock)):
+        npz, man, lock = self.paths(key)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if self.mode == "on" and (val := self._load(npz, man)) is not None:
+                self.hits += 1
+                return val
+            held = FileLock(str(lock))
+            held.acquire()
+        except OSError as e:
+            self._degrade(e)
+            return fn()
+        try:
+            if not self._swept:
+                from .diskio import sweep_orphans
+
+                sweep_orphans(self.root, (".*.tmp",))  # writes killed (SIGKILL) over an hour ago
+                self._swept = True
             # Another process may have finished the same entry while this one waited for the lock.
             if self.mode == "on" and (val := self._load(npz, man)) is not None:
                 self.hits += 1
                 return val
             self.misses += 1
             val = fn()
-            self._store(npz, man, key, val)
+            try:
+                self._store(npz, man, key, val)
+            except OSError as e:
+                try:
+                    npz.unlink(missing_ok=True)  # never an npz without its manifest's checksum
+                except OSError:
+                    pass
+                self._degrade(e)
             return val
+        finally:
+            held.release()
+
+    def _degrade(self, e: OSError) -> None:
+        """Read-only or full: warn once, then keep every capture of this run in memory."""
+        self.degraded = e.strerror or type(e).__name__
+        warnings.warn(ActivationCacheWarning(
+            f"the activation cache {self.root} cannot be written ({self.degraded}); keeping activations in memory "
+            f"for this run (they are recomputed next time). Pass a writable --cache-dir, free space, or "
+            f"--activation-cache off."), stacklevel=3)
 
     def _load(self, npz: Path, man: Path) -> Any | None:
         if not man.exists():

@@ -120,6 +120,13 @@ def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[s
 
     force = bool(request.config.getoption("force_regen", False)) or bool(
         request.config.getoption("regen_all", False))
-    perform_regression_check(datadir=path.parent, original_datadir=path.parent, request=request,
-                             check_fn=check_fn, dump_fn=dump, extension=".yml", fullpath=path, force_regen=force,
-                             obtained_filename=obtained)
+    try:
+        perform_regression_check(datadir=path.parent, original_datadir=path.parent, request=request,
+                                 check_fn=check_fn, dump_fn=dump, extension=".yml", fullpath=path, force_regen=force,
+                                 obtained_filename=obtained)
+    except OSError as e:  # a read-only --baselines-dir, or a full disk: one line naming the file, not a traceback
+        from .diskio import write_error
+
+        where = Path(e.filename) if getattr(e, "filename", None) else path
+        raise write_error(where, e, "pass a writable --baselines-dir (the obtained copy goes to --artifacts-dir)"
+                          ) from None

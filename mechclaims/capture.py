@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import StimuliError
+from .errors import NonFiniteActivationError, StimuliError
 from .models import LoadedModel
 from .sites import resolve
 
@@ -55,12 +55,28 @@ def single_token_id(lm: LoadedModel, word: str, source: str = "") -> int:
     return ids[0]
 
 
+def context_length(lm: LoadedModel) -> int | None:
+    """The most tokens the model takes in one sequence (its position-embedding table), or None if unstated."""
+    cfg = lm.model.config
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+        v = getattr(cfg, attr, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def _preview(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
 def locate_word(lm: LoadedModel, text: str, word: str, source: str = "") -> int:
     """Token index of ``word`` in ``text``.
 
     Rule: ``word`` (stripped of spaces) must occur exactly once in ``text`` as a whole word, case-sensitive,
     and must be exactly one token there. Zero or several occurrences, or a multi-token word, raise a
-    StimuliError that names the sentence, the word and the model.
+    StimuliError that names the sentence, the word and the model. The target must also lie inside the model's
+    context: for a causal model only the tokens up to the target matter (claims may cut the rest), for an
+    encoder the whole sentence must fit.
     """
     w = word.strip()
     hits = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(w)}(?!\w)", text)]
@@ -78,6 +94,16 @@ def locate_word(lm: LoadedModel, text: str, word: str, source: str = "") -> int:
         pieces = [text[a:b] for i, (a, b) in enumerate(enc["offset_mapping"]) if i in covering]
         raise StimuliError(f"{where}: the target {w!r} is split into {len(covering)} tokens {pieces} by model "
                            f"{lm.name}'s tokenizer; the target must be a single token. Use another word.")
+    ctx = context_length(lm)
+    need = covering[0] + 1 if lm.kind == "causal" else len(enc["input_ids"])
+    if ctx is not None and need > ctx:
+        where = f"{source + ': ' if source else ''}sentence {_preview(text)!r}"
+        if lm.kind == "causal":
+            what, fix = f"its target {w!r} is token {need:,}", f"(keep the target within the first {ctx:,} tokens)"
+        else:
+            what, fix = f"it is {need:,} tokens", f"to at most {ctx:,} tokens"
+        raise StimuliError(f"{where}: {what}, past model {lm.name}'s context of {ctx:,} tokens. Shorten the "
+                           f"sentence {fix} or drop the record.")
     return covering[0]
 
 
@@ -106,11 +132,20 @@ def _progress(total: int, desc: str, enabled: bool | None):
     return tqdm(total=total, desc=desc, disable=not on, leave=False, unit="seq", file=sys.__stderr__)
 
 
+def pad_id(lm: LoadedModel) -> int:
+    """The id right-padding uses. Any id works: the attention mask hides padding and capture() never keeps a
+    padded position, so a tokenizer with neither a pad nor an eos token pads with id 0."""
+    for v in (lm.tokenizer.pad_token_id, getattr(lm.tokenizer, "eos_token_id", None)):
+        if isinstance(v, int):
+            return v
+    return 0
+
+
 def _pad(lm: LoadedModel, batch: Sequence[Sequence[int]]) -> tuple[Any, Any]:
     import torch
 
     T = max(len(x) for x in batch)
-    inp = torch.full((len(batch), T), lm.tokenizer.pad_token_id, dtype=torch.long)
+    inp = torch.full((len(batch), T), pad_id(lm), dtype=torch.long)
     mask = torch.zeros((len(batch), T), dtype=torch.long)
     for j, x in enumerate(batch):
         inp[j, :len(x)] = torch.as_tensor(list(x))
@@ -161,6 +196,28 @@ def _register(rs, fn: Callable) -> Any:
     return rs.module.register_forward_hook(lambda mod, args, out: fn(out))
 
 
+def check_context(lm: LoadedModel, ids: Sequence[Sequence[int]]) -> None:
+    """Every sequence must fit the model's context; a longer one would index past the position embeddings."""
+    ctx = context_length(lm)
+    if ctx is None:
+        return
+    long = [i for i, x in enumerate(ids) if len(x) > ctx]
+    if long:
+        i = long[0]
+        text = lm.tokenizer.decode(list(ids[i])[:40])
+        raise StimuliError(f"sequence {i + 1} of {len(ids)} ({_preview(text)!r}) is {len(ids[i]):,} tokens, past "
+                           f"model {lm.name}'s context of {ctx:,} tokens ({len(long)} sequence(s) are). Shorten or "
+                           f"split those texts in the stimuli file.")
+
+
+class _NonFinite(Exception):
+    """Raised inside a hook to stop the forward pass at the first non-finite capture (see capture())."""
+
+    def __init__(self, site: str, row: int, token: int):
+        super().__init__(site)
+        self.site, self.row, self.token = site, row, token
+
+
 def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str], positions: Positions = "last",
             batch_size: int = 32, progress: bool | None = None,
             reduce: dict[str, Callable[[Any, dict[str, Any]], Any]] | None = None) -> Activations:
@@ -168,6 +225,10 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
 
     ``positions``: ``"last"`` (last real token), ``"all"`` (every real token, flattened), or one index per
     sequence (e.g. from :func:`locate_word`). Hooks always come off, even when the forward pass raises.
+
+    A sequence longer than the model's context is a StimuliError. A NaN or infinite value at any captured
+    position stops the capture with a :class:`~mechclaims.errors.NonFiniteActivationError` naming the first
+    non-finite site of the model, its layer and the sequence: no claim ever computes from NaN activations.
 
     ``reduce[site](x, ctx)`` replaces the default position selection for that site, so a huge tensor (logits)
     can be reduced on the fly: ``x`` is the full ``[batch, seq, ...]`` tensor and ``ctx`` holds ``input_ids``,
@@ -177,6 +238,7 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
 
     if len(ids) == 0:
         raise StimuliError("capture() got no sequences; the stimuli set is empty.")
+    check_context(lm, ids)
     cfg = lm.model.config
     resolved = [resolve(lm.model, s) for s in sites]
     per_pos = None
@@ -203,7 +265,12 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
                 sel = reduce[rs.name](x, state["ctx"])
             else:
                 sel = state["select"](x)
-            chunks[rs.name].append(sel.detach().to(torch.float32).cpu().numpy())
+            sel = sel.detach()
+            if sel.is_floating_point() and not bool(torch.isfinite(sel).all()):
+                bad = int((~torch.isfinite(sel.reshape(sel.shape[0], -1))).any(1).nonzero()[0, 0])
+                b, t = state["ctx"]["b"], state["ctx"]["t"]
+                raise _NonFinite(rs.name, state["rows"][int(b[bad])], int(t[bad]))
+            chunks[rs.name].append(sel.to(torch.float32).cpu().numpy())
         return fn
 
     all_rows, seqs, poss = [], [], []
@@ -226,13 +293,22 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
             state["select"] = lambda x, b=b_idx, t=t_idx: x[b.to(x.device), t.to(x.device)]
             batch = [ids[r] for r in rows]
             state["ctx"] = {"input_ids": _pad(lm, batch)[0], "b": b_idx, "t": t_idx, "lengths": lens}
+            state["rows"] = rows
             _run_batch(lm, batch, base_only="hook_logits" not in sites)
             all_rows.extend(rows)
             bar.update(len(rows))
+    except _NonFinite as e:
+        bad = e
+    else:
+        bad = None
     finally:
         for h in handles:
             h.remove()
         bar.close()
+    if bad is not None:
+        from .nonfinite import nonfinite_error
+
+        raise nonfinite_error(lm, ids, bad.site, bad.row, bad.token)
 
     out = {s: np.concatenate(chunks[s], axis=0) for s in sites}
     seq = pos = None

@@ -23,3 +23,19 @@ class SiteError(MechClaimsError, KeyError):
 
 class OptionError(MechClaimsError, ValueError):
     """A command-line/ini option has an unusable value."""
+
+
+class NonFiniteActivationError(MechClaimsError, FloatingPointError):
+    """A captured activation is NaN or infinite: the model (or its dtype) is broken, not the claim.
+
+    Raised once, at capture, naming the first non-finite site, its layer and the sequence, so that no claim
+    computes a statistic from NaN activations. The plugin records the claim test as ``inconclusive``.
+    """
+
+
+class ArtifactsWriteError(MechClaimsError):
+    """An output (figure, summary, report, baseline) could not be written: the disk is full or read-only."""
+
+
+class CacheWarning(UserWarning):
+    """A cache (converted weights, activations) cannot be used as asked; the run goes on without it."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 import re
 from html import escape
 from pathlib import Path
@@ -332,12 +331,9 @@ def render(summary: dict[str, Any], base: Path) -> str:
 
 
 def write_html(summary: dict[str, Any], path: Path) -> Path:
-    """Write the report atomically (temp file + rename) and return its path. Relative figure paths are read
-    against the report's folder."""
+    """Write the report atomically (temp file + rename, the temp removed on any failure) and return its path.
+    Relative figure paths are read against the report's folder."""
+    from .diskio import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = render(summary, path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, render(summary, path.parent))

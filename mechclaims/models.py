@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ModelError, OptionError
+from .errors import CacheWarning, ModelError, OptionError
+from .loaderrors import _load_error, _offline_error  # noqa: F401 (re-exported: tests and callers use them)
 
 DEFAULT_MODEL = "smollm2-135m"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -104,6 +105,9 @@ def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
     with FileLock(str(final) + ".lock"):
         if _cache_ok(final):
             return final
+        from .diskio import sweep_orphans
+
+        sweep_orphans(final.parent, ("*.tmp[0-9]*",))  # conversions killed (SIGKILL) over an hour ago
         if final.exists():
             warnings.warn(f"mechclaims: the cache {final} is incomplete or corrupted; rebuilding it.")
             shutil.rmtree(final, ignore_errors=True)
@@ -117,6 +121,40 @@ def _atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+_FALLBACK: dict[Path, Path] = {}
+
+
+def _cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
+    """:func:`_atomic_dir`, or, when the cache dir is read-only or full, a build into a temp dir for this process
+    only, with one CacheWarning: the run goes on, it just converts again next time."""
+    if final in _FALLBACK:
+        return _FALLBACK[final]
+    try:
+        return _atomic_dir(final, build)
+    except OSError as e:
+        from .diskio import NO_SPACE, UNWRITABLE
+
+        if e.errno not in NO_SPACE | UNWRITABLE:
+            raise
+        import atexit
+        import tempfile
+
+        warnings.warn(CacheWarning(
+            f"mechclaims: the cache dir {final.parent} cannot be written ({e.strerror}); converting {final.name} into "
+            f"a temporary dir for this run only. Pass a writable --cache-dir (or set $MECHCLAIMS_CACHE) to keep it."),
+            stacklevel=3)
+        tmp = Path(tempfile.mkdtemp(prefix=f"mechclaims-{final.name[:40]}-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        try:
+            build(tmp)
+        except OSError as e2:
+            raise ModelError(f"cannot convert {final.name}: neither the cache dir {final.parent} nor the temp dir "
+                             f"{tmp.parent} can be written ({e2.strerror}). Free space, or pass a writable "
+                             f"--cache-dir.") from None
+        _FALLBACK[final] = tmp
+        return tmp
 
 
 def _write_manifest(d: Path) -> None:
@@ -172,7 +210,7 @@ def smollm2_dir(cache: str | os.PathLike | None = None, tokenizer_only: bool = F
     if tokenizer_only:
         if _cache_ok(tok_dir):
             return tok_dir
-        return _atomic_dir(tok_dir, lambda d: AutoTokenizer.from_pretrained(
+        return _cached_dir(tok_dir, lambda d: AutoTokenizer.from_pretrained(
             gguf.parent, gguf_file=gguf.name).save_pretrained(d))
 
     def build(d: Path) -> None:
@@ -191,7 +229,7 @@ def smollm2_dir(cache: str | os.PathLike | None = None, tokenizer_only: bool = F
         plain.save_pretrained(d)
         tok.save_pretrained(d)
 
-    return _atomic_dir(full, build)
+    return _cached_dir(full, build)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -234,15 +272,6 @@ def _tokenizer_for(name: str, cache: Any):
     return AutoTokenizer.from_pretrained(smollm2_dir(cache, tokenizer_only=True))
 
 
-def _offline_error(name: str, err: Exception) -> ModelError:
-    return ModelError(
-        f"model {name!r} is not one of the built-in models ({', '.join(BUILTIN)}) and its weights cannot be "
-        f"had offline ({type(err).__name__}: {str(err).splitlines()[0][:160]}). To use it, either download it "
-        f"once where you have network access (`huggingface-cli download {name}`, which fills the HF cache at "
-        f"$HF_HOME, default ~/.cache/huggingface) and copy that cache here, or pass a local directory holding "
-        f"config.json, the weights and the tokenizer: `--model /path/to/{name.split('/')[-1]}`.")
-
-
 def resolve_config(name: str, cache: Any = None) -> tuple[Any, str]:
     """Config and source without loading weights (cheap: used at collection to know the layer count)."""
     from transformers import AutoConfig
@@ -269,8 +298,8 @@ def resolve_config(name: str, cache: Any = None) -> tuple[Any, str]:
                 "tiny-bert": BertConfig(num_hidden_layers=4)}[name], "code"
     try:
         return AutoConfig.from_pretrained(name, local_files_only=True), "hf"
-    except Exception as e:  # transformers raises OSError/ValueError/HF errors; all mean "not here"
-        raise _offline_error(name, e) from None
+    except Exception as e:  # transformers raises OSError/ValueError/HF errors: "not here", or a broken directory
+        raise _load_error(name, e) from None
 
 
 def n_layers_of(config: Any) -> int:
@@ -328,10 +357,8 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
             kw = {"device_map": "auto"} if device == "auto" else {}
             model = loader.from_pretrained(name, local_files_only=True, **_dtype_kw(tdtype), **kw)
         except Exception as e:
-            raise _offline_error(name, e) from None
-    if tok.pad_token_id is None:
-        # Padding is masked out everywhere; any id works, eos is the conventional choice.
-        tok.pad_token = tok.eos_token
+            raise _load_error(name, e) from None
+    ensure_pad(tok)
     model = model.to(dtype=tdtype)
     if device != "auto":
         model = model.to(device)
@@ -343,6 +370,20 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
     return LoadedModel(name=name, model=model, tokenizer=tok, kind=_kind_of(model), family=sm.family,
                        n_layers=n_layers_of(model.config), fingerprint=weight_fingerprint(model),
                        device=device, dtype=dtype)
+
+
+def ensure_pad(tok: Any) -> None:
+    """Give a tokenizer without a pad token one. Padding is masked out everywhere, so any id works: eos by
+    convention, else the vocabulary's first token (a tokenizer with neither pad nor eos)."""
+    if tok.pad_token_id is not None:
+        return
+    if tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+        return
+    try:
+        tok.pad_token = tok.convert_ids_to_tokens(0)
+    except Exception:  # noqa: BLE001 - capture.pad_id falls back to id 0 whatever the tokenizer allows
+        pass
 
 
 def random_weight_copy(lm: LoadedModel, seed: int = 0) -> LoadedModel:

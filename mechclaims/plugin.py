@@ -37,6 +37,8 @@ OPTIONS = [
      "and overwrite", "on"),
     ("--lesion-null-sets", "mechclaims_lesion_null_sets", "upper bound on random neuron sets per side and layer in "
      "the lesion claim's sequential null (default 100)", "100"),
+    ("--keep-runs", "mechclaims_keep_runs", "finished runs kept under <artifacts-dir>/runs besides the latest "
+     "(default 10; 0 keeps all)", "10"),
 ]
 
 
@@ -65,22 +67,23 @@ class Settings:
     lesion_null_sets: int = 100
     baselines: Path = ROOT / "baselines"
     records: list[dict[str, Any]] = field(default_factory=list)
+    run_dir: Path | None = None  # this run's folder under <artifacts>/runs (mechclaims.runs); None before start
+    keep_runs: int = 10
+
+    @property
+    def out(self) -> Path:
+        """Where this run writes its figures and obtained baselines: its run folder."""
+        return self.run_dir or self.artifacts
 
     def stimuli_path(self, name: str, default: str | Path) -> Path:
         """The user's file for stimuli set ``name`` (via --stimuli NAME=PATH), else the bundled default."""
         return Path(self.stimuli.get(name, default))
 
     def layer_list(self, n_layers: int) -> list[int]:
-        if self.layers.strip() in ("", "all"):
-            return list(range(n_layers))
-        out: list[int] = []
-        for part in self.layers.split(","):
-            m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-            if not m:
-                raise OptionError(f"--layers {self.layers!r}: cannot read {part!r}; use 'all' or e.g. '0,5,10-12'.")
-            a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-            out.extend(range(a, b + 1))
-        return [l for l in sorted(set(out)) if l < n_layers]
+        """The --layers selection that exists in a model of ``n_layers`` layers (checked at start-up)."""
+        from .options import layers_for
+
+        return layers_for(self.layers, n_layers)
 
 
 def _get(config: pytest.Config, opt: str, ini: str, default: Any) -> Any:
@@ -105,32 +108,40 @@ def _settings(config: pytest.Config) -> Settings:
     from .stimuli import check_stimuli_overrides
 
     check_stimuli_overrides(stim)  # an unknown NAME or a missing PATH is a usage error, not a silent default
-    try:
-        seed, perms = int(vals["mechclaims_seed"]), int(vals["mechclaims_permutations"])
-        null_sets = int(vals["mechclaims_lesion_null_sets"])
-    except ValueError:
-        raise OptionError("--seed, --permutations and --lesion-null-sets take integers.") from None
-    if null_sets < 20:
-        raise OptionError(f"--lesion-null-sets {null_sets}: at least 20 are needed for a p-value below 0.05.")
+    from . import options
+
+    seed = options.seed(vals["mechclaims_seed"])
+    perms = options.permutations(vals["mechclaims_permutations"])
+    null_sets = options.lesion_null_sets(vals["mechclaims_lesion_null_sets"])
+    keep = options.keep_runs(vals["mechclaims_keep_runs"])
+    options.parse_layers(vals["mechclaims_layers"])  # syntax now; the range once the models' depths are known
     act_mode = vals["mechclaims_activation_cache"]
     if act_mode not in ("on", "off", "refresh"):
         raise OptionError(f"--activation-cache {act_mode!r}: use on, off or refresh.")
-    if perms < 20:
-        raise OptionError(f"--permutations {perms}: at least 20 are needed for a p-value below 0.05.")
     check_device_dtype(vals["mechclaims_device"], vals["mechclaims_dtype"])
-    art = Path(vals["mechclaims_artifacts_dir"])
-    try:
-        art.mkdir(parents=True, exist_ok=True)
-        probe = art / f".write-probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise OptionError(f"--artifacts-dir {art} cannot be written ({e.strerror}); pass a writable directory.") from None
+    art = options.writable_dir("--artifacts-dir", vals["mechclaims_artifacts_dir"])
     return Settings(models=list(dict.fromkeys(models)), device=vals["mechclaims_device"],
                     dtype=vals["mechclaims_dtype"], artifacts=art.resolve(), seed=seed, permutations=perms,
                     layers=vals["mechclaims_layers"], cache_dir=vals["mechclaims_cache_dir"], stimuli=stim,
-                    activation_cache=act_mode, lesion_null_sets=null_sets,
-                    baselines=Path(vals["mechclaims_baselines_dir"] or ROOT / "baselines").resolve())
+                    activation_cache=act_mode, lesion_null_sets=null_sets, keep_runs=keep,
+                    baselines=Path(vals["mechclaims_baselines_dir"] or ROOT / "baselines").expanduser().resolve())
+
+
+def _check_baselines_dir(config: pytest.Config, s: Settings) -> None:
+    """--baselines-dir must be writable when baselines will be written (--force-regen, or none there yet). A
+    read-only dir that already holds baselines still checks them; it gets one warning at start-up."""
+    from .options import writable_dir
+
+    try:
+        writable_dir("--baselines-dir", s.baselines)
+    except OptionError as e:
+        regen = bool(config.getoption("force_regen", False))
+        has_any = s.baselines.is_dir() and any(s.baselines.iterdir())
+        if regen or not has_any:
+            why = "--force-regen rewrites baselines" if regen else "it holds no baselines yet, so every test writes one"
+            raise OptionError(f"{e} ({why}.)") from None
+        config.issue_config_time_warning(pytest.PytestConfigWarning(
+            f"mechclaims: {e} Existing baselines are checked; a missing one cannot be written."), stacklevel=2)
 
 
 class ModelPool:
@@ -187,8 +198,8 @@ class ModelPool:
         at the end of each claim module, so peak memory is one claim's working set, not the session's sum."""
         from .models import LazyRandomCopy
 
-        if self.s.activation_cache == "off":
-            return  # nothing to reload from: recomputing would cost more than the memory saves
+        if self.s.activation_cache == "off" or (self._store is not None and self._store.degraded):
+            return  # nothing to reload from (off, or a read-only/full cache): recomputing costs more than it saves
         for k in [k for k in self.memo if isinstance(k, tuple) and k and k[0] == "activations"]:
             del self.memo[k]
         for v in self.memo.values():
@@ -222,8 +233,15 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         s = _settings(config)
         pool = ModelPool(s)
-        for name in s.models:
-            pool.n_layers(name)  # resolves every --model now: a bad name is a usage error, not a traceback
+        # Resolves every --model now (a bad name is a usage error, not a traceback), and checks --layers against
+        # their depths, so a layer that does not exist never reaches collection.
+        from .options import check_layers
+
+        check_layers(s.layers, {name: pool.n_layers(name) for name in s.models})
+        _check_baselines_dir(config, s)
+        from . import runstate
+
+        s.run_dir = runstate.start(config, s.artifacts)
     except MechClaimsError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[_SETTINGS] = s
@@ -366,13 +384,16 @@ def _our_hooks(model: Any) -> int:
 
 
 class Artifacts:
-    """This test's artifact folder: ``<artifacts>/<model>/<test function>/<param id>/``."""
+    """This test's artifact folder: ``<run folder>/<model>/<test function>/<param id>/`` (each name one safe
+    path component, see mechclaims.paths)."""
 
     def __init__(self, root: Path, node: pytest.Item):
+        from .paths import inside
+
         model = getattr(node, "callspec", None) and node.callspec.params.get("model_name", "")
         test = node.originalname if hasattr(node, "originalname") else node.name
         pid = node.callspec.id if getattr(node, "callspec", None) else "default"
-        self.dir = root / re.sub(r"[^\w.-]", "_", str(model or "nomodel")) / test / re.sub(r"[^\w.-]", "_", pid)
+        self.dir = inside(root, model or "nomodel", test, pid)
         self.files: list[Path] = []
 
     def path(self, name: str) -> Path:
@@ -384,7 +405,7 @@ class Artifacts:
 
 @pytest.fixture
 def artifacts(mc: Settings, request: pytest.FixtureRequest) -> Artifacts:
-    a = Artifacts(mc.artifacts, request.node)
+    a = Artifacts(mc.out, request.node)
     request.node.stash[_ART] = a
     return a
 
@@ -404,10 +425,12 @@ class Baseline:
         self.request, self.s = request, settings
 
     def path(self) -> Path:
+        from .paths import inside, safe_component
+
         node = self.request.node
         model = node.callspec.params.get("model_name", "nomodel") if getattr(node, "callspec", None) else "nomodel"
         pid = node.callspec.id if getattr(node, "callspec", None) else "default"
-        safe = re.sub(r"[^\w.-]", "_", pid)
+        safe = safe_component(pid)
         if self.s.stimuli:
             # Own stimuli get their own baselines, keyed by the override set, never compared with the bundled ones.
             import hashlib
@@ -417,7 +440,7 @@ class Baseline:
             content = {k: hashlib.sha256(Path(v).read_bytes()).hexdigest() if Path(v).is_file() else v
                        for k, v in self.s.stimuli.items()}
             safe += f"@stimuli-{stimuli_hash(content)}"
-        return self.s.baselines / re.sub(r"[^\w.-]", "_", model) / node.originalname / f"{safe}.yml"
+        return inside(self.s.baselines, model, node.originalname) / f"{safe}.yml"
 
     def check(self, numbers: dict[str, float], lm: Any = None, tolerances: dict | None = None,
               default_tolerance: dict | None = None) -> None:
@@ -427,7 +450,7 @@ class Baseline:
         __tracebackhide__ = True
         p = self.path()
         # The "obtained" copy goes with the artifacts, never next to the committed baselines.
-        obtained = self.s.artifacts / "obtained" / p.relative_to(self.s.baselines)
+        obtained = self.s.out / "obtained" / p.relative_to(self.s.baselines)
         obtained.parent.mkdir(parents=True, exist_ok=True)
         drift = self.request.node.stash.setdefault(_DRIFT, [])
         # Reported counts of sequential draws and thresholded fractions move in whole steps when the last float bits
@@ -516,10 +539,7 @@ def expect(request: pytest.FixtureRequest) -> Callable[[Any], None]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     rep = yield
-    if rep.failed and call.excinfo is not None and call.excinfo.errisinstance(MechClaimsError):
-        # Bad input met inside a claim (a stimulus without its target, a multi-token word): the message names the
-        # input and the fix; a traceback from deep inside the library would only hide it.
-        rep.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
+    failure = _library_failure(item, rep, call)
     if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
         recs = item.stash.get(_REC, [])
         art = item.stash.get(_ART, None)
@@ -530,7 +550,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 "xpassed" if hasattr(rep, "wasxfail") else rep.outcome)
             info = item.stash.get(_OUT, {})
             outcome = info.get("outcome")
-            if outcome is None:  # the test never reached its verdict: a crash, a skip, a bad input
+            if failure == "inconclusive":  # non-finite activations: nothing about the claim could be measured
+                outcome = "inconclusive"
+            elif outcome is None:  # the test never reached its verdict: a crash, a skip, a bad input
                 outcome = "skipped" if rep.skipped else "error"
             # Via user_properties so pytest-xdist ships it to the controller, which writes the summary.
             rep.user_properties.append(("mechclaims", {
@@ -547,6 +569,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 "statement": _statement(item),
             }))
     return rep
+
+
+def _library_failure(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo) -> str | None:
+    """A MechClaimsError inside a test shows as its one-paragraph message, never a traceback from deep inside the
+    library. Returns ``"inconclusive"`` for non-finite activations (the claim could not be measured) and
+    ``"stop"`` for an output that cannot be written (a full or read-only disk: the session stops at the first)."""
+    from .errors import ArtifactsWriteError, NonFiniteActivationError
+
+    if not (rep.failed and call.excinfo is not None and call.excinfo.errisinstance(MechClaimsError)):
+        return None
+    rep.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
+    if call.excinfo.errisinstance(NonFiniteActivationError):
+        return "inconclusive"
+    if call.excinfo.errisinstance(ArtifactsWriteError):
+        item.session.shouldstop = f"{call.excinfo.value}"
+        return "stop"
+    return None
 
 
 def _fmt_name(name: Any, params: dict[str, Any]) -> Any:
@@ -588,6 +627,10 @@ def _statement(item: pytest.Item) -> dict[str, str]:
     return {"statement": (fn_doc or doc).strip()[:1500], "falsified_by": falsified}
 
 
+from .runstate import (pytest_collection_finish, pytest_collectreport, pytest_configure_node,  # noqa: E402,F401
+                       pytest_internalerror, pytest_keyboard_interrupt)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for k, v in getattr(report, "user_properties", []):
         if k == "mechclaims" and _CONFIG is not None:
@@ -604,7 +647,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Claims must never mutate the session models: compare each weight fingerprint with the one at load."""
+    """Claims must never mutate the session models: compare each weight fingerprint with the one at load. Then
+    the run's summary.json is written, whatever happened (mechclaims.runstate)."""
+    from . import runstate
     from .models import weight_fingerprint
 
     pool = session.config.stash.get(_POOL, None)
@@ -613,23 +658,42 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if now != lm.fingerprint:
             session.config.stash.setdefault(_MUTATED, []).append(name)
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    s = session.config.stash.get(_SETTINGS, None)
+    if s is not None and not hasattr(session.config, "workerinput"):
+        runstate.finish(session, exitstatus, session.config.stash.get(_RECORDS, []), s, pool)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from . import runstate
+
+    runstate.stop(config)
 
 
 _MUTATED = pytest.StashKey[list]()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    from .report import terminal_table, write_outputs
+    from . import runstate
+    from .report import terminal_table
 
     for name in config.stash.get(_MUTATED, []):
         terminalreporter.write_line(f"mechclaims: ERROR: the weights of the shared model {name} changed during the "
                                     f"session; a test edited them in place instead of using intervene().", red=True)
     s = config.stash.get(_SETTINGS, None)
+    st = config.stash.get(runstate.STATE, None)
     recs = config.stash.get(_RECORDS, [])
-    if s is None or not recs or hasattr(config, "workerinput"):
+    if s is None or hasattr(config, "workerinput"):
         return
-    paths = write_outputs(recs, s, config.stash[_POOL])
-    terminalreporter.write_sep("=", "mechclaims verdicts")
-    for line in terminal_table(recs):
-        terminalreporter.write_line(line)
-    terminalreporter.write_line(f"summary: {paths['summary']}   report: {paths.get('report', '-')}")
+    res = st.result if st is not None else {}
+    if recs:
+        terminalreporter.write_sep("=", "mechclaims verdicts")
+        for line in terminal_table(recs):
+            terminalreporter.write_line(line)
+    if res.get("error"):
+        terminalreporter.write_line(f"mechclaims: ERROR: {res['error']}", red=True)
+    elif res.get("interrupted"):
+        terminalreporter.write_line(f"mechclaims: run interrupted ({res['reason']}); its summary: {res['summary']}. "
+                                    f"The latest complete run is unchanged: {s.artifacts / 'latest'}.", yellow=True)
+    elif res:
+        where = f"{s.artifacts / 'summary.json'} (latest: {res['run']})" if res.get("promoted") else res["summary"]
+        terminalreporter.write_line(f"summary: {where}   report: {res.get('report', '-')}")

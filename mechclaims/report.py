@@ -1,9 +1,6 @@
 """Session outputs: summary.json (one record per claim test) and the compact terminal table."""
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 
@@ -83,33 +80,18 @@ def terminal_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, allow_nan=True))
-    os.replace(tmp, path)
-
-
-def write_outputs(records: list[dict[str, Any]], settings: Any, pool: Any) -> dict[str, str]:
-    """Write summary.json (records sorted by test id, so serial and xdist runs match) and the HTML report."""
+def build_summary(records: list[dict[str, Any]], settings: Any, pool: Any) -> dict[str, Any]:
+    """summary.json's content: records sorted by test id (so serial and xdist runs match), the outcomes per claim
+    and model, the environment and the drift rows. The run folder (mechclaims.runs) adds how the run ended."""
     import numpy
     import torch
     import transformers
 
-    recs = sorted(records, key=lambda r: r["test_id"])
-    summary = {"environment": {"torch": str(torch.__version__), "transformers": str(transformers.__version__),
-                               "numpy": numpy.__version__, "device": settings.device, "dtype": settings.dtype,
-                               "seed": settings.seed, "permutations": settings.permutations},
-               "models": settings.models, "records": recs, "outcomes": build_outcomes(recs),
-               "model_fingerprints": {n: m.fingerprint for n, m in pool.loaded().items()},
-               "claims": {r["claim"]: r.get("statement", {}) for r in recs if r.get("statement")},
-               "drift": [{"test_id": r["test_id"], **d} for r in recs for d in r.get("drift", [])]}
-    out = Path(settings.artifacts)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "summary.json", summary)
-    paths = {"summary": str(out / "summary.json")}
-    try:
-        from .html import write_html
-        paths["report"] = str(write_html(summary, out / "report.html"))
-    except ImportError:
-        pass
-    return paths
+    recs = sorted(records, key=lambda r: str(r["test_id"]))
+    return {"environment": {"torch": str(torch.__version__), "transformers": str(transformers.__version__),
+                            "numpy": numpy.__version__, "device": settings.device, "dtype": settings.dtype,
+                            "seed": settings.seed, "permutations": settings.permutations},
+            "models": settings.models, "records": recs, "outcomes": build_outcomes(recs),
+            "model_fingerprints": {n: m.fingerprint for n, m in pool.loaded().items()},
+            "claims": {r["claim"]: r.get("statement", {}) for r in recs if r.get("statement")},
+            "drift": [{"test_id": r["test_id"], **d} for r in recs for d in r.get("drift", [])]}

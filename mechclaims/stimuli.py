@@ -11,6 +11,8 @@ import glob
 import hashlib
 import io
 import json
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -27,6 +29,29 @@ STIMULI_NAMES: dict[str, str] = {
     "lesion_masked": "lesion_masked.jsonl",
 }
 _GLOB_OK = frozenset({"ged_heldout"})  # Parquet shards may be given as a directory or a glob
+# The bundled sets are under 100 kB. The claims keep activations for every token they read (path length: every
+# token at every layer, plus its next-token logits), so time and memory grow with the file: a 10 MB passages file
+# ran for over 4 minutes and 3.5 GB on tiny-gpt2 before it was stopped. Past this size a file gets a warning.
+LARGE_STIMULI_BYTES = 2_000_000
+_WARNED: set[str] = set()
+
+
+class StimuliSizeWarning(UserWarning):
+    """A stimuli file is large enough to take minutes and gigabytes."""
+
+
+def warn_if_large(p: Path, size: int, what: str) -> None:
+    """One warning per file past LARGE_STIMULI_BYTES: shown at once on the terminal and in pytest's summary."""
+    if size <= LARGE_STIMULI_BYTES or str(p) in _WARNED:
+        return
+    _WARNED.add(str(p))
+    msg = (f"{what} {p} is {size / 1e6:.1f} MB, past {LARGE_STIMULI_BYTES / 1e6:.0f} MB: the claims keep "
+           f"activations for every token they read, so expect minutes and gigabytes (a 10 MB passages file took "
+           f"over 4 minutes and 3.5 GB on tiny-gpt2). Progress bars show on a terminal; a sample of the file is "
+           f"usually enough.")
+    warnings.warn(StimuliSizeWarning(msg), stacklevel=3)
+    if sys.__stderr__ is not None:  # pytest holds warnings until the end; the user waits now
+        print(f"\nmechclaims: warning: {msg}", file=sys.__stderr__, flush=True)
 
 
 def check_stimuli_overrides(overrides: Mapping[str, str]) -> None:
@@ -57,8 +82,26 @@ def check_stimuli_overrides(overrides: Mapping[str, str]) -> None:
                           f"{Path.cwd()}, the directory you run pytest in).")
 
 
+def record_id(value: Any, where: str) -> str:
+    """A record's id as a string. Ids are strings (whole numbers are accepted and kept as their digits); a list,
+    an object, a float or a boolean is a StimuliError naming the record."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise StimuliError(f"{where}: the id {json.dumps(value)[:60]} is a JSON {_json_type(value)}; an id must be "
+                           f"a string, e.g. \"pair-7\". Fix the record's id.")
+    return str(value).strip()
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    return {list: "array", dict: "object", float: "number with a fraction", bool: "boolean"}.get(type(v),
+                                                                                                type(v).__name__)
+
+
 def read_text(path: str | Path, what: str = "stimuli file") -> str:
-    """Read a UTF-8 text file; missing, unreadable, non-UTF-8 or empty files raise StimuliError."""
+    """Read a UTF-8 text file; missing, unreadable, non-UTF-8 or empty files raise StimuliError. A UTF-8 byte-order
+    mark (Windows editors write one) is dropped, as ``utf-8-sig`` does, so it never becomes part of the first record;
+    a file past LARGE_STIMULI_BYTES gets one warning."""
     p = Path(path)
     if not p.exists():
         raise StimuliError(f"{what} {p} does not exist. Check the path (relative paths are resolved "
@@ -66,8 +109,9 @@ def read_text(path: str | Path, what: str = "stimuli file") -> str:
     if p.is_dir():
         raise StimuliError(f"{what} {p} is a directory; pass the file inside it.")
     raw = p.read_bytes()
+    warn_if_large(p, len(raw), what)
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise StimuliError(f"{what} {p} is not UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r}). "
                            f"Re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {p.name}`.") from None

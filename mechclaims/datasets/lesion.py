@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import StimuliError
-from ..stimuli import _check_keys, read_jsonl_numbered, stimuli_hash
+from ..stimuli import _check_keys, read_jsonl_numbered, record_id, stimuli_hash
 from .pronouns import missing_partner, partner_message
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -50,7 +50,7 @@ def _common(path: str | Path, what: str, min_pairs: int) -> list[PronounPair]:
     texts: dict[str, str] = {}
     out = []
     for i, (line, r) in enumerate(numbered, 1):
-        pid = str(r["id"])
+        pid = record_id(r["id"], f"{what} {path}, line {line} (record {i})")
         lacks = missing_partner(r, ("her", "him"))
         if lacks is not None:
             other = "him" if lacks == "her" else "her"

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import StimuliError
-from ..stimuli import _check_keys, read_records_numbered, read_text, stimuli_hash
+from ..stimuli import _check_keys, read_records_numbered, read_text, record_id, stimuli_hash
 
 PRONOUNS = ("him", "her")
 _OTHER = {"him": "her", "her": "him"}
@@ -134,6 +134,7 @@ def load_pairs(path: str | os.PathLike) -> PronounPairs:
     seen: set[str] = set()
     for k, (line, r) in enumerate(numbered, 1):
         where = f"{what} {path}, line {line} (record {k}, id {r['id']!r})"
+        r["id"] = record_id(r["id"], f"{what} {path}, line {line} (record {k})")
         lacks = missing_partner(r, PRONOUNS)
         if lacks is not None:
             raise StimuliError(partner_message(where, _OTHER[lacks], lacks))
@@ -231,6 +232,7 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: 
         rows = [r for _, r in numbered]
         for k, (line, r) in enumerate(numbered, 1):
             where = f"{what} {p}, line {line} (record {k}, id {r['id']!r})"
+            r["id"] = record_id(r["id"], f"{what} {p}, line {line} (record {k})")
             if r["label"] not in PRONOUNS:
                 raise StimuliError(f"{where}: label must be 'him' or 'her', got {r['label']!r}.")
             if len(_hits(str(r["text"]), r["label"])) != 1 or _hits(str(r["text"]).lower(), _OTHER[r["label"]]):
