@@ -84,7 +84,7 @@ def run_patched(lm: Any, ids: Sequence[Sequence[int]], patches: PatchTable | Non
     tokens = None if read_tokens is None else np.asarray(read_tokens, int).reshape(n, -1)
     if (shortcuts and g and tokens is not None and lm.kind == "causal" and np.all(pos == lens - 1) and lens.min() > 1
             and all(np.all(p == lens[r] - 1) for r, p, _ in g.values()) and _ok(lm, "last")):
-        return _last_token(lm, ids, g, tokens, batch_size)
+        return _last_token(lm, ids, g, tokens, 8 * batch_size)  # one-token rows: many fit in a batch
     skip = shortcuts and bool(g) and _ok(lm, "skip")  # nothing patched: one plain pass is cheapest
     start = patches.start_layers(lm.n_layers) if skip else np.zeros(n, int)
     return _full(lm, ids, g, tokens, pos, start, batch_size)

@@ -15,13 +15,14 @@ def recovery_heatmap(heat: np.ndarray, tokens: Sequence[str], profiles: Mapping[
     """Left: denoising recovery ``[n_layers, n_tokens]`` of one pair, tokens on the x axis (0 = corrupt, 1 = clean).
     Right: held-out shares per layer (``profiles``), with 1/2 and the training L*."""
     L, T = heat.shape
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(5.5 + 0.42 * T, 5.2), gridspec_kw={"width_ratios": [T, 11]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(6.5 + 0.42 * T, 5.2), gridspec_kw={"width_ratios": [T, 11]},
+                                  layout="constrained")
     im = ax.imshow(heat, aspect="auto", origin="lower", cmap="RdBu_r", vmin=-1, vmax=1,
                    extent=(-0.5, T - 0.5, -0.5, L - 0.5))
     ax.set_xticks(range(T), [repr(t)[1:-1] for t in tokens], rotation=70, fontsize=8)
     ax.set_ylabel("layer (hook_resid_pre)")
     ax.set_title("one held-out pair: recovery", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="(patched - corrupt) / (clean - corrupt)")
+    fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, label="(patched - corrupt) / (clean - corrupt)")
     layers = np.arange(L)
     for name, y in profiles.items():
         ax2.plot(layers, y, marker="o", ms=2.5, lw=1.2, ls="--" if "control" in name else "-", label=name)

@@ -6,15 +6,18 @@ Everything is in logit-difference units first: ``LD = logit(target) - logit(foil
 the recovery ``(m - C) / (F - C)``, noising (base clean, source corrupt) the share destroyed ``(F - m) / (F - C)``.
 Shares are ratios of means over pairs (a per-pair ratio explodes when ``F - C`` is small).
 
-"The share exceeds theta" is tested without a ratio: ``d_i = (m_i - b_i) - theta (s_i - b_i)``, times the sign of
-the mean gap ``s - b``, has mean > 0 exactly when the ratio of means exceeds theta, so a one-sample t-test on ``d`` decides (one-sided, each way: "greater"
-supports the claim, "less" is the opposite-direction evidence that refutes it). The share's CI is a paired
-bootstrap over pairs (``scipy.stats.bootstrap``).
+"The share exceeds theta" is tested without a ratio (:func:`share_test`, the pre-stated design):
+``d_i = (m_i - b_i) - theta (s_i - b_i)``, oriented by the sign of the mean gap ``s - b``, has mean > 0 exactly when
+the ratio of means exceeds theta, so a one-sample t-test on ``d`` decides, each way: "greater" supports the claim,
+"less" is the opposite-direction evidence that refutes it. Its power suffers when the gaps ``F - C`` differ a lot
+between pairs (the t-test charges their spread against the share); :func:`pair_share_test` (mean of per-pair shares,
+added as a separately named design after the first smollm2 run) does not. Both are calibrated at the boundary
+(share = theta) and their power measured in ``tests/test_stats_patching.py``. CIs are bootstraps over pairs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -43,6 +46,17 @@ def share(patched: np.ndarray, base: np.ndarray, source: np.ndarray) -> float:
     return num / den
 
 
+def delta_share(delta: np.ndarray, base: np.ndarray, source: np.ndarray) -> float:
+    """A change of the metric (a direct effect, an attribution estimate) as a share: ``mean(delta) / mean(s - b)``."""
+    return np.mean(np.asarray(delta, float), axis=-1) / np.mean(np.asarray(source, float) - base, axis=-1)
+
+
+def mean_pair_share(patched: np.ndarray, base: np.ndarray, source: np.ndarray) -> float:
+    """Mean over pairs of the per-pair share ``(m_i - b_i) / (s_i - b_i)``."""
+    m, b, s = (np.asarray(x, float) for x in (patched, base, source))
+    return float(np.mean((m - b) / (s - b)))
+
+
 def share_test(patched: np.ndarray, base: np.ndarray, source: np.ndarray, threshold: float, *, seed: int = 0,
                n_boot: int = 1000) -> ShareTest:
     """The share of ``source - base`` that patching moves, tested against ``threshold`` (see module doc)."""
@@ -52,19 +66,59 @@ def share_test(patched: np.ndarray, base: np.ndarray, source: np.ndarray, thresh
     n = int(m.size)
     if n < 3:
         return ShareTest(float("nan"), (float("nan"), float("nan")), float("nan"), float("nan"), n, threshold)
-    # share > theta  <=>  mean(m - b) > theta mean(s - b) when the gap s - b is positive on average (denoising),
-    # and the reverse when it is negative (noising: s = C < b = F); orient d so that d > 0 always means "above".
-    d = ((m - b) - threshold * (s - b)) * np.sign(np.mean(s - b))
-    if np.ptp(d) == 0:  # every pair identical (e.g. an exact zero at layer 0): the sign is certain
-        p_gt, p_lt = (0.0, 1.0) if d[0] > 0 else ((1.0, 0.0) if d[0] < 0 else (1.0, 1.0))
-    else:
-        p_gt = float(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
-        p_lt = float(stats.ttest_1samp(d, 0.0, alternative="less").pvalue)
-    res = stats.bootstrap((m - b, s - b), lambda x, y, axis: np.mean(x, axis) / np.mean(y, axis), paired=True,
+    y, g = m - b, s - b
+    r = float(y.mean() / g.mean())
+    # share > theta  <=>  mean(y - theta g) > 0 when the gap g is positive on average (denoising), and the reverse
+    # when it is negative (noising: s = C < b = F): share_pvalues orients d so that d > 0 means "above theta".
+    p_gt, p_lt = share_pvalues(m, b, s, threshold)
+    res = stats.bootstrap((y, g), lambda x, z, axis: np.mean(x, axis) / np.mean(z, axis), paired=True,
                           n_resamples=n_boot, method="percentile", vectorized=True,
                           random_state=np.random.default_rng(seed))
     ci = (float(res.confidence_interval.low), float(res.confidence_interval.high))
-    return ShareTest(float(share(m, b, s)), ci, p_gt, p_lt, n, threshold)
+    return ShareTest(r, ci, p_gt, p_lt, n, threshold)
+
+
+def pair_share_test(patched: np.ndarray, base: np.ndarray, source: np.ndarray, threshold: float, *,
+                    seed: int = 0, n_boot: int = 1000) -> ShareTest:
+    """The mean of the per-pair shares ``(m_i - b_i) / (s_i - b_i)``, t-tested against ``threshold`` (one-sided each
+    way), with a 95% bootstrap CI. Unlike :func:`share_test` its power does not suffer from the spread of the
+    gaps ``s - b`` across pairs: pairs that all share one value (exactly 0 where nothing differs) decide."""
+    m, b, s = (np.asarray(x, float) for x in (patched, base, source))
+    ok = np.isfinite(m) & np.isfinite(b) & np.isfinite(s) & (s != b)
+    r = (m[ok] - b[ok]) / (s[ok] - b[ok])
+    n = int(r.size)
+    if n < 3:
+        return ShareTest(float("nan"), (float("nan"), float("nan")), float("nan"), float("nan"), n, threshold)
+    p_gt, p_lt = share_pvalues(m[ok], b[ok], s[ok], threshold, per_pair=True)
+    res = stats.bootstrap((r,), np.mean, n_resamples=n_boot, method="percentile", vectorized=True,
+                          random_state=np.random.default_rng(seed))
+    return ShareTest(float(r.mean()), (float(res.confidence_interval.low), float(res.confidence_interval.high)),
+                     p_gt, p_lt, n, threshold)
+
+
+def share_pvalues(patched: np.ndarray, base: np.ndarray, source: np.ndarray, threshold: float,
+                  per_pair: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided p-values (share above, share below ``threshold``) of :func:`share_test` (``per_pair=False``) or
+    :func:`pair_share_test`, vectorized over leading axes (pairs on the last): the decision rules, for calibration."""
+    m, b, s = (np.asarray(x, float) for x in (patched, base, source))
+    y, g = m - b, s - b
+    if per_pair:
+        d = y / g - threshold
+    else:  # orient d so that d > 0 means "above" also when the gap is negative on average (noising)
+        d = (y - threshold * g) * np.sign(g.mean(-1, keepdims=True))
+    return _t_both(d)
+
+
+def _t_both(d: np.ndarray) -> tuple[Any, Any]:
+    """One-sample t-tests of mean(d) > 0 and < 0 over the last axis; a constant d decides by its sign."""
+    n = d.shape[-1]
+    mean, sd = d.mean(-1), d.std(-1, ddof=1)
+    const = sd <= 1e-12 * np.maximum(1.0, np.abs(d).max(-1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(const, np.sign(mean) * np.inf, mean / (sd / np.sqrt(n)))
+    p_gt, p_lt = stats.t.sf(t, n - 1), stats.t.cdf(t, n - 1)
+    p_gt, p_lt = np.where(const & (mean == 0), 1.0, p_gt), np.where(const & (mean == 0), 1.0, p_lt)
+    return (float(p_gt), float(p_lt)) if np.ndim(p_gt) == 0 else (p_gt, p_lt)
 
 
 def carrier_verdict(den: ShareTest, noise: ShareTest, alpha: float, claim: str, role: str = "claim") -> Verdict:
