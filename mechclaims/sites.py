@@ -91,6 +91,13 @@ class Heads:
             return new.transpose(1, 2).contiguous()
         if self.part is None:
             return new.reshape(raw.shape)
+        if getattr(new, "requires_grad", False):
+            # Autograd refuses an in-place copy into a chunk() view (mechclaims.attribution's gradient path):
+            # scatter out of place, at the raw indices the post-op reads (the post-op applied to an index tensor).
+            import torch
+
+            idx = self(torch.arange(raw.numel(), device=raw.device).reshape(raw.shape), cfg)
+            return raw.reshape(-1).index_put((idx.reshape(-1),), new.reshape(-1).to(raw.dtype)).reshape(raw.shape)
         out = raw.clone()
         view = self(out, cfg)
         assert view.data_ptr() >= out.data_ptr() and view._base is not None, "post-op must return a view"

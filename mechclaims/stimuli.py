@@ -27,6 +27,7 @@ STIMULI_NAMES: dict[str, str] = {
     "rsa_categories": "rsa_categories.json",
     "lesion_causal": "lesion_causal.jsonl",
     "lesion_masked": "lesion_masked.jsonl",
+    "patching_pairs": "patching_pairs.jsonl",
 }
 _GLOB_OK = frozenset({"ged_heldout"})  # Parquet shards may be given as a directory or a glob
 # The bundled sets are under 100 kB. The claims keep activations for every token they read (path length: every

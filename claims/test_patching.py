@@ -1,0 +1,315 @@
+"""Claims 6-8: activation patching on clean/corrupt pairs that differ only in the referent's name.
+
+Stimuli: ``fixtures/patching_pairs.jsonl`` (111 pairs; override with ``--stimuli patching_pairs=PATH``). The clean
+prompt names a referent of one gender, the corrupt prompt the other, in the same frame: "Mary was cold after the long
+walk, so the teacher lent" -> " her"; with "John" -> " him". The name is one token for SmolLM2's tokenizer, so the
+prompts have equal length and differ at one position. Why this corruption: a minimal swap of the one token that
+decides the answer keeps every other token, position and frame, so a patch moves only information about the
+referent; Gaussian noise on embeddings would push activations off-distribution (Zhang & Nanda 2023). Metric, fixed
+before looking: the logit difference LD = logit(target) - logit(foil) at the last token (linear in the logits;
+probability saturates and hides effects: Heimersheim & Nanda 2024). Per pair F = LD(clean) > 0, C = LD(corrupt).
+Split: by name pair (``group``), seeded, half the groups held out, so held-out prompts never share a name with the
+prompts that chose L* or the components. Only pairs the model gets right (F > 0 > C) are used, at most 12 training
+and 16 held-out pairs (the first in the seeded order), and every decision is taken on the held-out pairs. Shares are
+ratios of means over pairs; "share > theta" is a one-sided t-test on (m - b) - theta (s - b)
+(``mechclaims.stats.patching``). Refuted means the opposite: the share significantly *below* its threshold.
+
+A. Residual patching (claim ``resid_patching_ratio``): ``blocks.{l}.hook_resid_pre`` copied at one position.
+   Per layer (``test_resid_patching``): the final token's residual at layer l carries the answer: denoising (clean
+   into corrupt) restores more than half of F - C AND noising (corrupt into clean) removes more than half, each
+   one-sided at alpha / n_layers (0.05 / 30 on smollm2). Control (same rule, must fail): the final residual copied
+   from an *unrelated* prompt of the same token length with the same target and foil (another frame, another name;
+   ``resid_patching_ratio_unrelated``). Model level (``test_resid_patching_transfer``): L* = the first layer where both
+   training-pair shares exceed 1/2; on held-out pairs layers < L*-1 must be refuted and layers > L* supported.
+   Reported beside it: the same shares at the name position, and a layer x position heatmap of the first held-out
+   pair. Expected before running: the final position carries nothing at layer 0 (its token is the same in both:
+   share exactly 0) and nearly everything at the last layers, with a transfer in the middle layers (a guess: L*
+   between 8 and 20 of 30); the name position mirrors it (exactly 1 at layer 0, since patching it there *is* the
+   name swap, falling after L*); the unrelated control fails at every layer.
+A'. Added after the first smollm2 run, as a separately named design (``resid_patching_perpair``): the same runs,
+   layers, thresholds, controls and L* rule, with the mean of per-pair shares t-tested instead of the ratio of
+   means. Why: with 11 held-out pairs the pre-stated test could not decide at alpha / 30 even where every pair's
+   share is exactly 0 (layer 0) or 0.999 (layer 29), because its t statistic charges the spread of the gaps F - C
+   (a factor of ~10 between pairs) against the share. Both designs are calibrated on synthetic nulls in
+   ``tests/test_stats_patching.py``; the pre-stated one stays, with its outcomes recorded.
+B. Component attribution (claim ``component_share``): ``hook_attn_out`` and ``hook_mlp_out`` of every layer, copied
+   from clean into corrupt at every token (total effect); the direct effect (the component's change at the last
+   token through the linearized final norm and the unembedding only) is reported beside it, so self-repair shows as
+   total < direct. Components with a training share >= 0.10 are named (at most 8, largest first). The claim: on
+   held-out pairs, patching the named set together restores more than half of F - C (one-sided, alpha 0.05).
+   Control (``component_share_random``): 10 random sets of the same size from the other components, the per-pair
+   mean of their shares, same rule; it must fail. Expected: a handful of components (early MLPs at the name,
+   mid-layer attention moving it to the last token) carry more than half; random sets do not.
+C. Attribution patching agrees with patching (claim ``attribution_agrees``): per component, attribution
+   (clean - corrupt) . dLD/da at the corrupt run, summed over tokens (``mechclaims.attribution.capture_grad``), vs
+   its total effect from B, both in LD units over the held-out pairs. Statistic: Spearman rho across the 2L
+   components of the pair means; bootstrap over pairs. Passes when the bootstrap 5% quantile of rho exceeds 0.5;
+   refuted when its 95% quantile is below 0.5. Control (``attribution_unrelated_metric``): the same attribution with
+   the gradient of an unrelated logit difference (" the" - " a"), same rule; it must fail. Expected: rho > 0.5,
+   with the known failures recorded where they show: the layer-0 components (the name swap is not a small change)
+   and saturated late layers.
+Falsified by: a held-out share significantly below its threshold (A, B), a held-out profile that contradicts L*
+(A), or a rank agreement whose bootstrap 95% quantile is below 0.5 (C).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mechclaims import patching_runs as R
+from mechclaims.datasets.patching import PAIRS_PATH, load_pairs, pairs_hash, split_by_group, tokenize_pairs
+from mechclaims.plots.patching import component_bars, recovery_heatmap, attribution_scatter
+from mechclaims.sites import site
+from mechclaims.stats import patching as S
+from mechclaims.verdict import Verdict
+
+ALPHA, THRESHOLD, TAU, K_MAX, N_RANDOM_SETS, RHO0 = 0.05, 0.5, 0.10, 8, 10, 0.5
+N_TRAIN, N_TEST, TEST_FRACTION = 12, 16, 0.5
+DESIGNS = {"ratio": S.share_test, "perpair": S.pair_share_test}  # "perpair": added after the first smollm2 run
+TOL = {"rtol": 1e-3, "atol": 1e-4}  # float32 forward passes, batched differently only by the row count
+
+EXPECTED_OUTCOMES: dict[str, tuple[str, str]] = {}
+
+
+def _data(lm, mc, model_pool) -> dict:
+    """Pairs, split, screening and the unrelated-prompt partners, once per model."""
+    path = mc.stimuli_path("patching_pairs", PAIRS_PATH)
+    pairs = load_pairs(path)
+
+    def run() -> dict:
+        tp = tokenize_pairs(lm, pairs, path)
+        tr, te = split_by_group(pairs, TEST_FRACTION, mc.seed)
+        key = (pairs_hash(pairs), mc.seed, N_TRAIN, N_TEST)
+        sel = model_pool.activations(lm, "patching-screen", key, lambda: {
+            "train": np.array(R.screen(lm, tp, tr, N_TRAIN), int), "test": np.array(R.screen(lm, tp, te, N_TEST), int)})
+        rng, partner = np.random.default_rng(mc.seed), []
+        for i in sel["test"]:  # another frame of the same length, target and foil: it carries the base's answer
+            cand = [j for j in range(len(pairs)) if j != i and tp.length[j] == tp.length[i]
+                    and tp.target[j] == tp.target[i] and tp.foil[j] == tp.foil[i]]
+            partner.append(int(rng.choice(cand)) if cand else -1)
+        return {"tp": tp, "train": sel["train"], "test": sel["test"], "partner": np.array(partner), "key": key}
+
+    return model_pool.cached((lm.name, lm.fingerprint, "patching-data", str(path), mc.seed), run)
+
+
+def _resid(lm, mc, model_pool) -> dict:
+    """Residual patching: final-position shares per layer (train and held-out), controls, name position, heatmap."""
+    d = _data(lm, mc, model_pool)
+    tp, layers = d["tp"], list(range(lm.n_layers))
+
+    def run() -> dict:
+        out = {}
+        for part in ("train", "test"):
+            t = tp.subset(d[part])
+            last = [np.array([n - 1]) for n in t.length]
+            out[f"{part}_F"], out[f"{part}_C"] = R.logit_diffs(lm, t)
+            out[f"{part}_den"] = R.residual_sweep(lm, t.corrupt, t.clean, last, t.target, t.foil, layers)
+            out[f"{part}_noise"] = R.residual_sweep(lm, t.clean, t.corrupt, last, t.target, t.foil, layers)
+        t, ok = tp.subset(d["test"]), d["partner"] >= 0
+        other, last = tp.subset(d["partner"][ok]), [np.array([n - 1]) for n in t.length[ok]]
+        tk = t.subset(np.flatnonzero(ok))
+        out["ctl_den"] = R.residual_sweep(lm, tk.corrupt, other.corrupt, last, tk.target, tk.foil, layers)
+        out["ctl_noise"] = R.residual_sweep(lm, tk.clean, other.clean, last, tk.target, tk.foil, layers)
+        out["name_den"] = R.residual_sweep(lm, t.corrupt, t.clean, t.swap, t.target, t.foil, layers)
+        out["name_noise"] = R.residual_sweep(lm, t.clean, t.corrupt, t.swap, t.target, t.foil, layers)
+        if len(t.pairs):
+            out["heat"] = R.heatmap(lm, t.corrupt[0], t.clean[0], t.target[0], t.foil[0], layers)
+        return out
+
+    return model_pool.activations(lm, "patching-resid", d["key"], run)
+
+
+def _layer_verdicts(lm, mc, model_pool, design: str) -> dict[int, Verdict]:
+    r, d = _resid(lm, mc, model_pool), _data(lm, mc, model_pool)
+    ok, a, test, claim = d["partner"] >= 0, ALPHA / lm.n_layers, DESIGNS[design], f"resid_patching_{design}"
+
+    def run() -> dict[int, Verdict]:
+        F, C, out = r["test_F"], r["test_C"], {}
+        kw = {"seed": mc.seed, "n_boot": mc.permutations}
+        for l in range(lm.n_layers):
+            den, noi = test(r["test_den"][:, l], C, F, THRESHOLD, **kw), test(r["test_noise"][:, l], F, C, THRESHOLD, **kw)
+            cd = test(r["ctl_den"][:, l], C[ok], F[ok], THRESHOLD, **kw)
+            cn = test(r["ctl_noise"][:, l], F[ok], C[ok], THRESHOLD, **kw)
+            v = S.carrier_verdict(den, noi, a, claim)
+            v.details["name_denoise_share"] = S.share(r["name_den"][:, l], C, F)
+            v.details["name_noise_share"] = S.share(r["name_noise"][:, l], F, C)
+            out[l] = v.gate({f"{claim}_unrelated": S.carrier_verdict(cd, cn, a, f"{claim}_unrelated", role="control")})
+        return out
+
+    return model_pool.cached((lm.name, lm.fingerprint, "patching-layers", design, d["key"], mc.permutations), run)
+
+
+def _control_summary(per: dict[int, Verdict], name: str) -> Verdict:
+    cs = {l: v.controls[name] for l, v in per.items()}
+    passing = [l for l, c in cs.items() if c.passed]
+    return Verdict(claim=name, statistic_name="n_layers_passing", statistic=float(len(passing)),
+                   rule="the control passes the per-layer rule at some layer", passed=bool(passing), role="control",
+                   testable=all(c.testable for c in cs.values()), reason=f"passes at layers {passing}" if passing else "",
+                   details={"max_control_denoise_share": float(max(c.statistic for c in cs.values()))})
+
+
+_CLAIM_A = dict(family="causal", kinds=("causal",), controls=("resid_patching_{design}_unrelated",))
+
+
+@pytest.mark.claim("resid_patching_{design}", **_CLAIM_A)
+@pytest.mark.parametrize("design", list(DESIGNS))
+def test_resid_patching(lm, layer, design, mc, model_pool, baseline, record, expect):
+    """At layer l, the final token's residual carries the answer: denoising restores and noising removes more than
+    half of the logit difference on held-out pairs (alpha / n_layers), and an unrelated prompt's residual does not."""
+    v = _layer_verdicts(lm, mc, model_pool, design)[layer]
+    record(v, layer=layer, site=site("hook_resid_pre", layer), design=design)
+    baseline.check(v.numbers(), lm, default_tolerance=TOL)
+    expect(v)
+
+
+@pytest.mark.claim("resid_patching_{design}", **_CLAIM_A)
+@pytest.mark.parametrize("design", list(DESIGNS))
+def test_resid_patching_transfer(lm, design, mc, model_pool, artifacts, baseline, record, expect):
+    """The answer moves to the final token at L* (chosen on training pairs): held-out layers < L*-1 refuted,
+    layers > L* supported. Plots the layer x position heatmap and the per-layer shares."""
+    r, d, per = _resid(lm, mc, model_pool), _data(lm, mc, model_pool), _layer_verdicts(lm, mc, model_pool, design)
+    est = S.share if design == "ratio" else S.mean_pair_share
+    tr = [est(r["train_den"][:, l], r["train_C"], r["train_F"]) for l in range(lm.n_layers)]
+    trn = [est(r["train_noise"][:, l], r["train_F"], r["train_C"]) for l in range(lm.n_layers)]
+    l_star = S.crossover_layer(tr, trn, THRESHOLD) if len(d["train"]) >= S.MIN_PAIRS else None
+    claim = f"resid_patching_{design}"
+    v = S.transfer_verdict({l: per[l].outcome for l in per}, l_star, claim)
+    v.gate({f"{claim}_unrelated": _control_summary(per, f"{claim}_unrelated")})
+    v.details.update({"n_train_pairs": float(len(d["train"])), "n_test_pairs": float(len(d["test"]))})
+    record(v, site="blocks.*.hook_resid_pre", design=design)
+    if "heat" in r and design == "ratio":
+        t = d["tp"].subset(d["test"][:1])
+        heat = (r["heat"] - r["test_C"][0]) / (r["test_F"][0] - r["test_C"][0])
+        prof = {k: np.array([per[l].details[f] if f else per[l].statistic for l in per]) for k, f in
+                (("final: denoise", ""), ("final: noise", "noise_share"), ("name: denoise", "name_denoise_share"),
+                 ("name: noise", "name_noise_share"))}
+        prof["control (unrelated): denoise"] = np.array([per[l].controls[f"{claim}_unrelated"].statistic for l in per])
+        toks = [lm.tokenizer.decode([a]) if a == b else f"{lm.tokenizer.decode([b])}->{lm.tokenizer.decode([a])}"
+                for a, b in zip(t.clean[0], t.corrupt[0])]  # the swapped name shows as corrupt->clean
+        recovery_heatmap(heat, toks, prof, l_star,
+                         f"{lm.name}: denoising '{t.pairs[0].clean}' into '{t.pairs[0].corrupt}'",
+                         artifacts.path("recovery_heatmap.png"))
+    baseline.check(v.numbers(), lm, default_tolerance=TOL)
+    expect(v)
+
+
+@pytest.mark.claim("resid_patching_{design}_unrelated", family="causal", kinds=("causal",),
+                   control_of="resid_patching_{design}")
+@pytest.mark.control
+@pytest.mark.parametrize("design", list(DESIGNS))
+def test_resid_patching_unrelated_fails(lm, design, mc, model_pool, record, expect):
+    """An unrelated prompt's final residual (same length, same answer as the base) must not carry the answer."""
+    v = _control_summary(_layer_verdicts(lm, mc, model_pool, design), f"resid_patching_{design}_unrelated")
+    record(v, design=design)
+    expect(v)
+
+
+def _components(lm, mc, model_pool) -> dict:
+    """Per-component total effects (train and held-out), the named set, random sets, direct effects, attribution."""
+    d, comps = _data(lm, mc, model_pool), R.component_sites(lm.n_layers)
+
+    def run() -> dict:
+        out = {}
+        for part in ("train", "test"):
+            t = d["tp"].subset(d[part])
+            out[f"{part}_F"], out[f"{part}_C"] = R.logit_diffs(lm, t)
+            out[f"{part}_total"] = R.component_sweep(lm, t.corrupt, t.clean, t.target, t.foil, [[c] for c in comps])
+        tr = S.share(out["train_total"].T, out["train_C"], out["train_F"])
+        named = S.select_components(tr, TAU, K_MAX)
+        rest = np.setdiff1d(np.arange(len(comps)), named)
+        rng = np.random.default_rng(mc.seed)
+        # Random sets come from the other components; with fewer of those than named (tiny models) there is none.
+        rand = ([rng.choice(rest, size=len(named), replace=False) for _ in range(N_RANDOM_SETS)]
+                if 0 < len(named) <= len(rest) else [])
+        t = d["tp"].subset(d["test"])
+        sets = [[comps[i] for i in s] for s in [named] + rand] if len(named) else []
+        joint = R.component_sweep(lm, t.corrupt, t.clean, t.target, t.foil, sets) if sets else np.zeros((len(t.pairs), 0))
+        out.update({"named": named, "random": np.array(rand, int).reshape(-1, len(named)), "joint": joint})
+        out.update(R.attribution_runs(lm, t, comps))
+        return out
+
+    return model_pool.activations(lm, "patching-components", d["key"] + (TAU, K_MAX, N_RANDOM_SETS), run)
+
+
+@pytest.mark.claim("component_share", family="causal", kinds=("causal",), controls=("component_share_random",))
+def test_component_share(lm, mc, model_pool, artifacts, baseline, record, expect):
+    """The components named on training pairs (share >= 0.10 each) together restore more than half of the logit
+    difference on held-out pairs; random sets of the same size do not. Plots direct beside total effect."""
+    c, comps = _components(lm, mc, model_pool), R.component_sites(lm.n_layers)
+    F, C, named = c["test_F"], c["test_C"], c["named"]
+    if len(named):
+        v = S.share_verdict(S.share_test(c["joint"][:, 0], C, F, THRESHOLD, seed=mc.seed, n_boot=mc.permutations),
+                            ALPHA, "component_share", what="named set's ")
+    else:
+        v = Verdict(claim="component_share", statistic_name="share", statistic=float("nan"), rule="-", passed=False,
+                    testable=False, reason=f"no component reached a training share of {TAU:g}")
+    ctl = _random_control(c, mc)
+    total, direct = S.share(c["test_total"].T, C, F), S.delta_share(c["direct"].T, C, F)
+    v.details.update({"n_named": float(len(named)), "n_test_pairs": float(len(F))})
+    v.details.update({f"named_{i}_{comps[j]}": float(total[j]) for i, j in enumerate(named)})
+    v.gate({"component_share_random": ctl})
+    record(v, named=[comps[j] for j in named])
+    if len(F):
+        component_bars(comps, total, direct, named, f"{lm.name}: held-out share of the logit difference per component",
+                       artifacts.path("component_effects.png"))
+    baseline.check(v.numbers(), lm, default_tolerance=TOL)
+    expect(v)
+
+
+def _random_control(c: dict, mc) -> Verdict:
+    if c["joint"].shape[1] < 2:
+        return Verdict(claim="component_share_random", statistic_name="share", statistic=float("nan"), rule="-",
+                       passed=False, role="control", testable=False,
+                       reason="no random sets: nothing named, or fewer other components than named")
+    m = c["joint"][:, 1:].mean(1)  # per pair: the mean over the random sets
+    return S.share_verdict(S.share_test(m, c["test_C"], c["test_F"], THRESHOLD, seed=mc.seed, n_boot=mc.permutations),
+                           ALPHA, "component_share_random", role="control", what="random sets' ")
+
+
+@pytest.mark.claim("component_share_random", family="causal", kinds=("causal",), control_of="component_share")
+@pytest.mark.control
+def test_component_share_random_fails(lm, mc, model_pool, record, expect):
+    """Random component sets of the named set's size must not restore more than half of the logit difference."""
+    v = _random_control(_components(lm, mc, model_pool), mc)
+    record(v)
+    expect(v)
+
+
+def _agreement(lm, mc, model_pool, key: str, claim: str, role: str = "claim") -> Verdict:
+    c = _components(lm, mc, model_pool)
+    effect = c["test_total"] - c["test_C"][:, None]  # both in LD units: estimated and patched change in LD
+    return S.rank_agreement(c[key], effect, RHO0, ALPHA, claim, seed=mc.seed,
+                            n_boot=mc.permutations, role=role)
+
+
+@pytest.mark.claim("attribution_agrees", family="causal", kinds=("causal",),
+                   controls=("attribution_unrelated_metric",))
+def test_attribution_agrees(lm, mc, model_pool, artifacts, baseline, record, expect):
+    """Attribution patching ranks the components like real patching (Spearman rho > 0.5, bootstrap over held-out
+    pairs); the gradient of an unrelated logit difference does not. Plots attribution against patching."""
+    v = _agreement(lm, mc, model_pool, "attribution", "attribution_agrees")
+    v.gate({"attribution_unrelated_metric": _agreement(lm, mc, model_pool, "attribution_control",
+                                                       "attribution_unrelated_metric", "control")})
+    c, comps = _components(lm, mc, model_pool), R.component_sites(lm.n_layers)
+    F, C = c["test_F"], c["test_C"]
+    a, p = S.delta_share(c["attribution"].T, C, F), S.share(c["test_total"].T, C, F)  # shares: LD / mean(F - C)
+    v.details["rho_without_layer0"] = float(stats.spearmanr(a[2:], p[2:]).statistic) if len(F) else float("nan")
+    worst = int(np.argmax(np.abs(a - p))) if len(F) else 0  # attribution minus patching, in shares
+    v.details.update({"gap_L0_attn": float(a[0] - p[0]), "gap_L0_mlp": float(a[1] - p[1]),
+                      "max_abs_gap": float(abs(a[worst] - p[worst])), "max_abs_gap_component": float(worst)})
+    record(v)
+    if len(F):
+        attribution_scatter(comps, a, p, v, f"{lm.name}: attribution patching vs patching (held-out pair means)",
+                            artifacts.path("attribution_vs_patching.png"))
+    baseline.check(v.numbers(), lm, default_tolerance=TOL)
+    expect(v)
+
+
+@pytest.mark.claim("attribution_unrelated_metric", family="causal", kinds=("causal",), control_of="attribution_agrees")
+@pytest.mark.control
+def test_attribution_unrelated_metric_fails(lm, mc, model_pool, record, expect):
+    """The gradient of an unrelated logit difference (" the" - " a") must not rank the components like patching."""
+    v = _agreement(lm, mc, model_pool, "attribution_control", "attribution_unrelated_metric", "control")
+    record(v)
+    expect(v)
