@@ -64,9 +64,9 @@ print("FLOOR", time.perf_counter() - t, sum(map(len, sets.values())))
 """
 
 ANALYSES = ("additivity", "ged", "rsa", "lesion", "pathlength")
-RERUN = {"additivity": "additivity and L3", "ged": "ged_separates_heldout and L3",
-         "rsa": "test_qk_category_selectivity and not varied", "pathlength": "path_length_confidence",
-         "lesion": "lesion_causal and L3-contrast"}
+RERUN = {"additivity": "test_residual_additivity and L3", "ged": "test_ged_heldout_specific and L3",
+         "rsa": "test_qk_category_selectivity and not control", "pathlength": "test_path_length_confidence",
+         "lesion": "test_lesion_causal and L3-contrast"}
 
 
 def pytest_run(*args: str, quiet: bool = False) -> tuple[float, float, str]:
@@ -79,17 +79,17 @@ def scaling() -> list[tuple[str, float, float | None]]:
     stimuli (training pairs; activation cache off, so the capture is included)."""
     rows = []
     for n in (250, 500, 1000):
-        w, _, _ = pytest_run("-k", "ged_rule", "--permutations", str(n))
+        w, _, _ = pytest_run("-k", "test_ged_heldout_specific_rule", "--permutations", str(n))
         rows.append((f"7 scaling: ged_rule, {n} permutations, 30 layers", w, None))
     for layers in ("0-9", "0-19", "all"):
-        w, _, _ = pytest_run("-k", "ged_rule", "--layers", layers)
+        w, _, _ = pytest_run("-k", "test_ged_heldout_specific_rule", "--layers", layers)
         rows.append((f"7 scaling: ged_rule, layers {layers}, 1000 permutations", w, None))
     lines = [l for l in (FIXTURES / "ged_pairs.jsonl").read_text().splitlines() if l.strip()]
     head, recs = [l for l in lines if l.startswith("#")], [l for l in lines if not l.startswith("#")]
     for frac in (0.25, 0.5, 1.0):
         f = Path(tempfile.mkdtemp()) / "pairs.jsonl"
         f.write_text("\n".join(head + recs[: int(len(recs) * frac)]) + "\n")
-        w, rss, _ = isolated([PY, "-m", "pytest", "claims", "-q", "-p", "no:randomly", "-k", "ged_rule",
+        w, rss, _ = isolated([PY, "-m", "pytest", "claims", "-q", "-p", "no:randomly", "-k", "test_ged_heldout_specific_rule",
                               "--activation-cache", "off", "--stimuli", f"ged_pairs={f}",
                               "--artifacts-dir", tempfile.mkdtemp(), "-o", "xfail_strict=false"])
         rows.append((f"7 scaling: ged_rule, {int(len(recs) * frac)} pairs, capture included", w, rss))

@@ -529,8 +529,9 @@ def expect(request: pytest.FixtureRequest) -> Callable[[Any], None]:
         if got != exp:
             was = f"{exp} ({why})" if why else f"{exp} (the default for a {verdict.role})"
             pytest.fail(f"outcome changed: recorded {was}; now {got.upper()}.\n  {verdict.explain()}\n  If the new "
-                        f"outcome is right, record it in EXPECTED_OUTCOMES of {request.module.__name__} with the "
-                        f"numbers.", pytrace=False)
+                        f"outcome is right, record it deliberately: `python scripts/record_outcomes.py <run>/summary.json` "
+                        f"writes claims/expected/{request.module.__name__.split('.')[-1]}.yml with the numbers (or "
+                        f"EXPECTED_OUTCOMES in {request.module.__name__} for a claim of your own).", pytrace=False)
         if exp != default:
             pytest.xfail(f"{got} (recorded): {why}")
     return _expect
