@@ -219,10 +219,15 @@ def model_verdict(lm, mc, model_pool, rule: str, claim: str) -> Verdict:
     for c in names:
         cs = {l: x.controls[c] for l, x in per.items()}
         passing = [l for l, x in cs.items() if x.passed]
+        untestable = [l for l, x in cs.items() if not x.testable]
+        why = [f"passes at layers {passing}"] if passing else []
+        if untestable:  # say why in plain words: an inconclusive control with no reason sends users hunting
+            first = next((cs[l].reason for l in untestable if cs[l].reason), "")
+            why.append(f"could not be evaluated at {len(untestable)} layer(s) {untestable}" + (f": {first}" if first
+                                                                                                else ""))
         ctl[c] = Verdict(claim=c, statistic_name="n_layers_passing", statistic=float(len(passing)), role="control",
-                         rule="passes at some layer", passed=bool(passing),
-                         testable=all(x.testable for x in cs.values()),
-                         reason=f"passes at layers {passing}" if passing else "")
+                         rule="passes at some layer", passed=bool(passing), testable=not untestable,
+                         reason="; ".join(why))
     pre = prep(lm, mc, model_pool)["pre"]
     v = Verdict(claim=claim, statistic_name="n_layers_supported",
                 statistic=float(sum(x.outcome == "supported" for x in per.values())), passed=any(x.passed for x in

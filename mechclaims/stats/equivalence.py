@@ -55,11 +55,11 @@ def absence(effect: float, interval: tuple[float, float], sesoi: float, *, name:
     the one-sided p of an effect in the direction opposite to the claim (None when the claim is two-sided)."""
     lo, hi = interval
     if tost_interval(lo, hi, sesoi):
-        return Absence(True, f"{name} = {effect:.3g}, {1 - 2 * alpha:.0%} interval [{lo:.3g}, {hi:.3g}] inside the "
+        return Absence(True, f"{name} = {effect:.3g}, {100 * (1 - 2 * alpha):.3g}% interval [{lo:.3g}, {hi:.3g}] inside the "
                              f"equivalence bounds +-{sesoi:g}{' ' + what if what else ''} (TOST at {alpha:g})")
     if opposite_p is not None and np.isfinite(opposite_p) and opposite_p < alpha:
         return Absence(True, f"{name} = {effect:.3g} goes the opposite way to the claim (one-sided p = "
                              f"{opposite_p:.3g} < {alpha:g})")
-    return Absence(False, f"absence not shown: {name} = {effect:.3g}, {1 - 2 * alpha:.0%} interval [{lo:.3g}, "
+    return Absence(False, f"absence not shown: {name} = {effect:.3g}, {100 * (1 - 2 * alpha):.3g}% interval [{lo:.3g}, "
                           f"{hi:.3g}] not inside +-{sesoi:g}" + (f"; opposite-direction p = {opposite_p:.3g}"
                                                                if opposite_p is not None else ""))
