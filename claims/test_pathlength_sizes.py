@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from mechclaims.errors import MechClaimsError
 from mechclaims.outcome import load_expected
 from mechclaims.stats.pathlength_sizes import ModelPath, size_difference
 
@@ -44,7 +45,7 @@ def test_path_length_differs_across_sizes(pair, mc, model_pool, artifacts, basel
     for name in pair:
         try:
             lm = model_pool.get(name)
-        except Exception as e:  # noqa: BLE001 - a model that cannot load: say which, and why
+        except MechClaimsError as e:  # a model that cannot load: say which, and why (as the lm fixture does)
             pytest.fail(f"{name}: {e}", pytrace=False)
         d = path_data_or_fail(lm, mc, model_pool)
         paths.append(ModelPath.from_arrays(name, d["steps"], d["logprob"], d["pos"], d["doc"]))
