@@ -102,7 +102,11 @@ def _path_data(lm, mc, model_pool, shuffle_words: bool = False) -> dict[str, np.
         prev["ln_final.hook_normalized"] = chain[L - 1]  # the post-norm last step, from the same h[L-1]
         sites = chain + ["ln_final.hook_normalized"]
         red, red_logits = _step_reducers(sites, prev)
-        acts = capture(lm, ids, sites + ["hook_logits"], "all", batch_size=6, reduce={**red, **red_logits})
+        # The logits reducer holds ~5 copies of [batch, tokens, vocab] float32: 6 passages suit SmolLM2's 49k
+        # vocabulary (~2 GB); gemma3-270m's 262k vocabulary ran at 10.4 GB peak RSS with 6, so scale the batch down.
+        vocab = int(lm.model.get_output_embeddings().weight.shape[0])
+        batch = max(1, 6 * 49_152 // vocab)
+        acts = capture(lm, ids, sites + ["hook_logits"], "all", batch_size=batch, reduce={**red, **red_logits})
         out = acts["hook_logits"]
         keep = out[:, 3] > 0  # the last token of a document has no next token
         steps = np.column_stack([acts[s][:, 0] for s in chain[1:]])  # step l: h[l] -> h[l+1]; last ends pre-norm

@@ -465,11 +465,27 @@ def _real_ids(lm) -> list[list[int]]:
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("name", REAL)
 def test_sites_real_model_identity(name, dtype, model_pool, mc):
+    """The residual identity at every layer of the real weights (gemma3-270m: 18 layers, sandwich norms, embedding
+    scale inside resid_pre[0]), and, in the same dtype, the family's wrong twin failing it: the tolerance is tight
+    enough on real weights to catch a wrong map. Falsified by any layer's identity failing, a layer left unchecked,
+    or a wrong twin that passes every identity."""
     lm = _real(name, dtype, model_pool, mc)
     sm = lm.sitemap
-    vs = identity_checks(lm, capture(lm, _real_ids(lm), identity_sites(lm, sm), "all"), sm)
-    _row(name, lm)[dtype] = _worst(vs)
+    ids = _real_ids(lm)
+    vs = identity_checks(lm, capture(lm, ids, identity_sites(lm, sm), "all"), sm)
+    checked = {int(eq.split()[0][1:]) for eq, _ in vs}
+    assert checked == set(range(lm.n_layers)), f"{name}: layers {sorted(set(range(lm.n_layers)) - checked)} unchecked"
+    row = _row(name, lm)
+    row[dtype] = _worst(vs)
+    row[f"{dtype}_per_layer"] = [max(v.statistic for eq, v in vs if eq.startswith(f"L{l} "))
+                                 for l in range(lm.n_layers)]
     _assert_all_pass(vs, f"{name} ({dtype})")
+    why, make = tf.WRONG[sm.family]
+    wrong = make(sm)
+    wvs = identity_checks(lm, read_with(lm, ids, identity_sites(lm, wrong), wrong), wrong)
+    n_fail = sum(not v.passed for _, v in wvs)
+    row[f"control_{dtype}"] = {"wrong_map": why, "worst_rel_err": _worst(wvs), "failed": n_fail, "of": len(wvs)}
+    assert n_fail > 0, f"{name} ({dtype}): the wrong map ({why}) passes every identity"
 
 
 @pytest.mark.parametrize("name", [n for n in REAL if n != "minilm-l6"])
