@@ -66,10 +66,16 @@ def special_tokens(name: str, cache: str | os.PathLike | None = None) -> dict[st
     except (OSError, ValueError):
         pass
     meta = read_special_tokens(locate())
-    memo.parent.mkdir(parents=True, exist_ok=True)
     tmp = memo.with_name(memo.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, memo)  # atomic: a concurrent reader sees the old file or the whole new one
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, memo)  # atomic: a concurrent reader sees the old file or the whole new one
+    except OSError:  # a read-only or full cache dir: read the GGUF again next time (the models warn once about it)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return meta
 
 

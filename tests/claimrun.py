@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,9 +57,15 @@ def run(*args: str, cwd: Path, timeout: int = 600, extra_env: dict[str, str] | N
                           timeout=timeout, **kw)
 
 
+def _default_signals() -> None:
+    # A job started in the background by a non-interactive shell inherits SIGINT ignored, and Python then installs
+    # no KeyboardInterrupt handler: restore the default so that the child sees Ctrl-C as a terminal user's would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def popen(*args: str, cwd: Path, extra_env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
     return subprocess.Popen(cmd(*args), cwd=cwd, env=env(**(extra_env or {})), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kw)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_signals, **kw)
 
 
 def synthetic(tmp: Path) -> Path:
