@@ -58,6 +58,7 @@ import pytest
 from scipy import stats
 
 from mechclaims import patching_runs as R
+from mechclaims.outcome import load_expected
 from mechclaims.datasets.patching import PAIRS_PATH, load_pairs, pairs_hash, split_by_group, tokenize_pairs
 from mechclaims.plots.patching import component_bars, recovery_heatmap, attribution_scatter
 from mechclaims.sites import site
@@ -69,7 +70,9 @@ N_TRAIN, N_TEST, TEST_FRACTION = 12, 16, 0.5
 DESIGNS = {"ratio": S.share_test, "perpair": S.pair_share_test}  # "perpair": added after the first smollm2 run
 TOL = {"rtol": 1e-3, "atol": 1e-4}  # float32 forward passes, batched differently only by the row count
 
-EXPECTED_OUTCOMES: dict[str, tuple[str, str]] = {}
+# Recorded outcomes other than the default (claim: supported; control: failed), per test id, with the numbers:
+# claims/expected/<this module>.yml, written by scripts/record_outcomes.py and reviewed like a baseline.
+EXPECTED_OUTCOMES = load_expected(__file__)
 
 
 def _data(lm, mc, model_pool) -> dict:
