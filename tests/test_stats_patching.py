@@ -150,3 +150,22 @@ def test_attribution_sums_per_sequence():
     corrupt = np.zeros((3, 2))
     grad = np.array([[2.0, 5], [1, 1], [-1, 3]])
     assert list(S.attribution(clean, corrupt, grad, np.array([0, 0, 1]), 2)) == [4.0, 2.0]
+
+
+def test_unrelated_metric_control_can_pass_and_confound():
+    """Planted: the unrelated metric's attribution ranks the components like patching too (a gradient that tracks
+    component size, not the metric): the control passes and the agreement claim is confounded; with an unrelated
+    ranking the control fails and the claim is supported."""
+    rng = np.random.default_rng(6)
+    prof = np.sort(rng.lognormal(0, 1, 40))
+    p = prof + 0.1 * rng.standard_normal((12, 40))
+    a = prof + 0.1 * rng.standard_normal((12, 40))
+    claim = S.rank_agreement(a, p, 0.5, ALPHA, "c", n_boot=300)
+    same = S.rank_agreement(prof + 0.1 * rng.standard_normal((12, 40)), p, 0.5, ALPHA, "u", n_boot=300, role="control")
+    other = S.rank_agreement(rng.permutation(prof) + 0.1 * rng.standard_normal((12, 40)), p, 0.5, ALPHA, "u",
+                             n_boot=300, role="control")
+    assert same.outcome == "passed" and other.outcome == "failed"
+    assert S.rank_agreement(a, p, 0.5, ALPHA, "c", n_boot=300).gate({"u": same}).outcome == "confounded"
+    assert claim.gate({"u": other}).outcome == "supported"
+    few = S.rank_agreement(a[:5], p[:5], 0.5, ALPHA, "c", n_boot=100)
+    assert few.outcome == "inconclusive"

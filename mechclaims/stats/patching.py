@@ -171,6 +171,10 @@ def transfer_verdict(layer_outcomes: Mapping[int, str], l_star: int | None, clai
                          "n_contradicting": float(len(wrong))})
     if wrong:
         v.absent, v.absence = True, f"layers {wrong} contradict a transfer at L* = {l_star}"
+    elif not v.passed:
+        open_ = [l for l in early + late if layer_outcomes[l] not in ("refuted", "supported")]
+        v.reason = (f"{len(open_)} of {len(early) + len(late)} held-out layers outside the transition undecided "
+                    f"({', '.join(sorted({layer_outcomes[l] for l in open_}))}): the per-layer tests could not decide")
     return v
 
 
