@@ -58,6 +58,7 @@ import pytest
 from scipy import stats
 
 from mechclaims import patching_runs as R
+from mechclaims.capture import capture
 from mechclaims.outcome import load_expected
 from mechclaims.datasets.patching import PAIRS_PATH, load_pairs, pairs_hash, split_by_group, tokenize_pairs
 from mechclaims.plots.patching import component_bars, recovery_heatmap, attribution_scatter
@@ -82,6 +83,9 @@ def _data(lm, mc, model_pool) -> dict:
 
     def run() -> dict:
         tp = tokenize_pairs(lm, pairs, path)
+        # Patching reads logits, not capture(): one capture of the residual stream first, so that a model with
+        # non-finite activations stops here with capture's NonFiniteActivationError (site, layer, weights).
+        capture(lm, tp.clean[:4], [site("hook_resid_pre", l) for l in range(lm.n_layers)], "last")
         tr, te = split_by_group(pairs, TEST_FRACTION, mc.seed)
         key = (pairs_hash(pairs), mc.seed, N_TRAIN, N_TEST)
         sel = model_pool.activations(lm, "patching-screen", key, lambda: {
@@ -242,7 +246,7 @@ def _components(lm, mc, model_pool) -> dict:
         t = d["tp"].subset(d["test"])
         sets = [[comps[i] for i in s] for s in [named] + rand] if len(named) else []
         joint = R.component_sweep(lm, t.corrupt, t.clean, t.target, t.foil, sets) if sets else np.zeros((len(t.pairs), 0))
-        out.update({"named": named, "random": np.array(rand, int).reshape(-1, len(named)), "joint": joint})
+        out.update({"named": named, "random": np.array(rand, int).reshape(len(rand), len(named)), "joint": joint})
         out.update(R.attribution_runs(lm, t, comps))
         return out
 
