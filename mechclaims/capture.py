@@ -107,6 +107,11 @@ def locate_word(lm: LoadedModel, text: str, word: str, source: str = "") -> int:
     return covering[0]
 
 
+def batch_for(lm: LoadedModel, batch_size: int) -> int:
+    """The batch size a capture uses on ``lm``: ``--mc-batch-size`` (kept in ``lm.extra``) when given."""
+    return int((getattr(lm, "extra", None) or {}).get("batch_size") or batch_size)
+
+
 def _batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
     # Sort by length so each batch pads little; results go back to the caller's order.
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -181,7 +186,7 @@ def forward_batches(lm: LoadedModel, ids: Sequence[Sequence[int]], batch_size: i
     """
     bar = _progress(len(ids), desc, progress)
     try:
-        for rows in _batches([len(x) for x in ids], batch_size):
+        for rows in _batches([len(x) for x in ids], batch_for(lm, batch_size)):
             inp, mask, out = _run_batch(lm, [ids[r] for r in rows])
             yield rows, inp, mask, out
             bar.update(len(rows))
@@ -279,7 +284,7 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
     try:
         for rs in resolved:
             handles.append(_register(rs, keeper(rs)))
-        for rows in _batches([len(x) for x in ids], batch_size):
+        for rows in _batches([len(x) for x in ids], batch_for(lm, batch_size)):
             lens = torch.tensor([len(ids[r]) for r in rows])
             if all_tokens:
                 b_idx = torch.cat([torch.full((int(n),), j) for j, n in enumerate(lens)])

@@ -315,8 +315,9 @@ def _tokenizer_for(name: str, cache: Any):
     return load_tokenizer(name, cache)
 
 
-def resolve_config(name: str, cache: Any = None) -> tuple[Any, str]:
-    """Config and source without loading weights (cheap: used at collection to know the layer count)."""
+def resolve_config(name: str, cache: Any = None, **hub: Any) -> tuple[Any, str]:
+    """Config and source without loading weights (cheap: used at collection to know the layer count). ``hub``:
+    :func:`hub_kwargs` for a hub id."""
     from transformers import AutoConfig
 
     if name == DEFAULT_MODEL:
@@ -345,7 +346,7 @@ def resolve_config(name: str, cache: Any = None) -> tuple[Any, str]:
         return {"tiny-gpt2": GPT2Config(n_layer=4), "tiny-llama": LlamaConfig(num_hidden_layers=4),
                 "tiny-bert": BertConfig(num_hidden_layers=4)}[name], "code"
     try:
-        return AutoConfig.from_pretrained(name, local_files_only=True), "hf"
+        return AutoConfig.from_pretrained(name, **hub), "hf"
     except Exception as e:  # transformers raises OSError/ValueError/HF errors: "not here", or a broken directory
         raise _load_error(name, e) from None
 
@@ -359,20 +360,43 @@ def n_layers_of(config: Any) -> int:
 
 
 def check_device_dtype(device: str, dtype: str) -> None:
-    import torch
-
+    """A usage error for an unknown dtype or device, or a GPU torch cannot see (imports torch only for cuda)."""
     if dtype not in DTYPES:
-        raise OptionError(f"--dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}.")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise OptionError(f"--device {device} was asked for, but torch {torch.__version__} sees no CUDA GPU. "
-                          f"Use --device cpu, or install a CUDA build of torch on a machine with a GPU.")
+        raise OptionError(f"--mc-dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}.")
     if device not in ("cpu", "mps", "auto") and not device.startswith("cuda"):
-        raise OptionError(f"--device {device!r} is not understood; use cpu, cuda, cuda:N or auto.")
+        raise OptionError(f"--mc-device {device!r} is not understood; use cpu, cuda, cuda:N or auto.")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise OptionError(f"--mc-device {device} was asked for, but torch {torch.__version__} sees no CUDA GPU. "
+                              f"Use --mc-device cpu, or install a CUDA build of torch on a machine with a GPU.")
+
+
+def hub_kwargs(revision: str | None = None, trust_remote_code: bool = False,
+               local_files_only: bool | None = None) -> dict[str, Any]:
+    """``from_pretrained`` keywords for a hub model. ``local_files_only`` is left to the hub's own switches
+    (``HF_HUB_OFFLINE``, ``HF_HOME``) unless the caller asks for it (``--mc-offline``)."""
+    kw: dict[str, Any] = {}
+    if revision:
+        kw["revision"] = revision
+    if trust_remote_code:
+        kw["trust_remote_code"] = True
+    if local_files_only:
+        kw["local_files_only"] = True
+    return kw
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32",
-               cache: str | os.PathLike | None = None, seed: int = 0) -> LoadedModel:
-    """Load ``name`` once, in eval mode; see the module docstring for the names."""
+               cache: str | os.PathLike | None = None, seed: int = 0, revision: str | None = None,
+               trust_remote_code: bool = False, local_files_only: bool | None = None,
+               batch_size: int | None = None) -> LoadedModel:
+    """Load ``name`` once, in eval mode; see the module docstring for the names.
+
+    ``revision``, ``trust_remote_code`` and ``local_files_only`` go to ``from_pretrained`` for a hub id (see
+    :func:`hub_kwargs`); ``batch_size`` caps every capture's forward batch on this model.
+    """
+    hub = hub_kwargs(revision, trust_remote_code, local_files_only)
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
@@ -398,14 +422,14 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
         tok = AutoTokenizer.from_pretrained(d)
         model = AutoModel.from_pretrained(d, **_dtype_kw(tdtype))
     else:
-        cfg, _ = resolve_config(name, cache)
+        cfg, _ = resolve_config(name, cache, **hub)
         archs = getattr(cfg, "architectures", None) or []
         loader = (AutoModelForCausalLM if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
                   else AutoModelForMaskedLM if any(a.endswith("ForMaskedLM") for a in archs) else AutoModel)
         try:
-            tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(name, **hub)
             kw = {"device_map": "auto"} if device == "auto" else {}
-            model = loader.from_pretrained(name, local_files_only=True, **_dtype_kw(tdtype), **kw)
+            model = loader.from_pretrained(name, **hub, **_dtype_kw(tdtype), **kw)
         except Exception as e:
             raise _load_error(name, e) from None
     ensure_pad(tok)
@@ -419,7 +443,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
     sm = sitemap_for(model)  # fails early, with the supported families, on an unknown architecture
     return LoadedModel(name=name, model=model, tokenizer=tok, kind=_kind_of(model), family=sm.family,
                        n_layers=n_layers_of(model.config), fingerprint=weight_fingerprint(model),
-                       device=device, dtype=dtype)
+                       device=device, dtype=dtype, extra={"batch_size": batch_size} if batch_size else {})
 
 
 def ensure_pad(tok: Any) -> None:
@@ -463,7 +487,7 @@ class LazyRandomCopy:
     def __init__(self, lm: LoadedModel, seed: int = 0):
         self._base, self._seed, self._built = lm, seed, None
         self.name, self.tokenizer, self.kind, self.family = f"{lm.name}+random", lm.tokenizer, lm.kind, lm.family
-        self.n_layers, self.device, self.dtype, self.extra = lm.n_layers, lm.device, lm.dtype, {}
+        self.n_layers, self.device, self.dtype, self.extra = lm.n_layers, lm.device, lm.dtype, dict(lm.extra)
         self.fingerprint = f"random-seed{seed}-of-{lm.fingerprint}"
 
     def build(self) -> LoadedModel:
