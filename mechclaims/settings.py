@@ -67,7 +67,7 @@ def add_options(parser: pytest.Parser, prefix: str = PREFIX, ini: bool = True) -
                         help=f"{help_} [ini: {dest}]" if ini else f"alias of {flag(name)}")
         if ini:
             parser.addini(dest, help=help_, type={"append": "linelist", "flag": "bool"}.get(kind, "string"),
-                          default={"append": [], "flag": False}.get(kind, default or ""))
+                          default={"append": [], "flag": False}.get(kind, ""))  # "" = unset: see _get
 
 
 def given(config: pytest.Config) -> bool:
