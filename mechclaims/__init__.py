@@ -26,7 +26,7 @@ __all__ = ["load_model", "encode", "capture", "intervene", "Verdict", "run", "Su
 _LAZY = {
     "load_model": ("mechclaims.models", "load_model"),
     "encode": ("mechclaims.capture", "encode"),
-    "capture": ("mechclaims.capture", "capture"),
+    "capture": ("mechclaims.capture", None),  # the module, callable as the function (see capture.py)
     "intervene": ("mechclaims.capture", "intervene"),
     "Verdict": ("mechclaims.verdict", "Verdict"),
     "run": ("mechclaims.api", "run"),
@@ -37,7 +37,8 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         mod, attr = _LAZY[name]
-        value = getattr(import_module(mod), attr)
+        module = import_module(mod)
+        value = module if attr is None else getattr(module, attr)
         globals()[name] = value  # once: later lookups skip this hook
         return value
     raise AttributeError(f"module 'mechclaims' has no attribute {name!r}; the public API is {', '.join(__all__)}")

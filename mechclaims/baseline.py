@@ -133,7 +133,7 @@ def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[s
         perform_regression_check(datadir=path.parent, original_datadir=path.parent, request=request,
                                  check_fn=check_fn, dump_fn=dump, extension=".yml", fullpath=path, force_regen=force,
                                  obtained_filename=obtained)
-    except OSError as e:  # a read-only --baselines-dir, or a full disk: one line naming the file, not a traceback
+    except OSError as e:  # a read-only --mc-baselines-dir, or a full disk: one line naming the file, not a traceback
         from .diskio import write_error
 
         where = Path(e.filename) if getattr(e, "filename", None) else path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -378,3 +379,14 @@ def clear_hooks(model: Any) -> None:
         for d in (m._forward_hooks, m._forward_pre_hooks):
             for k in [k for k, f in d.items() if _ours(f)]:
                 del d[k]
+
+
+class _CallableModule(type(sys.modules[__name__])):
+    """``mechclaims.capture`` is both this module and the function: importing the submodule rebinds the
+    package's ``capture`` attribute to the module, so the module calls :func:`capture` (``mc.capture(lm, ...)``)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Activations:
+        return capture(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -148,7 +148,7 @@ def _cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
 
         warnings.warn(CacheWarning(
             f"mechclaims: the cache dir {final.parent} cannot be written ({e.strerror}); converting {final.name} into "
-            f"a temporary dir for this run only. Pass a writable --cache-dir (or set $MECHCLAIMS_CACHE) to keep it."),
+            f"a temporary dir for this run only. Pass a writable --mc-cache-dir (or set $MECHCLAIMS_CACHE) to keep it."),
             stacklevel=3)
         tmp = Path(tempfile.mkdtemp(prefix=f"mechclaims-{final.name[:40]}-"))
         atexit.register(shutil.rmtree, tmp, True)
@@ -157,7 +157,7 @@ def _cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
         except OSError as e2:
             raise ModelError(f"cannot convert {final.name}: neither the cache dir {final.parent} nor the temp dir "
                              f"{tmp.parent} can be written ({e2.strerror}). Free space, or pass a writable "
-                             f"--cache-dir.") from None
+                             f"--mc-cache-dir.") from None
         _FALLBACK[final] = tmp
         return tmp
 

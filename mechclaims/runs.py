@@ -30,7 +30,7 @@ from .diskio import atomic_write, sweep_orphans, write_error
 
 RUNS, LATEST, RUNNING, LOCK = "runs", "latest", ".running", ".runs.lock"
 PUBLISHED = ("summary.json", "report.html")
-DEFAULT_KEEP = 10  # finished runs kept besides latest (--keep-runs; 0 keeps all)
+DEFAULT_KEEP = 10  # finished runs kept besides latest (--mc-keep-runs; 0 keeps all)
 TEMP_PATTERNS = (".*.tmp",)  # atomic writers' temp files (diskio.atomic_write, plots, reports)
 
 

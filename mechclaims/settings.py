@@ -190,6 +190,7 @@ def build(config: pytest.Config) -> Settings:
                           f"repository, e.g. {flag('revision')} step143000.")
     check_device_dtype(vals["mechclaims_device"], vals["mechclaims_dtype"])
     art = path("mechclaims_artifacts_dir", base / "artifacts")
+    probe_dir(flag("artifacts-dir"), art)
     models = list(dict.fromkeys(vals["mechclaims_models"] or [DEFAULT_MODEL]))
     given_base = vals["mechclaims_baselines_dir"] not in (None, "")
     # Own stimuli: their first baselines go with the artifacts, never into a committed baselines dir.
@@ -208,32 +209,36 @@ def _env_offline() -> bool:
                for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def check_baselines_dir(config: pytest.Config, s: Settings) -> None:
-    """--mc-baselines-dir must be writable when baselines will be written (--force-regen, or none there yet). A
-    read-only dir that already holds baselines still checks them; it gets one warning at start-up. Nothing is
-    created here: the directory appears with its first baseline."""
+def probe_dir(opt: str, p: Path) -> None:
+    """OptionError unless ``p`` can be written: it, or (not there yet) its nearest existing parent, is a writable
+    directory. Creates nothing: an inert session leaves no folder behind."""
     import tempfile
 
     from .options import writable_dir
 
-    p = s.baselines
     existing = next((q for q in [p, *p.parents] if q.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise OptionError(f"{opt} {p} cannot be written ({existing} is not a directory); pass a writable "
+                          f"directory.")
+    if p.exists():
+        writable_dir(opt, p, create=False)
+        return
     try:
-        if existing is None or not existing.is_dir():
-            raise OptionError(f"{flag('baselines-dir')} {p} cannot be written (not a directory); pass a writable "
-                              f"directory.")
-        if p.exists():
-            writable_dir(flag("baselines-dir"), p, create=False)
-        else:  # probe the nearest existing parent without creating the dir itself
-            with tempfile.TemporaryFile(dir=existing):
-                pass
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise OptionError(f"{opt} {p} cannot be written ({e.strerror or e}); pass a writable directory.") from None
+
+
+def check_baselines_dir(config: pytest.Config, s: Settings) -> None:
+    """--mc-baselines-dir must be writable when baselines will be written (--force-regen, or none there yet). A
+    read-only dir that already holds baselines still checks them; it gets one warning at start-up."""
+    p = s.baselines
+    try:
+        probe_dir(flag("baselines-dir"), p)
+        return
     except OptionError as e:
         err = e
-    except OSError as e:
-        err = OptionError(f"{flag('baselines-dir')} {p} cannot be written ({e.strerror or e}); pass a writable "
-                          f"directory.")
-    else:
-        return
     regen = bool(config.getoption("force_regen", False))
     has_any = p.is_dir() and any(p.iterdir())
     if regen or not has_any:

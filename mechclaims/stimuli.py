@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import OptionError, StimuliError
 
-# Stimuli sets a claim reads through ``stimuli_path(NAME, default)``, overridable with ``--stimuli NAME=PATH``.
+# Stimuli sets a claim reads through ``stimuli_path(NAME, default)``, overridable with ``--mc-stimuli NAME=PATH``.
 # Keep in step with the table in fixtures/README.md.
 STIMULI_NAMES: dict[str, str] = {
     "passages": "passages.jsonl",
@@ -57,7 +57,7 @@ def warn_if_large(p: Path, size: int, what: str) -> None:
 
 def check_stimuli_overrides(overrides: Mapping[str, str], names: Iterable[str] | None = tuple(STIMULI_NAMES)
                             ) -> None:
-    """Validate ``--stimuli NAME=PATH`` overrides up front: NAME must be a known set and PATH must exist.
+    """Validate ``--mc-stimuli NAME=PATH`` overrides up front: NAME must be a known set and PATH must exist.
 
     Raises :class:`OptionError` naming the option, the name or path, and the fix. Called by the plugin when it
     reads its options, so a typo is a usage error before any model loads, never a silently ignored override.
