@@ -3,8 +3,9 @@
 Builds the wheel, installs it (``--no-deps``) into a virtualenv under tmp whose dependencies come from this
 interpreter's site-packages (a path entry, so this checkout's own editable install stays out of it), and:
 
-- runs a user's claim in a temporary project: first run creates its baseline (not a failure) under the project,
-  the second run checks it; artifacts go under the project too;
+- runs a user's claim and one made by ``mechclaims new-claim`` in a temporary project: the first run creates
+  their baselines (not a failure) under the project, the second checks them, artifacts go under the project too,
+  and ``mc.run`` returns the same outcomes to a notebook;
 - runs an unrelated suite that defines its own ``--model`` option: the plugin imports no torch, creates no folder
   and takes no option name the suite uses.
 """
@@ -111,24 +112,34 @@ def test_user_claim_in_own_project(venv, tmp_path):
     (proj / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = ['claims']\n"
                                          "mechclaims_models = ['tiny-gpt2']\n")
     (proj / "claims" / "test_mine.py").write_text(USER_CLAIM)
+    made = subprocess.run([str(venv.parent / "mechclaims"), "new-claim", "sum_of_parts"], cwd=proj, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0 and (proj / "claims" / "test_sum_of_parts.py").is_file(), made.stderr
     (proj / "claims" / "data" / "sentences.jsonl").write_text(
         "".join(f'{{"text": "Sentence number {i} is here."}}\n' for i in range(4)))
     first = _pytest(venv, proj)
     out = first.stdout + first.stderr
     assert first.returncode == 0, out
-    assert "1 passed" in out and "baseline(s) created under" in out and "rerun to check" in out, out
+    assert "2 passed" in out and "2 baseline(s) created under" in out and "rerun to check" in out, out
+    assert "sum_of_parts" in out and "supported" in out, out
     assert list((proj / "baselines").rglob("*.yml")) and list((proj / "artifacts").rglob("norm.txt")), out
     second = _pytest(venv, proj)
     out2 = second.stdout + second.stderr
-    assert second.returncode == 0 and "baseline(s) created" not in out2, out2
+    assert second.returncode == 0 and "2 passed" in out2 and "baseline(s) created" not in out2, out2
+    # The notebook API runs the same through pytest and returns the parsed summary.
+    api = subprocess.run([str(venv), "-c", "import mechclaims as mc; s = mc.run(claims=['sum_of_parts'], "
+                          "models=['tiny-gpt2']); print(s.outcomes); print(len(s.figures))"], cwd=proj, env=_env(),
+                         capture_output=True, text=True, timeout=900)
+    assert "{'sum_of_parts': {'tiny-gpt2': 'supported'}}" in api.stdout and api.stdout.strip().endswith("1"), (
+        api.stdout + api.stderr)
     # The user's stimuli name is accepted on the command line, and a typo in it is a usage error.
     alt = tmp_path / "alt.jsonl"
     alt.write_text('{"text": "Another one."}\n{"text": "And a second."}\n')
     bad = _pytest(venv, proj, "--mc-stimuli", f"my_sentence={alt}")
     assert bad.returncode == 4 and "Did you mean 'my_sentences'" in bad.stdout + bad.stderr
-    own = _pytest(venv, proj, "--mc-stimuli", f"my_sentences={alt}")
+    own = _pytest(venv, proj, "--mc-stimuli", f"my_sentences={alt}", "-k", "finite_norm")
     out3 = own.stdout + own.stderr
-    assert own.returncode == 0 and "baseline(s) created under" in out3, out3
+    assert own.returncode == 0 and "1 baseline(s) created under" in out3, out3
     assert not list((proj / "baselines").rglob("*@stimuli-*")), "own stimuli wrote into the committed baselines"
     assert list((proj / "artifacts" / "baselines").rglob("*@stimuli-*.yml"))
 
