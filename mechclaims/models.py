@@ -460,20 +460,50 @@ def ensure_pad(tok: Any) -> None:
         pass
 
 
-def random_weight_copy(lm: LoadedModel, seed: int = 0) -> LoadedModel:
-    """Same architecture and tokenizer, freshly initialised weights: the random-weight negative control."""
+def random_weight_copy(lm: LoadedModel, seed: int = 0, on_meta: bool | None = None) -> LoadedModel:
+    """Same architecture and tokenizer, freshly initialised weights: the random-weight negative control.
+
+    On the CPU in float32 (the default, and the committed baselines) the copy is initialised as a fresh model is.
+    Elsewhere (``on_meta``: a GPU, ``auto``, or a 16-bit dtype) it is built on the ``meta`` device and materialised
+    where the model lives, in its dtype, so an 8B model never needs a 32 GB float32 copy on the CPU. Buffers
+    (rotary frequencies, position ids) are architecture constants and are copied from the model.
+    """
     import torch
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = type(lm.model)(lm.model.config)
-    model = model.to(dtype=getattr(torch, lm.dtype)).eval()
-    if lm.device != "auto":
+    if on_meta is None:
+        on_meta = not (lm.device == "cpu" and lm.dtype == "float32")
+    tdtype = getattr(torch, lm.dtype)
+    if not on_meta:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = type(lm.model)(lm.model.config)
+        model = model.to(dtype=tdtype)
+    else:
+        target = next(lm.model.parameters()).device
+        if target.type == "meta":  # offloaded to disk: materialise on the CPU
+            target = torch.device("cpu")
+        with torch.device("meta"):
+            model = type(lm.model)(lm.model.config)
+        model = model.to_empty(device=target).to(dtype=tdtype)
+        devices = [target.index or 0] if target.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for m in model.modules():
+                m._is_hf_initialized = False
+            model.init_weights()
+        with torch.no_grad():
+            for name, buf in lm.model.named_buffers():
+                try:
+                    model.get_buffer(name).copy_(buf.to(target))
+                except (AttributeError, RuntimeError):  # a buffer the copy does not have, or of another shape
+                    pass
+    model.eval()
+    if lm.device != "auto" and not on_meta:
         model = model.to(lm.device)
     model.requires_grad_(False)
     return LoadedModel(name=f"{lm.name}+random", model=model, tokenizer=lm.tokenizer, kind=lm.kind,
                        family=lm.family, n_layers=lm.n_layers, fingerprint=weight_fingerprint(model),
-                       device=lm.device, dtype=lm.dtype)
+                       device=lm.device, dtype=lm.dtype, extra=dict(lm.extra))
 
 
 class LazyRandomCopy:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from claimrun import ROOT, env
@@ -84,6 +85,7 @@ def test_front_door_is_lazy():
 
 
 OWN = '''
+import numpy as np
 import pytest
 from mechclaims.verdict import Verdict
 
@@ -116,3 +118,27 @@ def test_recorded_outcomes_apply_to_their_own_stimuli_only(tmp_path):
                 f"mine={tmp_path / 'other.txt'}", "-rxX")
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "1 passed" in out and "x = 42" not in out, out
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_random_copy_on_meta_matches_a_fresh_init(tiny, name):
+    """The meta-device random copy (used off the CPU/float32 path, so a big model never needs a float32 CPU copy)
+    is a proper fresh init: finite, the model's buffers, and each weight's spread as in a CPU-built copy."""
+    import torch
+
+    from mechclaims.capture import capture, encode
+    from mechclaims.models import random_weight_copy
+
+    lm = tiny(name)
+    cpu, meta = random_weight_copy(lm, 0, on_meta=False), random_weight_copy(lm, 0, on_meta=True)
+    ps_cpu, ps_meta = dict(cpu.model.named_parameters()), dict(meta.model.named_parameters())
+    assert ps_cpu.keys() == ps_meta.keys()
+    for k, p in ps_meta.items():
+        assert torch.isfinite(p).all(), k
+        s_cpu, s_meta = float(ps_cpu[k].float().std()), float(p.float().std()) if p.numel() > 1 else 0.0
+        assert abs(s_cpu - s_meta) <= 0.2 * s_cpu + 1e-6, (k, s_cpu, s_meta)
+    for k, b in lm.model.named_buffers():
+        assert torch.equal(meta.model.get_buffer(k), b), k
+    ids = encode(lm, ["The cat sat on the mat."])
+    acts = capture(meta, ids, ["blocks.0.hook_resid_post"])
+    assert np.isfinite(acts["blocks.0.hook_resid_post"]).all()
