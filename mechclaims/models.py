@@ -390,11 +390,14 @@ def hub_kwargs(revision: str | None = None, trust_remote_code: bool = False,
 def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32",
                cache: str | os.PathLike | None = None, seed: int = 0, revision: str | None = None,
                trust_remote_code: bool = False, local_files_only: bool | None = None,
-               batch_size: int | None = None) -> LoadedModel:
+               batch_size: int | None = None, max_memory: dict[Any, Any] | None = None,
+               offload_folder: str | os.PathLike | None = None) -> LoadedModel:
     """Load ``name`` once, in eval mode; see the module docstring for the names.
 
     ``revision``, ``trust_remote_code`` and ``local_files_only`` go to ``from_pretrained`` for a hub id (see
-    :func:`hub_kwargs`); ``batch_size`` caps every capture's forward batch on this model.
+    :func:`hub_kwargs`); ``batch_size`` caps every capture's forward batch on this model. ``device="auto"`` splits
+    a hub or local model with accelerate (``device_map="auto"``), within ``max_memory`` per device (e.g.
+    ``{0: "20GiB", "cpu": "60GiB"}``), offloading the rest to ``offload_folder`` on disk.
     """
     hub = hub_kwargs(revision, trust_remote_code, local_files_only)
     import torch
@@ -428,14 +431,17 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
                   else AutoModelForMaskedLM if any(a.endswith("ForMaskedLM") for a in archs) else AutoModel)
         try:
             tok = AutoTokenizer.from_pretrained(name, **hub)
-            kw = {"device_map": "auto"} if device == "auto" else {}
+            kw: dict[str, Any] = {"device_map": "auto"} if device == "auto" else {}
+            if device == "auto" and max_memory:
+                kw["max_memory"] = max_memory
+            if device == "auto" and offload_folder:
+                kw["offload_folder"] = str(offload_folder)
             model = loader.from_pretrained(name, **hub, **_dtype_kw(tdtype), **kw)
         except Exception as e:
             raise _load_error(name, e) from None
     ensure_pad(tok)
-    model = model.to(dtype=tdtype)
-    if device != "auto":
-        model = model.to(device)
+    if device != "auto":  # a dispatched model (accelerate hooks, offloaded weights) must not be moved
+        model = model.to(dtype=tdtype).to(device)
     model.eval()
     model.requires_grad_(False)
     from .sites import sitemap_for
@@ -546,6 +552,9 @@ def weight_fingerprint(model: Any) -> str:
     h = hashlib.sha256()
     with torch.no_grad():
         for n, p in model.state_dict().items():
+            if p.device.type == "meta":  # offloaded to disk by accelerate: identity by name, shape and dtype
+                h.update(f"{n}{tuple(p.shape)}{p.dtype}meta".encode())
+                continue
             t = p.detach().contiguous().cpu()
             h.update(f"{n}{tuple(t.shape)}{t.dtype}".encode())
             if t.numel():
