@@ -21,7 +21,7 @@ import json
 import numpy as np
 import pytest
 
-import mechclaims as mc
+import mechclaims
 from mechclaims.plots import plt, save_figure
 
 STIMULI = {{"{name}": "data/{name}.jsonl"}}  # override with --mc-stimuli {name}=PATH
@@ -39,15 +39,15 @@ def _rel_error(acts, mlp):
 def test_{name}(lm, mc, model_pool, stimuli_path, artifacts, baseline, record, expect):
     texts = [json.loads(line)["text"] for line in stimuli_path("{name}").read_text().splitlines() if line.strip()]
     acts = model_pool.cached((lm.name, lm.fingerprint, "{name}", tuple(texts)),
-                             lambda: mc.capture(lm, mc.encode(lm, texts), SITES, "all"))
+                             lambda: mechclaims.capture(lm, mechclaims.encode(lm, texts), SITES, "all"))
     err = _rel_error(acts, acts[SITES[2]])
     rng = np.random.default_rng(mc.seed)
     shuffled = acts[SITES[2]][rng.permutation(len(acts[SITES[2]]))]
     ctl_err = _rel_error(acts, shuffled)
-    control = mc.Verdict(claim="{name}_shuffled", statistic_name="max_rel_error", statistic=ctl_err,
-                         rule=f"max relative error <= {{TOL}}", passed=ctl_err <= TOL, role="control")
-    v = mc.Verdict(claim="{name}", statistic_name="max_rel_error", statistic=err,
-                   rule=f"max relative error <= {{TOL}}", passed=err <= TOL)
+    control = mechclaims.Verdict(claim="{name}_shuffled", statistic_name="max_rel_error", statistic=ctl_err,
+                                 rule=f"max relative error <= {{TOL}}", passed=ctl_err <= TOL, role="control")
+    v = mechclaims.Verdict(claim="{name}", statistic_name="max_rel_error", statistic=err,
+                           rule=f"max relative error <= {{TOL}}", passed=err <= TOL)
     v.gate({{"{name}_shuffled": control}})
     fig, ax = plt.subplots()
     ax.bar(["claim", "shuffled control"], [err, ctl_err])
