@@ -40,7 +40,7 @@ def test_unknown_model_name_error():
 
 @pytest.mark.parametrize("args,msg", [
     (("--dtype", "int8"), "--mc-dtype 'int8' is not supported"),
-    (("--layers", "x-y"), "--layers"),
+    (("--layers", "x-y"), "--mc-layers"),
     (("--permutations", "5"), "at least 20"),
     (("--stimuli", "noequals"), "NAME=PATH"),
     (("--activation-cache", "sometimes"), "--mc-activation-cache 'sometimes': use on, off or refresh"),
