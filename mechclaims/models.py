@@ -466,13 +466,15 @@ def ensure_pad(tok: Any) -> None:
         pass
 
 
-def random_weight_copy(lm: LoadedModel, seed: int = 0, on_meta: bool | None = None) -> LoadedModel:
+def random_weight_copy(lm: LoadedModel, seed: int = 0, on_meta: bool | None = None,
+                       fingerprint: str | None = None) -> LoadedModel:
     """Same architecture and tokenizer, freshly initialised weights: the random-weight negative control.
 
     On the CPU in float32 (the default, and the committed baselines) the copy is initialised as a fresh model is.
     Elsewhere (``on_meta``: a GPU, ``auto``, or a 16-bit dtype) it is built on the ``meta`` device and materialised
     where the model lives, in its dtype, so an 8B model never needs a 32 GB float32 copy on the CPU. Buffers
-    (rotary frequencies, position ids) are architecture constants and are copied from the model.
+    (rotary frequencies, position ids) are architecture constants and are copied from the model. ``fingerprint``:
+    the copy's identity when the caller knows it (:class:`LazyRandomCopy`), which saves hashing its weights.
     """
     import torch
 
@@ -508,8 +510,9 @@ def random_weight_copy(lm: LoadedModel, seed: int = 0, on_meta: bool | None = No
         model = model.to(lm.device)
     model.requires_grad_(False)
     return LoadedModel(name=f"{lm.name}+random", model=model, tokenizer=lm.tokenizer, kind=lm.kind,
-                       family=lm.family, n_layers=lm.n_layers, fingerprint=weight_fingerprint(model),
-                       device=lm.device, dtype=lm.dtype, extra=dict(lm.extra))
+                       family=lm.family, n_layers=lm.n_layers,
+                       fingerprint=fingerprint or weight_fingerprint(model), device=lm.device, dtype=lm.dtype,
+                       extra=dict(lm.extra))
 
 
 class LazyRandomCopy:
@@ -528,7 +531,7 @@ class LazyRandomCopy:
 
     def build(self) -> LoadedModel:
         if self._built is None:
-            self._built = random_weight_copy(self._base, self._seed)
+            self._built = random_weight_copy(self._base, self._seed, fingerprint=self.fingerprint)
         return self._built
 
     @property
