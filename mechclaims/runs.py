@@ -51,6 +51,7 @@ class Run:
         return self.root / RUNS / self.id
 
     def start(self) -> "Run":
+        self.made_root = not self.root.exists()  # a run that ends empty removes a root it made, and only that
         base, n = self.id, 1
         while True:
             try:
@@ -78,6 +79,8 @@ class Run:
             return False
         try:
             (self.root / RUNS).rmdir()  # only if no other run is there
+            if getattr(self, "made_root", False):
+                self.root.rmdir()
         except OSError:
             pass
         return True
