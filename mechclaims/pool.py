@@ -61,6 +61,14 @@ class ModelPool:
             self.memo[key] = fn()
         return self.memo[key]
 
+    def call(self, fn: Callable[..., Any], lm: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(lm, *args, **kwargs)`` once per session, keyed on ``fn``, the model's name and fingerprint and every
+        argument: a key cannot omit a parameter, since it is the call itself. Arguments must be hashable (pass
+        tuples, or a stimuli hash instead of the rows)."""
+        key = ("call", f"{fn.__module__}.{fn.__qualname__}", lm.name, lm.fingerprint, args,
+               tuple(sorted(kwargs.items())))
+        return self.cached(key, lambda: fn(lm, *args, **kwargs))
+
     @property
     def store(self) -> Any:
         from .actcache import ActivationStore

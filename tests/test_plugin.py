@@ -142,3 +142,20 @@ def test_random_copy_on_meta_matches_a_fresh_init(tiny, name):
     ids = encode(lm, ["The cat sat on the mat."])
     acts = capture(meta, ids, ["blocks.0.hook_resid_post"])
     assert np.isfinite(acts["blocks.0.hook_resid_post"]).all()
+
+
+def test_pool_call_keys_on_every_argument():
+    from types import SimpleNamespace
+
+    from mechclaims.pool import ModelPool
+
+    pool, calls = ModelPool(SimpleNamespace()), []
+
+    def stat(lm, n_boot, seed=0):
+        calls.append((n_boot, seed))
+        return n_boot * 10 + seed
+
+    lm = SimpleNamespace(name="m", fingerprint="f1")
+    assert pool.call(stat, lm, 100) == 1000 and pool.call(stat, lm, 100) == 1000 and len(calls) == 1
+    assert pool.call(stat, lm, 200) == 2000 and pool.call(stat, lm, 100, seed=1) == 1001 and len(calls) == 3
+    assert pool.call(stat, SimpleNamespace(name="m", fingerprint="f2"), 100) == 1000 and len(calls) == 4
