@@ -78,7 +78,7 @@ def _outcome_info(request: pytest.FixtureRequest, verdict: Any) -> dict[str, Any
 def expect(request: pytest.FixtureRequest) -> Callable[[Any], None]:
     """``expect(verdict)``: the test's outcome must be the one recorded for this test id.
 
-    Recorded outcomes live in the claim module's ``EXPECTEDOUTCOMES`` (test id -> (outcome, reason with the
+    Recorded outcomes live in the claim module's ``EXPECTED_OUTCOMES`` (test id -> (outcome, reason with the
     numbers)); without an entry a claim is expected ``supported`` and a control ``failed``. Any other outcome fails
     the test, naming the recorded and the new outcome with the numbers. A recorded outcome other than the default
     shows as xfail with its reason. Call it last, after ``record`` and ``baseline.check``.
@@ -99,7 +99,7 @@ def expect(request: pytest.FixtureRequest) -> Callable[[Any], None]:
         if got != exp:
             was = f"{exp} ({why})" if why else f"{exp} (the default for a {verdict.role})"
             pytest.fail(f"outcome changed: recorded {was}; now {got.upper()}.\n  {verdict.explain()}\n  If the new "
-                        f"outcome is right, record it in EXPECTEDOUTCOMES of {request.module.__name__} with the "
+                        f"outcome is right, record it in EXPECTED_OUTCOMES of {request.module.__name__} with the "
                         f"numbers.", pytrace=False)
         if exp != default:
             pytest.xfail(f"{got} (recorded): {why}")
