@@ -24,9 +24,15 @@ def test_auto_split_with_disk_offload_matches_unsplit(tmp_path, tiny, name):
     src.tokenizer.save_pretrained(d)
     size = sum(p.numel() * p.element_size() for p in src.model.parameters())
     whole = load_model(str(d), device="cpu" if DEVICE == "cpu" else DEVICE, dtype=DTYPE)
-    budget = {"cpu": int(size * 0.4)} if DEVICE == "cpu" else {0: int(size * 0.3), "cpu": int(size * 0.3)}
-    split = load_model(str(d), device="auto", dtype=DTYPE, max_memory=budget, offload_folder=tmp_path / "offload")
-    placed = set(map(str, split.model.hf_device_map.values()))
+    # accelerate keeps the largest layer's size free on the main device (the tied embedding is most of a tiny
+    # model), so the budget that splits is found by trying: the first that places layers on both sides.
+    for frac in (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5):
+        budget = {"cpu": int(size * frac)} if DEVICE == "cpu" else {0: int(size * frac / 2), "cpu": int(size * frac / 2)}
+        split = load_model(str(d), device="auto", dtype=DTYPE, max_memory=budget,
+                           offload_folder=tmp_path / f"offload-{frac}")
+        placed = set(map(str, split.model.hf_device_map.values()))
+        if "disk" in placed and len(placed) >= 2:
+            break
     assert "disk" in placed and len(placed) >= 2, split.model.hf_device_map
     sites = [f"blocks.{l}.{k}" for l in range(whole.n_layers)
              for k in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out", "hook_resid_post")]
