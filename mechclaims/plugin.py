@@ -43,7 +43,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for m in ("observational", "causal", "control", "slow"):
         config.addinivalue_line("markers", f"{m}: mechclaims {m} tests")
     config.pluginmanager.register(Recorder(config), f"mechclaims-recorder-{id(config)}")
-    from .runstate import WORKER_KEY
+    from .runstate import WORKER_KEY, prepare
+
+    prepare(config)
 
     wi = getattr(config, "workerinput", None)
     if _settings.given(config) or (wi is not None and wi.get(WORKER_KEY)):
