@@ -26,7 +26,6 @@ from .settings import Settings
 SETTINGS = pytest.StashKey[Settings]()
 POOL = pytest.StashKey[ModelPool]()
 MUTATED = pytest.StashKey[list]()
-CREATED = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
