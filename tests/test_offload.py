@@ -31,10 +31,10 @@ def test_auto_split_with_disk_offload_matches_unsplit(tmp_path, tiny, name):
         budget = {"cpu": int(size * frac)} if DEVICE == "cpu" else {0: half, "cpu": half}
         split = load_model(str(d), device="auto", dtype=DTYPE, max_memory=budget,
                            offload_folder=tmp_path / f"offload-{frac}")
-        placed = set(map(str, split.model.hf_device_map.values()))
+        placed = set(map(str, getattr(split.model, "hf_device_map", {"": "cpu"}).values()))
         if "disk" in placed and len(placed) >= 2:
             break
-    assert "disk" in placed and len(placed) >= 2, split.model.hf_device_map
+    assert "disk" in placed and len(placed) >= 2, getattr(split.model, "hf_device_map", None)
     sites = [f"blocks.{l}.{k}" for l in range(whole.n_layers)
              for k in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out", "hook_resid_post")]
     ids = encode(whole, TEXTS)
