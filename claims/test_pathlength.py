@@ -137,7 +137,8 @@ def path_data_or_fail(lm, mc, model_pool, shuffle_words: bool = False) -> dict[s
     try:
         return _path_data(lm, mc, model_pool, shuffle_words)
     except StimuliError as e:  # a bad passages file is the user's to fix: say where, without a traceback
-        pytest.fail(str(e), pytrace=False)
+        msg = str(e)
+    pytest.fail(msg, pytrace=False)  # outside the except: no "During handling of the above exception" copy
 
 
 @pytest.fixture

@@ -170,8 +170,8 @@ class ActivationStore:
         self.degraded = e.strerror or type(e).__name__
         warnings.warn(ActivationCacheWarning(
             f"the activation cache {self.root} cannot be written ({self.degraded}); keeping activations in memory "
-            f"for this run (they are recomputed next time). Pass a writable --cache-dir, free space, or "
-            f"--activation-cache off."), stacklevel=3)
+            f"for this run (they are recomputed next time). Pass a writable --mc-cache-dir, free space, or "
+            f"--mc-activation-cache off."), stacklevel=3)
 
     def _load(self, npz: Path, man: Path) -> Any | None:
         if not man.exists():

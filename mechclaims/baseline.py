@@ -89,8 +89,9 @@ def format_mismatch(path: Path, rows: list[dict[str, Any]], keys: list[str], env
 def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[str, str],
           tolerances: Mapping[str, Mapping[str, float]] | None = None,
           default_tolerance: Mapping[str, float] | None = None, obtained: Path | None = None,
-          on_drift: Any = None) -> None:
-    """Compare ``numbers`` against the baseline at ``path`` (created on first run, as pytest-regressions does)."""
+          on_drift: Any = None) -> bool:
+    """Compare ``numbers`` against the baseline at ``path``. A missing baseline is written, and True returned: the
+    caller reports it as created (unlike pytest-regressions, whose first run fails every test)."""
     from pytest_regressions.common import perform_regression_check
 
     __tracebackhide__ = True
@@ -120,13 +121,22 @@ def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[s
 
     force = bool(request.config.getoption("force_regen", False)) or bool(
         request.config.getoption("regen_all", False))
+    if not force and not path.exists():
+        try:
+            dump(path)
+        except OSError as e:
+            from .diskio import write_error
+
+            raise write_error(path, e, "pass a writable --mc-baselines-dir") from None
+        return True
     try:
         perform_regression_check(datadir=path.parent, original_datadir=path.parent, request=request,
                                  check_fn=check_fn, dump_fn=dump, extension=".yml", fullpath=path, force_regen=force,
                                  obtained_filename=obtained)
-    except OSError as e:  # a read-only --baselines-dir, or a full disk: one line naming the file, not a traceback
+    except OSError as e:  # a read-only --mc-baselines-dir, or a full disk: one line naming the file, not a traceback
         from .diskio import write_error
 
         where = Path(e.filename) if getattr(e, "filename", None) else path
-        raise write_error(where, e, "pass a writable --baselines-dir (the obtained copy goes to --artifacts-dir)"
-                          ) from None
+        raise write_error(where, e, "pass a writable --mc-baselines-dir (the obtained copy goes to "
+                                    "--mc-artifacts-dir)") from None
+    return False

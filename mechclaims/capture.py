@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -107,6 +108,11 @@ def locate_word(lm: LoadedModel, text: str, word: str, source: str = "") -> int:
     return covering[0]
 
 
+def batch_for(lm: LoadedModel, batch_size: int) -> int:
+    """The batch size a capture uses on ``lm``: ``--mc-batch-size`` (kept in ``lm.extra``) when given."""
+    return int((getattr(lm, "extra", None) or {}).get("batch_size") or batch_size)
+
+
 def _batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
     # Sort by length so each batch pads little; results go back to the caller's order.
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -181,7 +187,7 @@ def forward_batches(lm: LoadedModel, ids: Sequence[Sequence[int]], batch_size: i
     """
     bar = _progress(len(ids), desc, progress)
     try:
-        for rows in _batches([len(x) for x in ids], batch_size):
+        for rows in _batches([len(x) for x in ids], batch_for(lm, batch_size)):
             inp, mask, out = _run_batch(lm, [ids[r] for r in rows])
             yield rows, inp, mask, out
             bar.update(len(rows))
@@ -279,7 +285,7 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
     try:
         for rs in resolved:
             handles.append(_register(rs, keeper(rs)))
-        for rows in _batches([len(x) for x in ids], batch_size):
+        for rows in _batches([len(x) for x in ids], batch_for(lm, batch_size)):
             lens = torch.tensor([len(ids[r]) for r in rows])
             if all_tokens:
                 b_idx = torch.cat([torch.full((int(n),), j) for j, n in enumerate(lens)])
@@ -373,3 +379,14 @@ def clear_hooks(model: Any) -> None:
         for d in (m._forward_hooks, m._forward_pre_hooks):
             for k in [k for k, f in d.items() if _ours(f)]:
                 del d[k]
+
+
+class _CallableModule(type(sys.modules[__name__])):
+    """``mechclaims.capture`` is both this module and the function: importing the submodule rebinds the
+    package's ``capture`` attribute to the module, so the module calls :func:`capture` (``mc.capture(lm, ...)``)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Activations:
+        return capture(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -29,7 +29,7 @@ def is_no_space(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in NO_SPACE
 
 
-def write_error(path: Path, e: OSError, fix: str = "pass a writable directory with --artifacts-dir") -> ArtifactsWriteError:
+def write_error(path: Path, e: OSError, fix: str = "pass a writable directory with --mc-artifacts-dir") -> ArtifactsWriteError:
     """The one message for an output that cannot be written."""
     why = e.strerror or type(e).__name__
     if e.errno in NO_SPACE:
@@ -37,7 +37,7 @@ def write_error(path: Path, e: OSError, fix: str = "pass a writable directory wi
     return ArtifactsWriteError(f"cannot write {path} ({why}); {fix}. Nothing partial was left behind.")
 
 
-def atomic_write(path: str | Path, data: bytes | str, *, fix: str = "pass a writable directory with --artifacts-dir"
+def atomic_write(path: str | Path, data: bytes | str, *, fix: str = "pass a writable directory with --mc-artifacts-dir"
                  ) -> Path:
     """Write ``data`` to ``path`` whole or not at all (temp file + rename); see the module docstring."""
     p = Path(path)

@@ -18,7 +18,7 @@ def _offline_error(name: str, err: Exception) -> ModelError:
         f"had offline ({type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}). To use it, either download it "
         f"once where you have network access (`huggingface-cli download {name}`, which fills the HF cache at "
         f"$HF_HOME, default ~/.cache/huggingface) and copy that cache here, or pass a local directory holding "
-        f"config.json, the weights and the tokenizer: `--model /path/to/{name.split('/')[-1]}`.")
+        f"config.json, the weights and the tokenizer: `--mc-model /path/to/{name.split('/')[-1]}`.")
 
 
 _CORRUPT = ("deserializ", "incomplete metadata", "header too", "truncat", "corrupt", "unexpected end",

@@ -148,7 +148,7 @@ def _cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
 
         warnings.warn(CacheWarning(
             f"mechclaims: the cache dir {final.parent} cannot be written ({e.strerror}); converting {final.name} into "
-            f"a temporary dir for this run only. Pass a writable --cache-dir (or set $MECHCLAIMS_CACHE) to keep it."),
+            f"a temporary dir for this run only. Pass a writable --mc-cache-dir (or set $MECHCLAIMS_CACHE) to keep it."),
             stacklevel=3)
         tmp = Path(tempfile.mkdtemp(prefix=f"mechclaims-{final.name[:40]}-"))
         atexit.register(shutil.rmtree, tmp, True)
@@ -157,7 +157,7 @@ def _cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
         except OSError as e2:
             raise ModelError(f"cannot convert {final.name}: neither the cache dir {final.parent} nor the temp dir "
                              f"{tmp.parent} can be written ({e2.strerror}). Free space, or pass a writable "
-                             f"--cache-dir.") from None
+                             f"--mc-cache-dir.") from None
         _FALLBACK[final] = tmp
         return tmp
 
@@ -315,8 +315,9 @@ def _tokenizer_for(name: str, cache: Any):
     return load_tokenizer(name, cache)
 
 
-def resolve_config(name: str, cache: Any = None) -> tuple[Any, str]:
-    """Config and source without loading weights (cheap: used at collection to know the layer count)."""
+def resolve_config(name: str, cache: Any = None, **hub: Any) -> tuple[Any, str]:
+    """Config and source without loading weights (cheap: used at collection to know the layer count). ``hub``:
+    :func:`hub_kwargs` for a hub id."""
     from transformers import AutoConfig
 
     if name == DEFAULT_MODEL:
@@ -345,7 +346,7 @@ def resolve_config(name: str, cache: Any = None) -> tuple[Any, str]:
         return {"tiny-gpt2": GPT2Config(n_layer=4), "tiny-llama": LlamaConfig(num_hidden_layers=4),
                 "tiny-bert": BertConfig(num_hidden_layers=4)}[name], "code"
     try:
-        return AutoConfig.from_pretrained(name, local_files_only=True), "hf"
+        return AutoConfig.from_pretrained(name, **hub), "hf"
     except Exception as e:  # transformers raises OSError/ValueError/HF errors: "not here", or a broken directory
         raise _load_error(name, e) from None
 
@@ -359,20 +360,46 @@ def n_layers_of(config: Any) -> int:
 
 
 def check_device_dtype(device: str, dtype: str) -> None:
-    import torch
-
+    """A usage error for an unknown dtype or device, or a GPU torch cannot see (imports torch only for cuda)."""
     if dtype not in DTYPES:
-        raise OptionError(f"--dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}.")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise OptionError(f"--device {device} was asked for, but torch {torch.__version__} sees no CUDA GPU. "
-                          f"Use --device cpu, or install a CUDA build of torch on a machine with a GPU.")
+        raise OptionError(f"--mc-dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}.")
     if device not in ("cpu", "mps", "auto") and not device.startswith("cuda"):
-        raise OptionError(f"--device {device!r} is not understood; use cpu, cuda, cuda:N or auto.")
+        raise OptionError(f"--mc-device {device!r} is not understood; use cpu, cuda, cuda:N or auto.")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise OptionError(f"--mc-device {device} was asked for, but torch {torch.__version__} sees no CUDA GPU. "
+                              f"Use --mc-device cpu, or install a CUDA build of torch on a machine with a GPU.")
+
+
+def hub_kwargs(revision: str | None = None, trust_remote_code: bool = False,
+               local_files_only: bool | None = None) -> dict[str, Any]:
+    """``from_pretrained`` keywords for a hub model. ``local_files_only`` is left to the hub's own switches
+    (``HF_HUB_OFFLINE``, ``HF_HOME``) unless the caller asks for it (``--mc-offline``)."""
+    kw: dict[str, Any] = {}
+    if revision:
+        kw["revision"] = revision
+    if trust_remote_code:
+        kw["trust_remote_code"] = True
+    if local_files_only:
+        kw["local_files_only"] = True
+    return kw
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32",
-               cache: str | os.PathLike | None = None, seed: int = 0) -> LoadedModel:
-    """Load ``name`` once, in eval mode; see the module docstring for the names."""
+               cache: str | os.PathLike | None = None, seed: int = 0, revision: str | None = None,
+               trust_remote_code: bool = False, local_files_only: bool | None = None,
+               batch_size: int | None = None, max_memory: dict[Any, Any] | None = None,
+               offload_folder: str | os.PathLike | None = None) -> LoadedModel:
+    """Load ``name`` once, in eval mode; see the module docstring for the names.
+
+    ``revision``, ``trust_remote_code`` and ``local_files_only`` go to ``from_pretrained`` for a hub id (see
+    :func:`hub_kwargs`); ``batch_size`` caps every capture's forward batch on this model. ``device="auto"`` splits
+    a hub or local model with accelerate (``device_map="auto"``), within ``max_memory`` per device (e.g.
+    ``{0: "20GiB", "cpu": "60GiB"}``), offloading the rest to ``offload_folder`` on disk.
+    """
+    hub = hub_kwargs(revision, trust_remote_code, local_files_only)
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
@@ -398,20 +425,23 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
         tok = AutoTokenizer.from_pretrained(d)
         model = AutoModel.from_pretrained(d, **_dtype_kw(tdtype))
     else:
-        cfg, _ = resolve_config(name, cache)
+        cfg, _ = resolve_config(name, cache, **hub)
         archs = getattr(cfg, "architectures", None) or []
         loader = (AutoModelForCausalLM if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
                   else AutoModelForMaskedLM if any(a.endswith("ForMaskedLM") for a in archs) else AutoModel)
         try:
-            tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
-            kw = {"device_map": "auto"} if device == "auto" else {}
-            model = loader.from_pretrained(name, local_files_only=True, **_dtype_kw(tdtype), **kw)
+            tok = AutoTokenizer.from_pretrained(name, **hub)
+            kw: dict[str, Any] = {"device_map": "auto"} if device == "auto" else {}
+            if device == "auto" and max_memory:
+                kw["max_memory"] = max_memory
+            if device == "auto" and offload_folder:
+                kw["offload_folder"] = str(offload_folder)
+            model = loader.from_pretrained(name, **hub, **_dtype_kw(tdtype), **kw)
         except Exception as e:
             raise _load_error(name, e) from None
     ensure_pad(tok)
-    model = model.to(dtype=tdtype)
-    if device != "auto":
-        model = model.to(device)
+    if device != "auto":  # a dispatched model (accelerate hooks, offloaded weights) must not be moved
+        model = model.to(dtype=tdtype).to(device)
     model.eval()
     model.requires_grad_(False)
     from .sites import sitemap_for
@@ -419,7 +449,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
     sm = sitemap_for(model)  # fails early, with the supported families, on an unknown architecture
     return LoadedModel(name=name, model=model, tokenizer=tok, kind=_kind_of(model), family=sm.family,
                        n_layers=n_layers_of(model.config), fingerprint=weight_fingerprint(model),
-                       device=device, dtype=dtype)
+                       device=device, dtype=dtype, extra={"batch_size": batch_size} if batch_size else {})
 
 
 def ensure_pad(tok: Any) -> None:
@@ -436,20 +466,53 @@ def ensure_pad(tok: Any) -> None:
         pass
 
 
-def random_weight_copy(lm: LoadedModel, seed: int = 0) -> LoadedModel:
-    """Same architecture and tokenizer, freshly initialised weights: the random-weight negative control."""
+def random_weight_copy(lm: LoadedModel, seed: int = 0, on_meta: bool | None = None,
+                       fingerprint: str | None = None) -> LoadedModel:
+    """Same architecture and tokenizer, freshly initialised weights: the random-weight negative control.
+
+    On the CPU in float32 (the default, and the committed baselines) the copy is initialised as a fresh model is.
+    Elsewhere (``on_meta``: a GPU, ``auto``, or a 16-bit dtype) it is built on the ``meta`` device and materialised
+    where the model lives, in its dtype, so an 8B model never needs a 32 GB float32 copy on the CPU. Buffers
+    (rotary frequencies, position ids) are architecture constants and are copied from the model. ``fingerprint``:
+    the copy's identity when the caller knows it (:class:`LazyRandomCopy`), which saves hashing its weights.
+    """
     import torch
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = type(lm.model)(lm.model.config)
-    model = model.to(dtype=getattr(torch, lm.dtype)).eval()
-    if lm.device != "auto":
+    if on_meta is None:
+        on_meta = not (lm.device == "cpu" and lm.dtype == "float32")
+    tdtype = getattr(torch, lm.dtype)
+    if not on_meta:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = type(lm.model)(lm.model.config)
+        model = model.to(dtype=tdtype)
+    else:
+        target = next(lm.model.parameters()).device
+        if target.type == "meta":  # offloaded to disk: materialise on the CPU
+            target = torch.device("cpu")
+        with torch.device("meta"):
+            model = type(lm.model)(lm.model.config)
+        model = model.to_empty(device=target).to(dtype=tdtype)
+        devices = [target.index or 0] if target.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for m in model.modules():
+                m._is_hf_initialized = False
+            model.init_weights()
+        with torch.no_grad():
+            for name, buf in lm.model.named_buffers():
+                try:
+                    model.get_buffer(name).copy_(buf.to(target))
+                except (AttributeError, RuntimeError):  # a buffer the copy does not have, or of another shape
+                    pass
+    model.eval()
+    if lm.device != "auto" and not on_meta:
         model = model.to(lm.device)
     model.requires_grad_(False)
     return LoadedModel(name=f"{lm.name}+random", model=model, tokenizer=lm.tokenizer, kind=lm.kind,
-                       family=lm.family, n_layers=lm.n_layers, fingerprint=weight_fingerprint(model),
-                       device=lm.device, dtype=lm.dtype)
+                       family=lm.family, n_layers=lm.n_layers,
+                       fingerprint=fingerprint or weight_fingerprint(model), device=lm.device, dtype=lm.dtype,
+                       extra=dict(lm.extra))
 
 
 class LazyRandomCopy:
@@ -463,12 +526,12 @@ class LazyRandomCopy:
     def __init__(self, lm: LoadedModel, seed: int = 0):
         self._base, self._seed, self._built = lm, seed, None
         self.name, self.tokenizer, self.kind, self.family = f"{lm.name}+random", lm.tokenizer, lm.kind, lm.family
-        self.n_layers, self.device, self.dtype, self.extra = lm.n_layers, lm.device, lm.dtype, {}
+        self.n_layers, self.device, self.dtype, self.extra = lm.n_layers, lm.device, lm.dtype, dict(lm.extra)
         self.fingerprint = f"random-seed{seed}-of-{lm.fingerprint}"
 
     def build(self) -> LoadedModel:
         if self._built is None:
-            self._built = random_weight_copy(self._base, self._seed)
+            self._built = random_weight_copy(self._base, self._seed, fingerprint=self.fingerprint)
         return self._built
 
     @property
@@ -492,6 +555,9 @@ def weight_fingerprint(model: Any) -> str:
     h = hashlib.sha256()
     with torch.no_grad():
         for n, p in model.state_dict().items():
+            if p.device.type == "meta":  # offloaded to disk by accelerate: identity by name, shape and dtype
+                h.update(f"{n}{tuple(p.shape)}{p.dtype}meta".encode())
+                continue
             t = p.detach().contiguous().cpu()
             h.update(f"{n}{tuple(t.shape)}{t.dtype}".encode())
             if t.numel():

@@ -2,7 +2,7 @@
 
 The plugin turns an OptionError raised while it configures into a pytest usage error (exit 4, no traceback), so
 nothing has run and nothing was written when a value is wrong. Upper bounds keep a typo from allocating hundreds of
-GiB (``--permutations 1000000000``) or expanding a range of 10^11 layers.
+GiB (``--mc-permutations 1000000000``) or expanding a range of 10^11 layers.
 """
 from __future__ import annotations
 
@@ -37,22 +37,22 @@ def integer(opt: str, value: object, lo: int, hi: int, why: str = "") -> int:
 
 
 def seed(value: object) -> int:
-    return integer("--seed", value, 0, SEED_MAX, "numpy, scikit-learn and torch all accept seeds in that range")
+    return integer("--mc-seed", value, 0, SEED_MAX, "numpy, scikit-learn and torch all accept seeds in that range")
 
 
 def permutations(value: object) -> int:
-    return integer("--permutations", value, MIN_DRAWS, MAX_PERMUTATIONS,
+    return integer("--mc-permutations", value, MIN_DRAWS, MAX_PERMUTATIONS,
                    f"at least {MIN_DRAWS} for a p-value below 0.05; the nulls are held in memory, and "
                    f"{MAX_PERMUTATIONS:,} already resolve p = {1 / MAX_PERMUTATIONS:.0e}")
 
 
 def lesion_null_sets(value: object) -> int:
-    return integer("--lesion-null-sets", value, MIN_DRAWS, MAX_NULL_SETS,
+    return integer("--mc-lesion-null-sets", value, MIN_DRAWS, MAX_NULL_SETS,
                    f"at least {MIN_DRAWS} for a p-value below 0.05; each set costs a forward pass per prompt")
 
 
 def keep_runs(value: object) -> int:
-    return integer("--keep-runs", value, 0, MAX_KEEP_RUNS, "0 keeps every run")
+    return integer("--mc-keep-runs", value, 0, MAX_KEEP_RUNS, "0 keeps every run")
 
 
 def parse_layers(spec: str) -> list[tuple[int, int]] | None:
@@ -68,10 +68,10 @@ def parse_layers(spec: str) -> list[tuple[int, int]] | None:
                     "a negative layer (layers count from 0)" if part.strip().startswith("-") else
                     "a number too long to be a layer" if re.fullmatch(r"\s*\d+\s*(-\s*\d+\s*)?", part) else
                     f"{part.strip()!r}")
-            raise OptionError(f"--layers {spec!r}: cannot read {hint}; use {LAYER_SYNTAX}.")
+            raise OptionError(f"--mc-layers {spec!r}: cannot read {hint}; use {LAYER_SYNTAX}.")
         a, b = int(m.group(1)), int(m.group(2) or m.group(1))
         if b < a:
-            raise OptionError(f"--layers {spec!r}: the range {a}-{b} runs backwards; write it low-high, e.g. "
+            raise OptionError(f"--mc-layers {spec!r}: the range {a}-{b} runs backwards; write it low-high, e.g. "
                               f"'{b}-{a}'.")
         out.append((a, b))
     return out
@@ -94,11 +94,11 @@ def check_layers(spec: str, n_layers: dict[str, int]) -> None:
     top = max(b for _, b in ranges)
     counts = ", ".join(f"{m} has {n} (0-{n - 1})" for m, n in n_layers.items())
     if top >= deepest:
-        raise OptionError(f"--layers {spec!r}: layer {top} does not exist: {counts}. Pick layers below "
+        raise OptionError(f"--mc-layers {spec!r}: layer {top} does not exist: {counts}. Pick layers below "
                           f"{deepest}, or 'all'.")
     empty = [m for m, n in n_layers.items() if not layers_for(spec, n)]
     if empty:
-        raise OptionError(f"--layers {spec!r} selects no layer of {', '.join(empty)} ({counts}). Pick layers every "
+        raise OptionError(f"--mc-layers {spec!r} selects no layer of {', '.join(empty)} ({counts}). Pick layers every "
                           f"model has, or run those models separately.")
 
 

@@ -94,4 +94,6 @@ def build_summary(records: list[dict[str, Any]], settings: Any, pool: Any) -> di
             "models": settings.models, "records": recs, "outcomes": build_outcomes(recs),
             "model_fingerprints": {n: m.fingerprint for n, m in pool.loaded().items()},
             "claims": {r["claim"]: r.get("statement", {}) for r in recs if r.get("statement")},
-            "drift": [{"test_id": r["test_id"], **d} for r in recs for d in r.get("drift", [])]}
+            "drift": [{"test_id": r["test_id"], **d} for r in recs for d in r.get("drift", [])],
+            "baselines_dir": str(getattr(settings, "baselines", "")),
+            "baselines_created": [r["test_id"] for r in recs if r.get("baseline") == "created"]}

@@ -30,7 +30,7 @@ from .diskio import atomic_write, sweep_orphans, write_error
 
 RUNS, LATEST, RUNNING, LOCK = "runs", "latest", ".running", ".runs.lock"
 PUBLISHED = ("summary.json", "report.html")
-DEFAULT_KEEP = 10  # finished runs kept besides latest (--keep-runs; 0 keeps all)
+DEFAULT_KEEP = 10  # finished runs kept besides latest (--mc-keep-runs; 0 keeps all)
 TEMP_PATTERNS = (".*.tmp",)  # atomic writers' temp files (diskio.atomic_write, plots, reports)
 
 
@@ -51,6 +51,7 @@ class Run:
         return self.root / RUNS / self.id
 
     def start(self) -> "Run":
+        self.made_root = not self.root.exists()  # a run that ends empty removes a root it made, and only that
         base, n = self.id, 1
         while True:
             try:
@@ -78,6 +79,8 @@ class Run:
             return False
         try:
             (self.root / RUNS).rmdir()  # only if no other run is there
+            if getattr(self, "made_root", False):
+                self.root.rmdir()
         except OSError:
             pass
         return True

@@ -43,11 +43,18 @@ def _state() -> RunState | None:
     return _CFG[-1].stash.get(STATE, None) if _CFG else None
 
 
+def prepare(config: pytest.Config) -> RunState:
+    """The session's state, before any run folder: collection errors are recorded from the start."""
+    st = config.stash.get(STATE, None)
+    if st is None:
+        st = config.stash[STATE] = RunState()
+    _CFG[:] = [config]
+    return st
+
+
 def start(config: pytest.Config, artifacts: Path) -> Path:
     """This session's run folder: created by the controller, handed to xdist workers through ``workerinput``."""
-    st = RunState()
-    config.stash[STATE] = st
-    _CFG[:] = [config]
+    st = prepare(config)
     wi = getattr(config, "workerinput", None)
     if wi is not None and wi.get(WORKER_KEY):
         st.run_dir = Path(wi[WORKER_KEY])

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import OptionError, StimuliError
 
-# Stimuli sets a claim reads through ``stimuli_path(NAME, default)``, overridable with ``--stimuli NAME=PATH``.
+# Stimuli sets a claim reads through ``stimuli_path(NAME, default)``, overridable with ``--mc-stimuli NAME=PATH``.
 # Keep in step with the table in fixtures/README.md.
 STIMULI_NAMES: dict[str, str] = {
     "passages": "passages.jsonl",
@@ -55,22 +55,25 @@ def warn_if_large(p: Path, size: int, what: str) -> None:
         print(f"\nmechclaims: warning: {msg}", file=sys.__stderr__, flush=True)
 
 
-def check_stimuli_overrides(overrides: Mapping[str, str]) -> None:
-    """Validate ``--stimuli NAME=PATH`` overrides up front: NAME must be a known set and PATH must exist.
+def check_stimuli_overrides(overrides: Mapping[str, str], names: Iterable[str] | None = tuple(STIMULI_NAMES)
+                            ) -> None:
+    """Validate ``--mc-stimuli NAME=PATH`` overrides up front: NAME must be a known set and PATH must exist.
 
     Raises :class:`OptionError` naming the option, the name or path, and the fix. Called by the plugin when it
     reads its options, so a typo is a usage error before any model loads, never a silently ignored override.
     """
+    known = None if names is None else list(dict.fromkeys(names))
     for name, path in overrides.items():
-        opt = f"--stimuli {name}={path}"
-        if name not in STIMULI_NAMES:
-            close = difflib.get_close_matches(name, STIMULI_NAMES, n=1)
+        opt = f"--mc-stimuli {name}={path}"
+        if known is not None and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise OptionError(f"{opt}: unknown stimuli name {name!r}; the names are "
-                              f"{', '.join(STIMULI_NAMES)} (see fixtures/README.md).{hint}")
+                              f"{', '.join(known)} (bundled ones: fixtures/README.md; a claim module declares its "
+                              f"own in its STIMULI dict).{hint}")
         if not str(path).strip():
-            raise OptionError(f"{opt}: no path given; pass the file after '=', e.g. --stimuli "
-                              f"{name}=my_{STIMULI_NAMES[name]}")
+            raise OptionError(f"{opt}: no path given; pass the file after '=', e.g. --mc-stimuli "
+                              f"{name}=my_{STIMULI_NAMES.get(name, name + '.jsonl')}")
         p = Path(path)
         if p.exists():
             continue

@@ -47,7 +47,8 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-p", "mechclaims.plugin", "-p", "no:cacheprovider", "-p", "no:randomly",
+    return [sys.executable, "-m", "pytest", "-p", "mechclaims.plugin", "-p", "mechclaims.aliases", "-p",
+            "no:cacheprovider", "-p", "no:randomly",
             "-q", *args]
 
 

@@ -29,7 +29,7 @@ def test_unknown_hf_model_is_one_paragraph_usage_error():
     r = _pytest("--model", "gpt2")
     out = r.stdout + r.stderr
     assert r.returncode == 4, out
-    assert "'gpt2'" in out and "cannot be had offline" in out and "--model /path/to" in out
+    assert "'gpt2'" in out and "cannot be had offline" in out and "--mc-model /path/to" in out
     assert "Traceback" not in out
 
 
@@ -39,12 +39,12 @@ def test_unknown_model_name_error():
 
 
 @pytest.mark.parametrize("args,msg", [
-    (("--dtype", "int8"), "--dtype 'int8' is not supported"),
-    (("--layers", "x-y"), "--layers"),
+    (("--dtype", "int8"), "--mc-dtype 'int8' is not supported"),
+    (("--layers", "x-y"), "--mc-layers"),
     (("--permutations", "5"), "at least 20"),
     (("--stimuli", "noequals"), "NAME=PATH"),
-    (("--activation-cache", "sometimes"), "--activation-cache 'sometimes': use on, off or refresh"),
-    (("--lesion-null-sets", "5"), "--lesion-null-sets 5: at least 20"),
+    (("--activation-cache", "sometimes"), "--mc-activation-cache 'sometimes': use on, off or refresh"),
+    (("--lesion-null-sets", "5"), "--mc-lesion-null-sets 5: at least 20"),
 ])
 def test_bad_options_are_usage_errors(args, msg):
     r = _pytest(*args, "-k", "additivity and L0")
@@ -70,7 +70,7 @@ def test_unwritable_artifacts_dir(tmp_path):
         target.write_text("")
         ro = target / "sub"
     r = _pytest("--artifacts-dir", str(ro))
-    assert "--artifacts-dir" in (r.stdout + r.stderr) and r.returncode == 4
+    assert "--mc-artifacts-dir" in (r.stdout + r.stderr) and r.returncode == 4
 
 
 def test_missing_model_package(monkeypatch):
@@ -236,7 +236,7 @@ def test_heldout_too_few_windows_for_the_test(tmp_path):
         load_heldout(f, n_per_label=60)
     s = str(e.value)
     assert str(f) in s and f"12 'him' and {MIN_HELDOUT_PER_LABEL - 1} 'her' windows" in s
-    assert "Add windows labelled 'her'" in s and "--stimuli ged_heldout=PATH" in s
+    assert "Add windows labelled 'her'" in s and "--mc-stimuli ged_heldout=PATH" in s
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("We saw him.\n\nWe saw her.\n\nHer book fell.\n\nNo pronoun here.")
     with pytest.raises(StimuliError, match="1 'him' and 1 'her' windows cut from 4 documents") as e:
@@ -268,7 +268,7 @@ def test_stimuli_override_unknown_name_or_missing_path(name, path, msg):
 
     with pytest.raises(OptionError, match=msg) as e:
         check_stimuli_overrides({name: path})
-    assert f"--stimuli {name}={path}" in str(e.value)
+    assert f"--mc-stimuli {name}={path}" in str(e.value)
     check_stimuli_overrides({k: str(ROOT / "fixtures" / v) for k, v in STIMULI_NAMES.items()})  # the bundled set
     readme = (ROOT / "fixtures" / "README.md").read_text()
     assert all(f"| `{k}` | `{v}` |" in readme for k, v in STIMULI_NAMES.items())  # names match the docs
@@ -282,7 +282,7 @@ def test_stimuli_override_is_a_usage_error(tmp_path):
                      ("ged_pairs=no/such.jsonl", "does not exist")]:
         r = _pytest("--stimuli", arg, "--artifacts-dir", str(art), "-k", "ged and L0")
         out = r.stdout + r.stderr
-        assert r.returncode == 4 and msg in out and f"--stimuli {arg}" in out and "Traceback" not in out, out
+        assert r.returncode == 4 and msg in out and f"--mc-stimuli {arg}" in out and "Traceback" not in out, out
     assert not art.exists() or not any(art.iterdir())
 
 

@@ -122,7 +122,7 @@ def test_full_artifacts_dir_is_one_clear_error(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 2, out  # interrupted: pytest stops the session at the first failed write
     assert "Traceback" not in out and out.count("ArtifactsWriteError: cannot write") == 1, out
-    assert "noise.png (File too large)" in out and "--artifacts-dir" in out
+    assert "noise.png (File too large)" in out and "--mc-artifacts-dir" in out
     assert "1 failed" in out and "passed" not in out  # the session stopped at the first failed write
     (_, s), = runs(art).items()
     assert s["interrupted"] and "cannot write" in s["reason"] and not (art / "latest").exists()

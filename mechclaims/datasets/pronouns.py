@@ -250,7 +250,7 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: 
             fix = "Use a larger corpus"
         raise StimuliError(f"{what} {p}: {n['him']} 'him' and {n['her']} 'her' windows{found}; the Welch t-test "
                            f"and bootstrap need at least {MIN_HELDOUT_PER_LABEL} of each label (50 or more is "
-                           f"sensible). {fix}, or point --stimuli ged_heldout=PATH at another source.")
+                           f"sensible). {fix}, or point --mc-stimuli ged_heldout=PATH at another source.")
     rows = sorted(rows, key=lambda r: (str(r["text"]), str(r["id"])))
     if n_per_label is not None:
         rng = np.random.default_rng([seed, 4243])

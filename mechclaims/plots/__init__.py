@@ -21,5 +21,5 @@ def save_figure(fig: "plt.Figure", path: str | Path, dpi: int = 110) -> Path:
         fig.savefig(buf, dpi=dpi, bbox_inches="tight", format="png")
     finally:
         plt.close(fig)
-    return atomic_write(path, buf.getvalue(), fix="pass a writable directory with --artifacts-dir (or the "
+    return atomic_write(path, buf.getvalue(), fix="pass a writable directory with --mc-artifacts-dir (or the "
                                                    "artifacts_dir ini option)")

@@ -1,0 +1,102 @@
+"""``mechclaims`` console script: ``mechclaims new-claim NAME`` writes a claim skeleton into ``claims/``.
+
+``mechclaims prepare ...`` is ``python -m mechclaims prepare ...`` (the model-cache preparation).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+TEMPLATE = '''"""Claim {name}: the residual stream at layer 0 is the sum of its parts (resid_post = resid_pre + attn_out +
+mlp_out, to float precision). Statement and rule are fixed before looking at data.
+
+Falsified by: a relative error above 1e-4 at any token.
+Control: the same identity with mlp_out taken from another token (shuffled) must fail.
+"""
+import json
+
+import numpy as np
+import pytest
+
+import mechclaims
+from mechclaims.plots import plt, save_figure
+
+STIMULI = {{"{name}": "data/{name}.jsonl"}}  # override with --mc-stimuli {name}=PATH
+SITES = ["blocks.0.hook_resid_pre", "blocks.0.hook_attn_out", "blocks.0.hook_mlp_out", "blocks.0.hook_resid_post"]
+TOL = 1e-4
+
+
+def _rel_error(acts, mlp):
+    parts = acts[SITES[0]] + acts[SITES[1]] + mlp
+    post = acts[SITES[3]]
+    return float(np.abs(parts - post).max() / (np.abs(post).max() + 1e-12))
+
+
+@pytest.mark.claim("{name}", family="observational", controls=("{name}_shuffled",))
+def test_{name}(lm, mc, model_pool, stimuli_path, artifacts, baseline, record, expect):
+    texts = [json.loads(line)["text"] for line in stimuli_path("{name}").read_text().splitlines() if line.strip()]
+    acts = model_pool.cached((lm.name, lm.fingerprint, "{name}", tuple(texts)),
+                             lambda: mechclaims.capture(lm, mechclaims.encode(lm, texts), SITES, "all"))
+    err = _rel_error(acts, acts[SITES[2]])
+    rng = np.random.default_rng(mc.seed)
+    shuffled = acts[SITES[2]][rng.permutation(len(acts[SITES[2]]))]
+    ctl_err = _rel_error(acts, shuffled)
+    control = mechclaims.Verdict(claim="{name}_shuffled", statistic_name="max_rel_error", statistic=ctl_err,
+                                 rule=f"max relative error <= {{TOL}}", passed=ctl_err <= TOL, role="control")
+    v = mechclaims.Verdict(claim="{name}", statistic_name="max_rel_error", statistic=err,
+                           rule=f"max relative error <= {{TOL}}", passed=err <= TOL)
+    v.gate({{"{name}_shuffled": control}})
+    fig, ax = plt.subplots()
+    ax.bar(["claim", "shuffled control"], [err, ctl_err])
+    ax.axhline(TOL, ls="--", color="k")
+    ax.set(yscale="log", ylabel="max relative error", title=f"{{lm.name}}: {{v.outcome}}")
+    save_figure(fig, artifacts.path("{name}.png"))
+    record(v)
+    baseline.check(v.numbers(), lm, default_tolerance={{"rtol": 1e-2, "atol": 1e-5}})
+    expect(v)
+'''
+
+SENTENCES = ["The cat sat on the mat.", "Paris is the capital of France.", "She gave him the book.",
+             "Rain fell all night.", "Numbers can be prime."]
+
+
+def new_claim(name: str, where: Path) -> list[Path]:
+    """Write ``where/test_<name>.py`` and its stimuli ``where/data/<name>.jsonl``; refuses to overwrite."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise SystemExit(f"mechclaims new-claim {name!r}: use a Python identifier in lower case, e.g. "
+                         f"'my_claim'.")
+    test, data = where / f"test_{name}.py", where / "data" / f"{name}.jsonl"
+    for p in (test, data):
+        if p.exists():
+            raise SystemExit(f"mechclaims new-claim: {p} exists; pick another name or remove it.")
+    data.parent.mkdir(parents=True, exist_ok=True)
+    test.write_text(TEMPLATE.format(name=name))
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in SENTENCES))
+    return [test, data]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["prepare"]:
+        from .__main__ import main as prepare
+
+        return prepare(argv) or 0
+    ap = argparse.ArgumentParser(prog="mechclaims", description="mechclaims: claims as pytest tests.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    nc = sub.add_parser("new-claim", help="write a claim skeleton (statement, rule, control, plot, baseline)")
+    nc.add_argument("name")
+    nc.add_argument("--dir", default="claims", help="where claim modules live (default: claims)")
+    sub.add_parser("prepare", help="prepare the converted model cache (see python -m mechclaims prepare -h)")
+    a = ap.parse_args(argv)
+    if a.cmd == "new-claim":
+        for p in new_claim(a.name, Path(a.dir)):
+            print(f"wrote {p}")
+        print(f"run it: pytest {a.dir} --mc-model tiny-gpt2 (the first run writes its baseline; rerun to check)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
