@@ -49,7 +49,7 @@ from mechclaims.outcome import load_expected
 from mechclaims.verdict import Verdict
 from mechclaims.weights import w_out
 
-K, TEST_FRACTION, ALPHA, SESOI, N_NULL = L.DEFAULT_K, 0.4, 0.05, 0.1, 200
+K, TEST_FRACTION, ALPHA, SESOI = L.DEFAULT_K, 0.4, 0.05, 0.1  # random sets: --lesion-null-sets (default 200)
 UNRELATED = ("the", "a")
 SIDES = L.SIDES
 TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 forward passes; p-values move with the draws
@@ -159,7 +159,8 @@ def layer_results(lm, mc, model_pool, layer: int) -> dict[str, Verdict]:
         for r in rules(lm):
             sel[r], sel[f"shuffled_{r}"] = _select(lm, p, layer, r, every), _select(lm, p, layer, r, every, flip)
         above = {s: p["pre"][s]["p"] < ALPHA for s in SIDES}
-        abl = ablate_layer(p["runner"], layer, p["prompts"], sel, p["ref_mean"][layer], n_max=N_NULL, seed=mc.seed,
+        abl = ablate_layer(p["runner"], layer, p["prompts"], sel, p["ref_mean"][layer], n_max=mc.lesion_null_sets,
+                           seed=mc.seed,
                            null_sides=tuple(s for s in SIDES if above[s]))
         alpha = ALPHA / lm.n_layers
 
@@ -190,7 +191,8 @@ def layer_results(lm, mc, model_pool, layer: int) -> dict[str, Verdict]:
         return res
 
     p = prep(lm, mc, model_pool)
-    return model_pool.cached((lm.name, lm.fingerprint, "lesion-layer", layer, mc.seed, id(p)), run)
+    return model_pool.cached((lm.name, lm.fingerprint, "lesion-layer", layer, mc.seed, mc.lesion_null_sets, id(p)),
+                             run)
 
 
 def model_results(lm, mc, model_pool) -> dict[int, dict[str, Verdict]]:

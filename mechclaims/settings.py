@@ -38,7 +38,7 @@ OPTIONS: list[tuple[str, str, str, Any, str]] = [
     ("activation-cache", "mechclaims_activation_cache", "on (default): reuse captured activations from "
      "<cache-dir>/activations; off: never touch it; refresh: recompute and overwrite", "on", "store"),
     ("lesion-null-sets", "mechclaims_lesion_null_sets", "upper bound on random neuron sets per side and layer in "
-     "the lesion claim's sequential null (default 100)", "100", "store"),
+     "the lesion claim's sequential null (default 200)", "200", "store"),
     ("keep-runs", "mechclaims_keep_runs", "finished runs kept under <artifacts-dir>/runs besides the latest "
      "(default 10; 0 keeps all)", "10", "store"),
     ("revision", "mechclaims_revision", "hub revision (branch, tag or commit) of every HF model, e.g. a Pythia "
@@ -109,7 +109,7 @@ class Settings:
     cache_dir: str | None
     stimuli: dict[str, str]
     activation_cache: str = "on"
-    lesion_null_sets: int = 100
+    lesion_null_sets: int = 200
     baselines: Path = Path("baselines")
     records: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None  # this run's folder under <artifacts>/runs (mechclaims.runs); None before start
