@@ -1,6 +1,6 @@
 """Q/K representational similarity: category selectivity vs label permutations, Q-K RSA vs random weights.
 
-Pure: numpy arrays in, profiles (dataclasses of per-layer arrays) and Verdicts out. Leading axes are free:
+Pure: numpy arrays in, profiles (dataclasses of per-layer arrays) out. Leading axes are free:
 ``X[..., n_words, d]`` gives results shaped ``[...]`` (layers, or layers x heads).
 
 1. Category selectivity. Within-category mean cosine similarity exceeds the across-category mean. LM
@@ -13,19 +13,20 @@ Pure: numpy arrays in, profiles (dataclasses of per-layer arrays) and Verdicts o
    the same input X, so rho is high with no learned shared structure. The baseline is rho from i.i.d.
    Gaussian projection weights of the same shapes on the same X, without bias (cosine is scale-invariant,
    so the weight scale is irrelevant). Falsified when the learned rho does not beat that distribution.
-   Inputs are ``(X, Q, K)``: X is the normed input the q/k projections read; no weights are needed.
+   Inputs are ``(X, Q, K)``: X is the normed input the q/k projections read; no weights are needed. Isotropic
+   random weights preserve the input's geometry (Johnson-Lindenstrauss), so that rho is an upper bound, reported
+   beside the claims and never deciding; the claims (``stats.rsa_claims``) use the rotated-weights null.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import fdrcorrection
 
-from ..verdict import Verdict
-from .common import null_summary, perm_p_value, z_score
+from .common import perm_p_value, z_score
 
 
 def cosine_similarity(X: np.ndarray, center: bool = False) -> np.ndarray:
@@ -178,91 +179,6 @@ def holds_by_unit(p_sets: Sequence[np.ndarray], alpha: float) -> tuple[np.ndarra
     return np.logical_and.reduce(rejs), qs
 
 
-def _frac(holds: np.ndarray, p_sets: Sequence[np.ndarray]) -> float:
-    """Fraction of units holding; NaN (so the Verdict fails with its reason) if any p is NaN or none exist."""
-    bad = not np.size(holds) or not all(np.isfinite(p).all() for p in p_sets)
-    return float("nan") if bad else float(np.mean(holds))
-
-
-def category_verdict(q: SelectivityProfile, k: SelectivityProfile, *, alpha: float = 0.05,
-                     min_frac: float = 0.5, claim: str = "qk_category_selectivity",
-                     layers: Sequence[int] | None = None) -> Verdict:
-    """Holds when, after BH-FDR (q < alpha) over all 2L layer tests, delta beats the permutation null for both
-    Q and K at more than ``min_frac`` of the layers. Layer profiles go into ``details`` keyed by ``layers``
-    (the layer numbers of the profile's units; default 0..L-1)."""
-    holds, (qq, qk) = holds_by_unit([q.p, k.p], alpha)
-    frac = _frac(holds, [q.p, k.p])
-    boot = (q.boot_mean + k.boot_mean) / 2  # same seed -> same word resamples for Q and K
-    ci = tuple(float(v) for v in np.nanquantile(boot, [0.025, 0.975])) if np.isfinite(boot).all() else None
-    details: dict[str, float] = {"n_layers": float(np.size(holds)), "n_layers_holding": float(np.sum(holds))}
-    for i, l in enumerate(range(np.size(holds)) if layers is None else layers):
-        for tag, pr, qv in (("q", q, qq), ("k", k, qk)):
-            details.update({f"L{l:02d}.{tag}.delta": pr.delta[i], f"L{l:02d}.{tag}.z": pr.z[i],
-                            f"L{l:02d}.{tag}.p": pr.p[i], f"L{l:02d}.{tag}.qval": qv[i],
-                            f"L{l:02d}.{tag}.ratio": pr.ratio[i]})
-    return Verdict(
-        claim=claim, statistic_name="frac_layers_holding", statistic=frac,
-        rule=(f"within-minus-across cosine beats a label-permutation null (one-sided, BH-FDR q < {alpha} over "
-              f"Q and K at every layer) for both Q and K at more than {min_frac:.0%} of layers"),
-        passed=frac > min_frac, effect_name="delta_layer_mean", effect=float((np.mean(q.delta) + np.mean(k.delta)) / 2),
-        effect_ci=ci, null={"z_q_median": float(np.median(q.z)), "z_k_median": float(np.median(k.z)),
-                            "null_sd_q_median": float(np.median(q.null.std(-1, ddof=1)))},
-        details=details)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Surface-feature control
-
-
-def surface_rdms(words: Sequence[str], n_tokens: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Surface-feature pair models: character-length difference, same first letter, token-count difference
-    (only when it varies)."""
-    ln = np.array([len(w) for w in words], dtype=np.float64)
-    first = np.array([w[:1].lower() for w in words])
-    out = {"char_length_diff": np.abs(ln[:, None] - ln[None, :]),
-           "same_first_letter": (first[:, None] == first[None, :]).astype(np.float64)}
-    if n_tokens is not None and np.ptp(n_tokens) > 0:
-        nt = np.asarray(n_tokens, dtype=np.float64)
-        out["token_count_diff"] = np.abs(nt[:, None] - nt[None, :])
-    return out
-
-
-def first_letter_labels(words: Sequence[str]) -> np.ndarray:
-    """A surface grouping of the same words, for a first-letter null comparison."""
-    return np.unique([w[:1].lower() for w in words], return_inverse=True)[1]
-
-
-@dataclass
-class PartialProfile:
-    r: np.ndarray  # partial rank correlation of similarity with same-category, surface RDMs partialled out
-    null: np.ndarray
-    z: np.ndarray
-    p: np.ndarray
-
-
-def partial_category_test(X: np.ndarray, labels: np.ndarray, surface: Mapping[str, np.ndarray], *,
-                          n_perm: int = 1000, center: bool = False, seed: int = 0) -> PartialProfile:
-    """Partial RSA: rank-similarity vs same-category indicator, with the surface RDMs (ranked) regressed out of
-    both; null = the same label permutations, surface RDMs staying with their words."""
-    labels = np.asarray(labels)
-    Xf, lead = _flat(X, 2)
-    y = stats.rankdata(upper(cosine_similarity(Xf, center)), axis=-1)
-    Z = np.column_stack([np.ones(y.shape[-1])] + [stats.rankdata(upper(np.asarray(m))) for m in surface.values()])
-    Zp = np.linalg.pinv(Z)  # pinv: a constant surface column is collinear with the intercept, not an error
-
-    def resid(v: np.ndarray) -> np.ndarray:
-        r = v - (v @ Zp.T) @ Z.T
-        return r / np.linalg.norm(r, axis=-1, keepdims=True)
-
-    yr = resid(y)
-    obs = (yr @ resid(_same(labels)[None].astype(np.float64)).T)[:, 0]
-    null = yr @ resid(_same(label_permutations(labels, n_perm, seed)).astype(np.float64)).T
-    z = np.array([z_score(o, nl) for o, nl in zip(obs, null)])
-    p = _p(obs, null)
-    rs = lambda v: np.asarray(v).reshape(lead + np.shape(v)[1:])  # noqa: E731
-    return PartialProfile(r=rs(obs), null=rs(null), z=rs(z), p=rs(p))
-
-
 # ---------------------------------------------------------------------------------------------------------
 # 2. Q-K RSA against random projection weights
 
@@ -280,22 +196,6 @@ def _rank_corr(a: np.ndarray, b: np.ndarray, ties: bool = True) -> np.ndarray:
     ra, rb = rank(a), rank(b)
     ra, rb = ra - ra.mean(-1, keepdims=True), rb - rb.mean(-1, keepdims=True)
     return (ra * rb).sum(-1) / np.sqrt((ra * ra).sum(-1) * (rb * rb).sum(-1))
-
-
-def _weighted_spearman(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Spearman of ``x, y [U, P]`` where pair p occurs ``w[B, P]`` times (a bootstrap resample): mid-ranks from
-    cumulative weights in the fixed sort order, so no per-resample sort. -> ``[B, U]``."""
-    def midranks(v: np.ndarray) -> np.ndarray:
-        o = np.argsort(v, axis=-1)  # [U, P]
-        ws = w[:, o]  # [B, U, P], in each unit's sort order
-        r_sorted = np.cumsum(ws, axis=-1) - (ws - 1) / 2
-        inv = np.argsort(o, axis=-1)
-        return r_sorted[:, np.arange(len(o))[:, None], inv]
-
-    rx, ry, ww = midranks(x), midranks(y), w[:, None, :]
-    tot = ww.sum(-1, keepdims=True)
-    rx, ry = rx - (ww * rx).sum(-1, keepdims=True) / tot, ry - (ww * ry).sum(-1, keepdims=True) / tot
-    return (ww * rx * ry).sum(-1) / np.sqrt((ww * rx * rx).sum(-1) * (ww * ry * ry).sum(-1))
 
 
 def random_projection_rho(X: np.ndarray, d_q: int, d_k: int, *, n_draws: int = 200, center: bool = False,
@@ -326,79 +226,3 @@ def random_projection_rho(X: np.ndarray, d_q: int, d_k: int, *, n_draws: int = 2
         out[i] = _rank_corr(*sims, ties=False)  # continuous random draws: no ties
     return out.reshape(lead + (n_draws,))
 
-
-@dataclass
-class RSAProfile:
-    """Per-unit Q-K RSA: learned rho vs the random-weight distribution."""
-
-    rho: np.ndarray  # Spearman, learned Q and K
-    pearson: np.ndarray  # the original's score (reported)
-    per_category: np.ndarray  # [..., C] Spearman over within-category pairs
-    rand: np.ndarray  # [..., n_draws] random-weight rho
-    z: np.ndarray
-    p: np.ndarray
-    ci_low: np.ndarray  # bootstrap over words, learned rho
-    ci_high: np.ndarray
-    boot_mean: np.ndarray  # [n_boot] learned rho averaged over units
-
-
-def rsa_profile(X: np.ndarray, Q: np.ndarray, K: np.ndarray, labels: np.ndarray, *, n_draws: int = 200,
-                n_boot: int = 1000, center: bool = False, seed: int = 0) -> RSAProfile:
-    """Learned Q-K Spearman rho against random projections of the same ``X`` (see module docstring).
-
-    ``Q[..., n, d_q]`` and ``K[..., n, d_k]`` share leading axes; ``X[..., n, d]`` has the same leading axes or
-    fewer (per-head Q/K ``[L, H, n, d_head]`` with ``X[L, n, d]``: the random baseline depends on X and the
-    width only, so one draw serves all heads of a layer). The word CI treats the random draws as fixed.
-    """
-    labels = np.asarray(labels)
-    Sq = cosine_similarity(Q, center)
-    Sk = cosine_similarity(K, center)
-    uq, uk = upper(Sq), upper(Sk)
-    rho = _rank_corr(uq, uk)
-    uqc, ukc = uq - uq.mean(-1, keepdims=True), uk - uk.mean(-1, keepdims=True)
-    pearson = (uqc * ukc).sum(-1) / np.sqrt((uqc ** 2).sum(-1) * (ukc ** 2).sum(-1))
-    iu = np.triu_indices(len(labels), 1)
-    per_cat = np.stack([_rank_corr(uq[..., m], uk[..., m]) for c in np.unique(labels)
-                        for m in [(labels[iu[0]] == c) & (labels[iu[1]] == c)]], axis=-1)
-    rand = random_projection_rho(X, Q.shape[-1], K.shape[-1], n_draws=n_draws, center=center, seed=seed)
-    rand = rand.reshape(rand.shape[:-1] + (1,) * (rho.ndim - rand.ndim + 1) + rand.shape[-1:])
-    rand = np.broadcast_to(rand, rho.shape + (n_draws,))
-    flat_rand = rand.reshape(-1, n_draws)
-    z = np.array([z_score(o, nl) for o, nl in zip(rho.ravel(), flat_rand)])
-    p = _p(rho.ravel(), flat_rand)
-    fq, fk = uq.reshape(-1, uq.shape[-1]), uk.reshape(-1, uk.shape[-1])
-    if n_boot:
-        def stat(c: np.ndarray) -> np.ndarray:
-            r = _weighted_spearman(fq, fk, upper(c[:, :, None] * c[:, None, :]))  # [B, U]
-            return np.concatenate([r, r.mean(-1, keepdims=True)], axis=-1).T
-        lo, hi, dist = _bootstrap(len(labels), stat, n_boot, seed)
-    else:
-        lo = hi = np.full(len(fq) + 1, np.nan)
-        dist = np.full((len(fq) + 1, 1), np.nan)
-    sh = rho.shape
-    return RSAProfile(rho=rho, pearson=pearson, per_category=per_cat, rand=np.array(rand), z=z.reshape(sh),
-                      p=p.reshape(sh), ci_low=lo[:-1].reshape(sh), ci_high=hi[:-1].reshape(sh),
-                      boot_mean=dist[-1])
-
-
-def rsa_verdict(prof: RSAProfile, *, alpha: float = 0.05, min_frac: float = 0.5,
-                claim: str = "qk_rsa_beats_random_weights", layers: Sequence[int] | None = None) -> Verdict:
-    """Holds when the learned rho exceeds the random-weight rho (one-sided, BH-FDR q < alpha over layers) at
-    more than ``min_frac`` of the layers. Effect: learned minus mean random rho, averaged over layers."""
-    holds, (qv,) = holds_by_unit([prof.p], alpha)
-    frac = _frac(holds, [prof.p])
-    rand_mean = float(prof.rand.mean())
-    ci = (tuple(float(v) - rand_mean for v in np.quantile(prof.boot_mean, [0.025, 0.975]))
-          if np.isfinite(prof.boot_mean).all() else None)
-    details: dict[str, float] = {"n_layers": float(np.size(holds)), "n_layers_holding": float(np.sum(holds))}
-    for i, l in enumerate(range(np.size(holds)) if layers is None else layers):
-        details.update({f"L{l:02d}.rho": prof.rho[i], f"L{l:02d}.rho_random_mean": prof.rand[i].mean(),
-                        f"L{l:02d}.z": prof.z[i], f"L{l:02d}.p": prof.p[i], f"L{l:02d}.qval": qv[i],
-                        f"L{l:02d}.pearson": prof.pearson[i]})
-    return Verdict(
-        claim=claim, statistic_name="frac_layers_holding", statistic=frac,
-        rule=(f"learned Q-K Spearman rho exceeds rho from random Gaussian W_q, W_k on the same inputs "
-              f"(one-sided, BH-FDR q < {alpha} over layers) at more than {min_frac:.0%} of layers"),
-        passed=frac > min_frac, effect_name="rho_minus_random_layer_mean",
-        effect=float(prof.rho.mean() - rand_mean), effect_ci=ci, null=null_summary(prof.rand.ravel()),
-        details=details)
