@@ -194,14 +194,20 @@ def test_qk_category_selectivity(lm, mc, model_pool, artifacts, baseline, record
     expect(v)
 
 
+def _control_outcome(lm, mc, model_pool, record, expect, claim: str, control: str) -> None:
+    """A control's own test: the verdict that gates ``claim`` (computed once, with its own draws), recorded and
+    checked against its recorded outcome (default: failed)."""
+    v = gated(lm, mc, model_pool, claim).controls[control]
+    record(v, control=control)
+    expect(v)
+
+
 @pytest.mark.claim("{control}", family="observational", control_of=A)
 @pytest.mark.control
 @pytest.mark.parametrize("control", A_CONTROLS)
 def test_qk_category_control_fails(lm, mc, model_pool, record, expect, control):
     """The random-weight copy and each surface grouping of the same words must fail claim A's rule."""
-    v = gated(lm, mc, model_pool, A).controls[control]
-    record(v, control=control)
-    expect(v)
+    _control_outcome(lm, mc, model_pool, record, expect, A, control)
 
 
 @pytest.mark.claim(B, family="observational", controls=B_CONTROLS)
@@ -233,9 +239,7 @@ def test_qk_rsa_beats_rotated_weights(lm, mc, model_pool, artifacts, baseline, r
 @pytest.mark.parametrize("control", B_CONTROLS)
 def test_qk_rsa_control_fails(lm, mc, model_pool, record, expect, control):
     """In a random-weight copy W_q and W_k are random: its rho must not beat its own rotated weights."""
-    v = gated(lm, mc, model_pool, B).controls[control]
-    record(v, control=control)
-    expect(v)
+    _control_outcome(lm, mc, model_pool, record, expect, B, control)
 
 
 @pytest.mark.claim(C, family="observational", controls=C_CONTROLS)
@@ -259,6 +263,4 @@ def test_qk_category_beyond_input(lm, mc, model_pool, artifacts, baseline, recor
 @pytest.mark.parametrize("control", C_CONTROLS)
 def test_qk_category_beyond_input_control_fails(lm, mc, model_pool, record, expect, control):
     """The random-weight copy and each surface grouping must fail claim C's rule."""
-    v = gated(lm, mc, model_pool, C).controls[control]
-    record(v, control=control)
-    expect(v)
+    _control_outcome(lm, mc, model_pool, record, expect, C, control)

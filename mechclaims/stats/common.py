@@ -81,7 +81,7 @@ def sequential_mc_p(observed: float, null: np.ndarray, h: int = 10, tail: str = 
     ``tail="greater"``: a draw is extreme when ``null >= observed``; ``"less"``: ``null <= observed``. At the
     ``h``-th extreme draw (draw n) the test stops with p = h / n; if the draws run out first with g < h extreme,
     p = (g + 1) / (N + 1). Draws after the stopping point do not change p, so callers may draw in chunks and stop
-    once :func:`sequential_done` says so. A NaN observed value gives p = NaN. Returns (p, draws used)."""
+    at the h-th extreme draw (:func:`sequential_null`). A NaN observed value gives p = NaN. Returns (p, draws used)."""
     null = np.asarray(null, float)
     if not np.isfinite(observed):
         return float("nan"), int(null.size)
@@ -91,16 +91,6 @@ def sequential_mc_p(observed: float, null: np.ndarray, h: int = 10, tail: str = 
         n = int(hit[0]) + 1
         return float(h / n), n
     return float((extreme[-1] if null.size else 0) + 1) / (null.size + 1), int(null.size)
-
-
-def sequential_done(observed: float, null: np.ndarray, n_max: int, h: int = 10, tail: str = "greater") -> bool:
-    """True once more draws cannot change the decision ``p <= threshold``: ``h`` extreme draws reached (p = h/n is
-    then fixed), or ``n_max`` draws made."""
-    null = np.asarray(null, float)
-    if null.size >= n_max or not np.isfinite(observed):
-        return True
-    ext = int(np.sum(null >= observed if tail == "greater" else null <= observed))
-    return ext >= h
 
 
 def tail_p(observed: float, null: np.ndarray, tail: str = "less", h: int = 10) -> tuple[float, str]:
