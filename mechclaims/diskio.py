@@ -25,10 +25,6 @@ NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # full disk, qu
 UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST})
 
 
-def is_no_space(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in NO_SPACE
-
-
 def write_error(path: Path, e: OSError, fix: str = "pass a writable directory with --mc-artifacts-dir") -> ArtifactsWriteError:
     """The one message for an output that cannot be written."""
     why = e.strerror or type(e).__name__

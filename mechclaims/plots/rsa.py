@@ -150,23 +150,3 @@ def rsa_by_layer(rho: np.ndarray, rand, path: str | Path, ci: tuple[np.ndarray, 
     fig.tight_layout()
     return save_figure(fig, path)
 
-
-def head_heatmap(values: Mapping[str, np.ndarray], path: str | Path, layers: Sequence[int] | None = None,
-                 label: str = "selectivity z", title: str = "") -> Path:
-    """One ``[layers, heads]`` heatmap per entry (e.g. query heads, KV heads); ``layers`` labels the rows."""
-    fig, axes = plt.subplots(1, len(values), figsize=(4.5 * len(values), 5), squeeze=False)
-    for ax, (nm, v) in zip(axes[0], values.items()):
-        v = np.asarray(v, float)
-        lim = np.nanmax(np.abs(v)) if np.isfinite(v).any() else 1.0
-        im = ax.imshow(v, aspect="auto", cmap="coolwarm", interpolation="nearest", vmin=-lim, vmax=lim)
-        rows = np.arange(v.shape[0])
-        step = max(1, len(rows) // 10)
-        ax.set_yticks(rows[::step], [str(l) for l in (layers if layers is not None else rows)][::step])
-        ax.set_xticks(np.arange(v.shape[1]))
-        ax.set_title(nm)
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        plt.colorbar(im, ax=ax, label=label)
-    fig.suptitle(title)
-    fig.subplots_adjust(wspace=0.35)
-    return save_figure(fig, path)

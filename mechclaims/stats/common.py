@@ -23,20 +23,6 @@ def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.mean() - b.mean()) / sp) if sp > 0 else float("nan")
 
 
-def bootstrap_ci(data: tuple[np.ndarray, ...], statistic: Callable[..., float], *, seed: int,
-                 n_resamples: int = 1000, paired: bool = False, confidence: float = 0.95,
-                 method: str = "percentile") -> tuple[float, float]:
-    """``scipy.stats.bootstrap`` CI of ``statistic`` over the samples in ``data``.
-
-    ``statistic`` receives the (resampled) arrays and must accept ``axis``. Percentile is the default
-    because BCa's jackknife costs n extra evaluations; pass ``method='BCa'`` where that is affordable.
-    """
-    res = stats.bootstrap(data, statistic, n_resamples=n_resamples, paired=paired,
-                          confidence_level=confidence, method=method, vectorized=True,
-                          random_state=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
 def perm_p_value(observed: float, null: np.ndarray, alternative: str = "greater") -> float:
     """Permutation p-value with the +1 correction (Phipson & Smyth 2010), so p is never 0."""
     null = np.asarray(null, float)

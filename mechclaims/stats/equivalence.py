@@ -27,16 +27,6 @@ def tost_interval(ci_low: float, ci_high: float, sesoi: float) -> bool:
     return bool(-sesoi < ci_low and ci_high < sesoi)
 
 
-def tost_bootstrap(boot: np.ndarray, sesoi: float, alpha: float = 0.05) -> tuple[bool, tuple[float, float]]:
-    """TOST from a bootstrap distribution of the effect: its ``(alpha, 1 - alpha)`` percentile interval."""
-    b = np.asarray(boot, float)
-    b = b[np.isfinite(b)]
-    if b.size < 20:
-        return False, (float("nan"), float("nan"))
-    lo, hi = np.quantile(b, [alpha, 1 - alpha])
-    return tost_interval(float(lo), float(hi), sesoi), (float(lo), float(hi))
-
-
 def tost_t(mean: float, se: float, df: float, sesoi: float, alpha: float = 0.05) -> tuple[bool, float]:
     """TOST for a mean with a t reference (``scipy.stats.t``): returns (shown, the larger one-sided p)."""
     from scipy import stats
