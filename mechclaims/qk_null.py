@@ -11,7 +11,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .stats.common import sequential_null
-from .stats.rsa_rotation import auc_batch, delta_batch, haar_frames, input_factor, rho_batch, rotated_inputs
+from .stats.rsa_rotation import (auc_cos, cos_upper, delta_batch, delta_cos, haar_frames, input_factor, rho_batch,
+                                  rho_cos, rotated_inputs)
 from .weights import qk_path
 
 
@@ -49,12 +50,13 @@ def rotation_null(path: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], X
         Xk = rotated_inputs(US, haar_frames(d, r, b, rng)).astype(np.float32)
         q = path(Xq.reshape(b * n, d))[0].reshape(b, n, -1)
         k = path(Xk.reshape(b * n, d))[1].reshape(b, n, -1)
-        out = {"rho": rho_batch(q, k)}
+        sq, sk = cos_upper(q), cos_upper(k)  # once per draw; every statistic below reads them
+        out = {"rho": rho_cos(sq, sk)}
         for g, lab in groupings.items():
-            out[f"delta_q.{g}"], out[f"delta_k.{g}"] = delta_batch(q, lab), delta_batch(k, lab)
+            out[f"delta_q.{g}"], out[f"delta_k.{g}"] = delta_cos(sq, lab), delta_cos(sk, lab)
         out = {**out, **{f"{key}.less": v for key, v in out.items()}}
         lab = next(iter(groupings.values()))  # reported: the null's AUC for the first grouping (the categories)
-        out["auc_q"], out["auc_k"] = auc_batch(q, lab), auc_batch(k, lab)
+        out["auc_q"], out["auc_k"] = auc_cos(sq, lab), auc_cos(sk, lab)
         return out
 
     nulls, ps, made = sequential_null(observed, draw, n_max, seed, h, stop="all")

@@ -26,8 +26,11 @@ from .rsa import _same, upper
 
 def haar_frames(d: int, r: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """``[n, d, r]`` Haar-distributed orthonormal frames (QR of a Gaussian with the sign of R's diagonal fixed)."""
+    from threadpoolctl import threadpool_limits
+
     G = rng.standard_normal((n, d, r), dtype=np.float32)
-    Q, R = np.linalg.qr(G)
+    with threadpool_limits(1):  # many small QRs: 5x faster on one BLAS thread than on two (bit-identical result)
+        Q, R = np.linalg.qr(G)
     return Q * np.sign(np.diagonal(R, axis1=1, axis2=2))[:, None, :]
 
 
@@ -43,7 +46,7 @@ def rotated_inputs(US: np.ndarray, frames: np.ndarray) -> np.ndarray:
     return np.matmul(US.astype(frames.dtype), np.swapaxes(frames, 1, 2))  # BLAS; float32 is ample for ranks
 
 
-def _cos_upper(V: np.ndarray) -> np.ndarray:
+def cos_upper(V: np.ndarray) -> np.ndarray:
     """``[b, n, k] -> [b, P]`` upper triangle of the cosine-similarity matrices."""
     V = np.asarray(V, np.float64).reshape(V.shape[0], V.shape[1], -1)
     V = V / np.linalg.norm(V, axis=-1, keepdims=True)
@@ -59,7 +62,12 @@ def _ranks(a: np.ndarray) -> np.ndarray:
 def rho_batch(Q: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Spearman rho of the Q and K similarity structures per draw: ``Q [b, n, ...]``, ``K [b, n, ...]`` -> ``[b]``.
     Ordinal ranks: cosine similarities of continuous vectors do not tie."""
-    ra, rb = _ranks(_cos_upper(Q)), _ranks(_cos_upper(K))
+    return rho_cos(cos_upper(Q), cos_upper(K))
+
+
+def rho_cos(sq: np.ndarray, sk: np.ndarray) -> np.ndarray:
+    """:func:`rho_batch` from the similarity upper triangles ``[b, P]`` (computed once per draw by the null)."""
+    ra, rb = _ranks(sq), _ranks(sk)
     ra -= ra.mean(-1, keepdims=True)
     rb -= rb.mean(-1, keepdims=True)
     return (ra * rb).sum(-1) / np.sqrt((ra * ra).sum(-1) * (rb * rb).sum(-1))
@@ -67,7 +75,11 @@ def rho_batch(Q: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 def delta_batch(V: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Within-minus-across mean cosine similarity per draw: ``V [b, n, ...]`` -> ``[b]``."""
-    s = _cos_upper(V)
+    return delta_cos(cos_upper(V), labels)
+
+
+def delta_cos(s: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """:func:`delta_batch` from the similarity upper triangles ``[b, P]``."""
     same = _same(np.asarray(labels)).astype(float)
     return (s @ same) / same.sum() - (s @ (1 - same)) / (1 - same).sum()
 
@@ -75,7 +87,11 @@ def delta_batch(V: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def auc_batch(V: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Probability that a within-group pair is more similar than an across-group pair, per draw (0.5: no grouping).
     Scale-free, so one smallest effect of interest serves every model and site."""
-    s = _cos_upper(V)
+    return auc_cos(cos_upper(V), labels)
+
+
+def auc_cos(s: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """:func:`auc_batch` from the similarity upper triangles ``[b, P]``."""
     same = _same(np.asarray(labels))
     r = _ranks(s) + 1.0
     n_w, n_a = same.sum(), (~same).sum()
