@@ -36,6 +36,8 @@ contexts separate with the token held fixed.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +67,23 @@ EXPECTED_OUTCOMES = load_expected(__file__)
 
 
 def stimuli(mc):
-    pairs = load_pairs(mc.stimuli_path("ged_pairs", FIXTURES / "ged_pairs.jsonl"))
-    held = load_heldout(mc.stimuli_path("ged_heldout", FIXTURES / "ged_heldout.jsonl"))
-    return pairs, held
+    a, b = mc.stimuli_path("ged_pairs", FIXTURES / "ged_pairs.jsonl"), mc.stimuli_path("ged_heldout",
+                                                                                       FIXTURES / "ged_heldout.jsonl")
+    return _load(str(a), str(b), *(_stamp(p) for p in (a, b)))
+
+
+def _stamp(p) -> tuple:
+    try:
+        st = Path(p).stat()
+        return st.st_mtime_ns, st.st_size
+    except OSError:
+        return None, None  # the loaders say what is wrong with the path
+
+
+@functools.lru_cache(maxsize=8)
+def _load(pairs_path: str, held_path: str, *stamps) -> tuple:
+    """Parsed once per file version (``fit`` asks for the stimuli hashes at every layer)."""
+    return load_pairs(pairs_path), load_heldout(held_path)
 
 
 def activations(lm, mc, model_pool) -> dict[str, dict[str, np.ndarray]]:
@@ -144,7 +160,10 @@ def fit(lm, mc, model_pool, layer: int, claim: str = A, gamma: float = GAMMA, sh
         return ged_layer(*train, hz, decide_on=("natural",), paired_train=False, gamma=gamma, n_null=n_null,
                          seed=seed, n_boot=n_boot)
 
-    return model_pool.cached(key, run)
+    def stored():  # the fitted PCA objects (``fits``) are not needed after the fit and are not stored
+        return dataclasses.replace(run(), fits={})
+
+    return model_pool.statistic(lm, "ged", key[3:], stored, __file__)
 
 
 def claim_verdict(lm, mc, model_pool, layer: int, claim: str, role: str = "claim", shuffle_seed=None) -> Verdict:

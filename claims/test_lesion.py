@@ -85,11 +85,26 @@ def _masked_positions(lm, texts: list[str], words: list[str] | None):
     return filled, pos
 
 
+def _pairs(lm, mc) -> list:
+    return (load_causal_pairs(mc.stimuli_path("lesion_causal", CAUSAL_PATH)) if lm.kind == "causal"
+            else load_masked_pairs(mc.stimuli_path("lesion_masked", MASKED_PATH)))
+
+
+def _stat(lm, mc, model_pool, tag: str, parts: tuple, fn):
+    """``fn()`` once per input, kept on disk (mechclaims.statcache): stimuli hash, seed and draw bound in the key."""
+    return model_pool.statistic(lm, tag, (pairs_hash(_pairs(lm, mc)), mc.seed, mc.lesion_null_sets, *parts), fn,
+                                __file__)
+
+
+def preconditions(lm, mc, model_pool) -> dict:
+    """Each side's clean preference on the held-out prompts (``prep``'s ``pre``; cached on disk)."""
+    return _stat(lm, mc, model_pool, "lesion-pre", (), lambda: prep(lm, mc, model_pool)["pre"])
+
+
 def prep(lm, mc, model_pool) -> dict:
     """Split, training activations at every layer, the test-prompt runner and the per-side precondition (memoized)."""
     causal = lm.kind == "causal"
-    pairs = (load_causal_pairs(mc.stimuli_path("lesion_causal", CAUSAL_PATH)) if causal
-             else load_masked_pairs(mc.stimuli_path("lesion_masked", MASKED_PATH)))
+    pairs = _pairs(lm, mc)
 
     def run() -> dict:
         train, test = split_by_name(pairs, TEST_FRACTION, mc.seed)
@@ -190,9 +205,7 @@ def layer_results(lm, mc, model_pool, layer: int) -> dict[str, Verdict]:
             res[r] = v.gate(ctl)
         return res
 
-    p = prep(lm, mc, model_pool)
-    return model_pool.cached((lm.name, lm.fingerprint, "lesion-layer", layer, mc.seed, mc.lesion_null_sets, id(p)),
-                             run)
+    return _stat(lm, mc, model_pool, "lesion-layer", (layer,), run)
 
 
 def model_results(lm, mc, model_pool) -> dict[int, dict[str, Verdict]]:
@@ -230,7 +243,7 @@ def model_verdict(lm, mc, model_pool, rule: str, claim: str) -> Verdict:
         ctl[c] = Verdict(claim=c, statistic_name="n_layers_passing", statistic=float(len(passing)), role="control",
                          rule="passes at some layer", passed=bool(passing), testable=not untestable,
                          reason="; ".join(why))
-    pre = prep(lm, mc, model_pool)["pre"]
+    pre = preconditions(lm, mc, model_pool)
     v = Verdict(claim=claim, statistic_name="n_layers_supported",
                 statistic=float(sum(x.outcome == "supported" for x in per.values())), passed=any(x.passed for x in
                 per.values()), rule=f"some layer supported (each at alpha / {lm.n_layers})",
@@ -281,7 +294,7 @@ def test_lesion_clean_preference(lm, mc, model_pool, baseline, record, expect):
     pronoun more often than chance (one-sided binomial p < 0.05 per side). Control: on some side it prefers the
     *other* pronoun more often than chance (a prior for one pronoun, not reference, would do that). Refuted: a side
     significantly below chance."""
-    pre = prep(lm, mc, model_pool)["pre"]
+    pre = preconditions(lm, mc, model_pool)
     det = {f"{s}.{k}": float(v) for s in SIDES for k, v in pre[s].items()}
     wrong = [s for s in SIDES if pre[s]["p_wrong"] < ALPHA]
     ctl = Verdict(claim="prefers_the_other_pronoun", statistic_name="n_sides", statistic=float(len(wrong)),

@@ -139,10 +139,11 @@ def _resid(lm, mc, model_pool) -> dict:
 
 
 def _layer_verdicts(lm, mc, model_pool, design: str) -> dict[int, Verdict]:
-    r, d = _resid(lm, mc, model_pool), _data(lm, mc, model_pool)
+    d = _data(lm, mc, model_pool)
     ok, a, test, claim = d["partner"] >= 0, ALPHA / lm.n_layers, DESIGNS[design], f"resid_patching_{design}"
 
     def run() -> dict[int, Verdict]:
+        r = _resid(lm, mc, model_pool)
         F, C, out = r["test_F"], r["test_C"], {}
         kw = {"seed": mc.seed, "n_boot": mc.permutations}
         for l in range(lm.n_layers):
@@ -155,7 +156,7 @@ def _layer_verdicts(lm, mc, model_pool, design: str) -> dict[int, Verdict]:
             out[l] = v.gate({f"{claim}_unrelated": S.carrier_verdict(cd, cn, a, f"{claim}_unrelated", role="control")})
         return out
 
-    return model_pool.cached((lm.name, lm.fingerprint, "patching-layers", design, d["key"], mc.permutations), run)
+    return model_pool.statistic(lm, "patching-layers", (design, d["key"], mc.permutations), run, __file__)
 
 
 def _control_summary(per: dict[int, Verdict], name: str) -> Verdict:

@@ -23,6 +23,7 @@ per-layer profiles and each model's rho with its CI. A report, not a claim.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -203,8 +204,9 @@ def claim_verdict(lm, mc, model_pool) -> Verdict:
         u = path_length_claim(w["steps"], w["logprob"], w["logit"], w["pos"], w["doc"], role="control",
                               claim="path length ~ log p(correct next) on word-shuffled text (control)", **kw)
         return v.gate(dict(zip(CONTROLS, (t, u))))
-    return model_pool.cached((lm.name, lm.fingerprint, "pathlength-verdict", mc.seed, mc.permutations,
-                              str(mc.stimuli_path("passages", DEFAULT_PASSAGES))), run)
+    path = Path(mc.stimuli_path("passages", DEFAULT_PASSAGES))
+    content = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else str(path)  # else: run() says why
+    return model_pool.statistic(lm, "pathlength-verdict", (mc.seed, mc.permutations, content), run, __file__)
 
 
 @pytest.mark.claim("path_length_confidence", family="observational", kinds=("causal",), controls=CONTROLS)

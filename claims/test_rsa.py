@@ -114,19 +114,19 @@ def claim_a(lm, mc, model_pool, g: str = "category", role: str = "claim"):
         return selectivity_claim(acts[KINDS[0]], acts[KINDS[1]], groupings(lm, mc)[g], n_perm=n_perm, seed=mc.seed,
                                  alpha=ALPHA, sesoi=SESOI, n_boot=N_BOOT if role == "claim" else 0,
                                  claim=A if role == "claim" else f"{A}[{g}]", role=role, grouping=g)
-    return model_pool.cached((lm.name, lm.fingerprint, "rsa-A", cs.hash(), g, role, n_perm, mc.seed), run)
+    return model_pool.statistic(lm, "rsa-A", (cs.hash(), g, role, n_perm, mc.seed), run, __file__)
 
 
 def rotation_profiles(lm, mc, model_pool) -> list[tuple]:
     """Claims B and C: per layer (observed, nulls, p, draws) under the rotated-weights null (memoized)."""
     cs = categories(mc)
-    groups = groupings(lm, mc)
 
     def run():
+        groups = groupings(lm, mc)
         acts = qk_acts(lm, mc, model_pool)
         return [rotation_null(model_path(lm, l), acts[KINDS[2]][l], acts[KINDS[0]][l], acts[KINDS[1]][l], groups,
                               n_max=ROTATIONS, seed=mc.seed + 1000 * l) for l in range(lm.n_layers)]
-    return model_pool.cached((lm.name, lm.fingerprint, "rsa-rot", cs.hash(), ROTATIONS, mc.seed), run)
+    return model_pool.statistic(lm, "rsa-rot", (cs.hash(), ROTATIONS, mc.seed), run, __file__)
 
 
 def claim_bc(lm, mc, model_pool, which: str, g: str = "category", role: str = "claim") -> Verdict:
@@ -156,8 +156,8 @@ def gated(lm, mc, model_pool, which: str) -> Verdict:
             ctl = {"beyond_random_weights": claim_bc(rnd, mc, model_pool, C, role="control")}
             ctl.update({f"beyond_surface_{g}": claim_bc(lm, mc, model_pool, C, g, role="control") for g in SURFACES})
         return v.gate(ctl)
-    return model_pool.cached((lm.name, lm.fingerprint, "rsa-gated", which, categories(mc).hash(), mc.seed,
-                              mc.permutations), run)
+    return model_pool.statistic(lm, "rsa-gated", (which, categories(mc).hash(), mc.seed, mc.permutations), run,
+                                __file__)
 
 
 def display_layer(n_layers: int) -> int:
@@ -218,8 +218,9 @@ def test_qk_rsa_beats_rotated_weights(lm, mc, model_pool, artifacts, baseline, r
     rot = rotation_profiles(lm, mc, model_pool)
     L = lm.n_layers
     # Reported, never deciding: isotropic Gaussian W_q/W_k preserve the inputs' geometry (an upper bound).
-    iso = rsa.random_projection_rho(acts[KINDS[2]], flat(acts[KINDS[0]]).shape[-1], flat(acts[KINDS[1]]).shape[-1],
-                                    n_draws=200, seed=mc.seed)
+    iso = model_pool.statistic(lm, "rsa-iso", (cs.hash(), mc.seed), lambda: rsa.random_projection_rho(
+        acts[KINDS[2]], flat(acts[KINDS[0]]).shape[-1], flat(acts[KINDS[1]]).shape[-1], n_draws=200, seed=mc.seed),
+        __file__)
     v.details.update({f"L{l:02d}.rho_isotropic_random_mean": float(iso[l].mean()) for l in range(L)})
     record(v, site="attn.hook_q/attn.hook_k/attn.hook_qk_in", n_words=len(cs.words))
     rho = np.array([r[0]["rho"] for r in rot])

@@ -32,6 +32,9 @@ from .errors import CacheWarning
 from .models import _sha256
 
 FORMAT = 1  # bump when the stored structure or a capture's meaning changes
+# Result types the statistics cache may store (class name -> module): decoded by name from this list only.
+_DATACLASSES = {"Verdict": "mechclaims.verdict", "GEDLayer": "mechclaims.stats.ged",
+               "SelectivityProfile": "mechclaims.stats.rsa"}
 MODES = ("on", "off", "refresh")
 
 
@@ -60,9 +63,14 @@ def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
         return {"t": "Activations", "sites": _encode(obj.sites, arrays), "seq": _encode(obj.seq, arrays),
                 "pos": _encode(obj.pos, arrays), "meta": _encode(obj.meta, arrays)}
     if isinstance(obj, dict):
-        if not all(isinstance(k, str) for k in obj):
-            raise TypeError("only dicts with str keys can be cached")
+        if not all(isinstance(k, str) for k in obj):  # e.g. layer numbers or (name, side) tuples: keys encoded too
+            return {"t": "D", "items": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
         return {"t": "d", "items": [[k, _encode(v, arrays)] for k, v in obj.items()]}
+    if type(obj).__name__ in _DATACLASSES and type(obj).__module__ == _DATACLASSES[type(obj).__name__]:
+        import dataclasses
+
+        return {"t": "dc", "cls": type(obj).__name__,
+                "f": {f.name: _encode(getattr(obj, f.name), arrays) for f in dataclasses.fields(obj)}}
     if isinstance(obj, (list, tuple)):
         return {"t": "l" if isinstance(obj, list) else "u", "items": [_encode(v, arrays) for v in obj]}
     if obj is None or isinstance(obj, (bool, int, float, str)):
@@ -83,6 +91,15 @@ def _decode(tree: Any, arrays: Any) -> Any:
                            _decode(tree["pos"], arrays), _decode(tree["meta"], arrays))
     if t == "d":
         return {k: _decode(v, arrays) for k, v in tree["items"]}
+    if t == "D":
+        return {_decode(k, arrays): _decode(v, arrays) for k, v in tree["items"]}
+    if t == "dc":  # only the allow-listed result types: a manifest never names a class to import
+        import importlib
+
+        cls = getattr(importlib.import_module(_DATACLASSES[tree["cls"]]), tree["cls"])
+        obj = cls.__new__(cls)  # as stored: __post_init__ already ran when it was made (it would re-annotate)
+        obj.__dict__.update({k: _decode(v, arrays) for k, v in tree["f"].items()})
+        return obj
     if t in ("l", "u"):
         items = [_decode(v, arrays) for v in tree["items"]]
         return items if t == "l" else tuple(items)
@@ -108,10 +125,10 @@ class ActivationStore:
     ``mode``: ``on`` (read and write), ``off`` (never touch the disk), ``refresh`` (recompute and overwrite).
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "on"):
+    def __init__(self, root: str | os.PathLike, mode: str = "on", what: str = "activation"):
         if mode not in MODES:
-            raise ValueError(f"activation cache mode {mode!r}: use one of {MODES}")
-        self.root, self.mode = Path(root), mode
+            raise ValueError(f"{what} cache mode {mode!r}: use one of {MODES}")
+        self.root, self.mode, self.what = Path(root), mode, what
         self.hits = self.misses = self.rebuilt = 0
         self.degraded = ""  # why the disk is no longer used (read-only, full); empty while it is
         self._swept = False
@@ -169,9 +186,9 @@ class ActivationStore:
         """Read-only or full: warn once, then keep every capture of this run in memory."""
         self.degraded = e.strerror or type(e).__name__
         warnings.warn(ActivationCacheWarning(
-            f"the activation cache {self.root} cannot be written ({self.degraded}); keeping activations in memory "
+            f"the {self.what} cache {self.root} cannot be written ({self.degraded}); keeping {self.what}s in memory "
             f"for this run (they are recomputed next time). Pass a writable --mc-cache-dir, free space, or "
-            f"--mc-activation-cache off."), stacklevel=3)
+            f"--mc-{self.what}-cache off."), stacklevel=3)
 
     def _load(self, npz: Path, man: Path) -> Any | None:
         if not man.exists():
@@ -189,7 +206,7 @@ class ActivationStore:
             return _decode(meta["tree"], arrays)
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
             self.rebuilt += 1
-            warnings.warn(ActivationCacheWarning(f"activation cache entry {npz} is unusable ({e}); rebuilding it. "
+            warnings.warn(ActivationCacheWarning(f"{self.what} cache entry {npz} is unusable ({e}); rebuilding it. "
                                                  f"To clear the cache: rm -rf {self.root}"), stacklevel=3)
             man.unlink(missing_ok=True)
             return None

@@ -105,7 +105,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     return [f"mechclaims: torch {torch.__version__}, transformers {transformers.__version__}, numpy "
             f"{numpy.__version__}; device {s.device}, dtype {s.dtype}, seed {s.seed}, permutations {s.permutations}",
-            f"mechclaims models: {', '.join(s.models)}; artifacts: {s.artifacts}; baselines: {s.baselines}"]
+            f"mechclaims models: {', '.join(s.models)}; artifacts: {s.artifacts}; baselines: {s.baselines}; "
+            f"activation cache {s.activation_cache}, statistics cache {s.statistics_cache}"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -284,6 +285,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             f"mechclaims: {len(created)} baseline(s) created under {s.baselines} (none existed for these model(s) "
             f"and stimuli): the outcomes above are this run's own; rerun to check later runs against them.",
             yellow=True)
+    pool = config.stash.get(POOL, None)
+    st_store = pool._stat_store if pool is not None else None
+    if st_store is not None and st_store.hits:
+        terminalreporter.write_line(
+            f"mechclaims: statistics read from the cache for {st_store.hits} result(s), computed for "
+            f"{st_store.misses} (same weights, stimuli, options, library and code versions); "
+            f"--mc-statistics-cache refresh recomputes them.")
     if res.get("error"):
         terminalreporter.write_line(f"mechclaims: ERROR: {res['error']}", red=True)
     elif res.get("interrupted"):

@@ -19,6 +19,7 @@ class ModelPool:
         self._configs: dict[str, Any] = {}
         self.memo: dict[Any, Any] = {}
         self._store = None
+        self._stat_store = None
 
     def config(self, name: str) -> Any:
         """The model's config, without its weights (cached): its depth and architecture at collection time."""
@@ -77,6 +78,30 @@ class ModelPool:
         if self._store is None:
             self._store = ActivationStore(cache_root(self.s.cache_dir) / "activations", self.s.activation_cache)
         return self._store
+
+    @property
+    def stat_store(self) -> Any:
+        from .actcache import ActivationStore
+        from .models import cache_root
+
+        if self._stat_store is None:
+            self._stat_store = ActivationStore(cache_root(self.s.cache_dir) / "statistics", self.s.statistics_cache,
+                                               what="statistic")
+        return self._stat_store
+
+    def statistic(self, lm: Any, tag: str, parts: tuple, fn: Callable[[], Any], source: str) -> Any:
+        """Session memo backed by the on-disk statistics cache (:mod:`mechclaims.statcache`): ``fn()`` (Verdicts,
+        arrays, dicts of them) runs once per model weights, dtype, device, library versions, ``tag``, ``parts`` (the
+        claim's stimuli hashes, seed, draw counts, layer) and code version (the package and ``source``, the claim
+        module's file). A value the store cannot encode stays a session memo only."""
+        from .statcache import code_version
+
+        dev = str(lm.device).split(":")[0]
+        code = code_version(source)
+        key = {"model": lm.name, "fingerprint": lm.fingerprint, "tag": tag, "parts": parts, "dtype": lm.dtype,
+               "device": dev, "code": code}
+        return self.cached(("statistic", lm.name, lm.fingerprint, tag, parts, code),
+                           lambda: self.stat_store.get(key, fn))
 
     def random_copy(self, lm: Any, seed: int) -> Any:
         """The random-weight control of ``lm``, built lazily (see :class:`mechclaims.models.LazyRandomCopy`)."""

@@ -37,6 +37,9 @@ OPTIONS: list[tuple[str, str, str, Any, str]] = [
      "fixtures/README.md, a claim module may declare more in its STIMULI dict", None, "append"),
     ("activation-cache", "mechclaims_activation_cache", "on (default): reuse captured activations from "
      "<cache-dir>/activations; off: never touch it; refresh: recompute and overwrite", "on", "store"),
+    ("statistics-cache", "mechclaims_statistics_cache", "on (default): reuse a claim's per-layer statistics from "
+     "<cache-dir>/statistics, keyed by weights, stimuli, options, library and code versions; off: never touch it; "
+     "refresh: recompute and overwrite (default from $MECHCLAIMS_STATISTICS_CACHE)", None, "store"),
     ("lesion-null-sets", "mechclaims_lesion_null_sets", "upper bound on random neuron sets per side and layer in "
      "the lesion claim's sequential null (default 200)", "200", "store"),
     ("keep-runs", "mechclaims_keep_runs", "finished runs kept under <artifacts-dir>/runs besides the latest "
@@ -109,6 +112,7 @@ class Settings:
     cache_dir: str | None
     stimuli: dict[str, str]
     activation_cache: str = "on"
+    statistics_cache: str = "on"
     lesion_null_sets: int = 200
     baselines: Path = Path("baselines")
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -184,6 +188,12 @@ def build(config: pytest.Config) -> Settings:
     act_mode = vals["mechclaims_activation_cache"]
     if act_mode not in ("on", "off", "refresh"):
         raise OptionError(f"{flag('activation-cache')} {act_mode!r}: use on, off or refresh.")
+    from .statcache import default_mode
+
+    stat_mode = vals["mechclaims_statistics_cache"] or default_mode()
+    if stat_mode not in ("on", "off", "refresh"):
+        where = flag("statistics-cache") if vals["mechclaims_statistics_cache"] else "MECHCLAIMS_STATISTICS_CACHE"
+        raise OptionError(f"{where} {stat_mode!r}: use on, off or refresh.")
     rev = vals["mechclaims_revision"]
     if rev is not None and (not str(rev).strip() or any(c.isspace() for c in str(rev))):
         raise OptionError(f"{flag('revision')} {rev!r}: pass a branch, tag or commit of the model's hub "
@@ -198,6 +208,7 @@ def build(config: pytest.Config) -> Settings:
     return Settings(models=models, device=vals["mechclaims_device"], dtype=vals["mechclaims_dtype"],
                     artifacts=art.resolve(), seed=seed, permutations=perms, layers=vals["mechclaims_layers"],
                     cache_dir=vals["mechclaims_cache_dir"], stimuli=stim, activation_cache=act_mode,
+                    statistics_cache=stat_mode,
                     lesion_null_sets=null_sets, keep_runs=keep,
                     baselines=path("mechclaims_baselines_dir", default_base).expanduser().resolve(),
                     revision=rev, trust_remote_code=bool(vals["mechclaims_trust_remote_code"]), batch_size=batch,

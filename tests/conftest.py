@@ -12,6 +12,9 @@ settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True
 settings.register_profile("dev", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# The tests recompute every statistic (repeatability, invariance and fault tests compare fresh runs; a cached result
+# would make them pass by construction). tests/test_statcache.py turns the cache on explicitly where it is the subject.
+os.environ.setdefault("MECHCLAIMS_STATISTICS_CACHE", "off")
 
 _TINY: dict[str, object] = {}
 
