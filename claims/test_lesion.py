@@ -294,7 +294,8 @@ def test_lesion_clean_preference(lm, mc, model_pool, baseline, record, expect):
                   rule="some side prefers the other pronoun (one-sided binomial p < 0.05)", passed=bool(wrong),
                   role="control", reason=f"on {wrong}" if wrong else "")
     v = Verdict(claim="lesion_clean_preference", statistic_name="min_side_accuracy",
-                statistic=min(pre[s]["n_right"] / pre[s]["n"] for s in side_names), p=max(pre[s]["p"] for s in side_names),
+                statistic=min(pre[s]["n_right"] / pre[s]["n"] for s in side_names),
+                p=max(pre[s]["p"] for s in side_names),
                 rule="accuracy > 0.5 on each side, one-sided binomial p < 0.05 on each",
                 passed=all(pre[s]["p"] < ALPHA for s in side_names), details=det, absent=bool(wrong),
                 absence=f"below chance on {wrong}" if wrong else "").gate({"prefers_the_other_pronoun": ctl})

@@ -34,7 +34,8 @@ def word_class_files(tmp: Path, n_held: int = 120) -> tuple[Path, Path]:
     lines = ["#! " + json.dumps({"classes": {"animal": ANIMAL, "tool": TOOL}})]
     for i, r in enumerate(_rows(ROOT / "fixtures/ged_pairs.jsonl")):
         if not bad.search(r["him"]):
-            lines.append(json.dumps({"id": r["id"], "frame": r["frame"], "animal": r["him"].replace("him", f"the {ANIMAL[i % 3]}"),
+            lines.append(json.dumps({"id": r["id"], "frame": r["frame"],
+                                     "animal": r["him"].replace("him", f"the {ANIMAL[i % 3]}"),
                                      "tool": r["him"].replace("him", f"the {TOOL[i % 3]}")}))
     pairs = tmp / "pairs_words.jsonl"
     pairs.write_text("\n".join(lines) + "\n")

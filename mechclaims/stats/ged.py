@@ -217,7 +217,8 @@ def layer_verdict(res: GEDLayer, *, alpha: float, sesoi: float, claim: str, laye
     ex = [res.numbers[d][f"excess_abs_d_{s}"] for d in res.directions]
     nl = res.nulls.get(f"{res.directions[0]}.d_{s}")
     return Verdict(claim=claim, statistic_name="max_p", statistic=p, p=p, rule=rule,
-                   passed=all(direction_passes(res, d, alpha) for d in res.directions), effect_name=f"min_excess_abs_d_{s}",
+                   passed=all(direction_passes(res, d, alpha) for d in res.directions),
+                   effect_name=f"min_excess_abs_d_{s}",
                    effect=float(min(ex)), null=null_summary(nl) if nl is not None and nl.size > 1 else None,
                    details=det, absent=bool(shown), absence="; ".join(a.text for a in (shown or ab)))
 
