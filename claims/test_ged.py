@@ -1,5 +1,11 @@
 """Claim 2: a generalized eigendecomposition (GED) of MLP activations at the him/her token isolates the category.
 
+The two classes come from the stimuli: a pairs file may declare its own (``#! {"classes": ["he", "she"]}``, or two
+classes of words, ``#! {"classes": {"animal": ["dog", "cat"], "tool": ["saw", "drill"]}}``; see
+``fixtures/README_ged.md``); him/her is the bundled default. Read the first class for "him" and the second for "her"
+below, and the class's first word for the rendering token of C. ``--mc-ged-heldout-n N`` keeps a seeded sample of N
+held-out windows per label (default: all).
+
 Stimuli: ``fixtures/ged_pairs.jsonl`` (132 matched him/her sentence pairs in 14 frames; ``--stimuli ged_pairs=PATH``)
 and ``fixtures/ged_heldout.jsonl`` (natural windows from Debian's fortunes, each holding one object-position him or
 her; ``--stimuli ged_heldout=PATH``: .jsonl/.csv windows, a .txt corpus, or Parquet). Every stimulus set is put in a
@@ -67,9 +73,10 @@ EXPECTED_OUTCOMES = load_expected(__file__)
 
 
 def stimuli(mc):
+    """The pairs and held-out windows (the classes are the pairs file's; the windows' sample is seeded)."""
     a, b = mc.stimuli_path("ged_pairs", FIXTURES / "ged_pairs.jsonl"), mc.stimuli_path("ged_heldout",
                                                                                        FIXTURES / "ged_heldout.jsonl")
-    return _load(str(a), str(b), *(_stamp(p) for p in (a, b)))
+    return _load(str(a), str(b), getattr(mc, "ged_heldout_n", None), mc.seed, _stamp(a), _stamp(b))
 
 
 def _stamp(p) -> tuple:
@@ -81,17 +88,22 @@ def _stamp(p) -> tuple:
 
 
 @functools.lru_cache(maxsize=8)
-def _load(pairs_path: str, held_path: str, *stamps) -> tuple:
-    """Parsed once per file version (``fit`` asks for the stimuli hashes at every layer)."""
-    return load_pairs(pairs_path), load_heldout(held_path)
+def _load(pairs_path: str, held_path: str, n_per_label, seed: int, *stamps) -> tuple:
+    """Parsed once per file version and sample (``fit`` asks for the stimuli hashes at every layer)."""
+    pairs = load_pairs(pairs_path)
+    return pairs, load_heldout(held_path, n_per_label=n_per_label, seed=seed, contrast=pairs.contrast)
 
 
 def activations(lm, mc, model_pool) -> dict[str, dict[str, np.ndarray]]:
-    """``{site: {group: rows}}`` at the pronoun: pair_him, pair_her, natural windows and their swapped copies."""
+    """``{site: {group: rows}}`` at the class word: pair_<first>, pair_<second>, natural windows, their copies with
+    the other class's token (swap) and, where a window's word is not its class's token, with its own token (same)."""
     pairs, held = stimuli(mc)
-    groups = {"pair_him": (pairs.him, ["him"] * len(pairs)), "pair_her": (pairs.her, ["her"] * len(pairs)),
-              "nat": (held.texts, held.labels),
-              "swap": (held.swapped(), ["her" if x == "him" else "him" for x in held.labels])}
+    con, (a, b) = pairs.contrast, pairs.contrast.names
+    groups = {f"pair_{a}": (pairs.texts(a), pairs.word_list(a)), f"pair_{b}": (pairs.texts(b), pairs.word_list(b)),
+              "nat": (held.texts, held.word_list()),
+              "swap": (held.swapped(), [con.token(con.other(x)) for x in held.labels])}
+    if any(w != con.token(x) for w, x in zip(held.word_list(), held.labels)):
+        groups["same"] = (held.rendered(lambda x: x), [con.token(x) for x in held.labels])
 
     def run():
         texts, pos, spans = [], [], {}
@@ -113,38 +125,44 @@ def activations(lm, mc, model_pool) -> dict[str, dict[str, np.ndarray]]:
 def data_a(acts, mc, labels, shuffle_seed=None):
     """Claim A at one site: training pairs (optionally label-shuffled within pairs) and the held-out sets."""
     pairs, _ = stimuli(mc)
+    a, b = pairs.contrast.names
     tr, te = pairs.split(TEST_FRACTION, mc.seed)
-    him, her = acts["pair_him"][tr], acts["pair_her"][tr]
+    him, her = acts[f"pair_{a}"][tr], acts[f"pair_{b}"][tr]
     if shuffle_seed is not None:
         sw = np.random.default_rng(shuffle_seed).random(len(tr)) < 0.5
         him, her = np.where(sw[:, None], her, him), np.where(sw[:, None], him, her)
     lab = np.asarray(labels)
-    held = {"natural": (acts["nat"][lab == "him"], acts["nat"][lab == "her"]),
-            "pairs": (acts["pair_him"][te], acts["pair_her"][te])}
+    held = {"natural": (acts["nat"][lab == a], acts["nat"][lab == b]),
+            "pairs": (acts[f"pair_{a}"][te], acts[f"pair_{b}"][te])}
     return (him, her), held
 
 
-def data_c(acts, mc, labels, token: str, shuffle_seed=None):
-    """Claim C at one site: windows rendered with ``token`` (context labels kept), split 50/50 by label."""
-    lab = np.asarray(labels)
-    X = np.where((lab == token)[:, None], acts["nat"], acts["swap"])  # every row now carries ``token``
+def data_c(acts, mc, held, token: str, shuffle_seed=None):
+    """Claim C at one site: windows rendered with class ``token``'s token (context labels kept), split 50/50 by
+    label."""
+    con, (a, b) = held.contrast, held.contrast.names
+    lab = np.asarray(held.labels)
+    own = np.asarray([w == con.token(x) for w, x in zip(held.word_list(), held.labels)])
+    mine = acts["nat"] if own.all() else np.where(own[:, None], acts["nat"], acts["same"])
+    X = np.where((lab == token)[:, None], mine, acts["swap"])  # every row now carries ``token``'s token
     rng = np.random.default_rng([mc.seed, 7])
     test = np.zeros(len(lab), bool)
-    for c in ("him", "her"):
+    for c in (a, b):
         idx = rng.permutation(np.flatnonzero(lab == c))
         test[idx[: int(round(CTX_TEST_FRACTION * len(idx)))]] = True
     y = lab.copy()
     if shuffle_seed is not None:
         tr_idx = np.flatnonzero(~test)
         y[tr_idx] = np.random.default_rng(shuffle_seed).permutation(y[tr_idx])
-    return (X[~test & (y == "him")], X[~test & (y == "her")]), {"natural": (X[test & (lab == "him")],
-                                                                       X[test & (lab == "her")])}
+    return (X[~test & (y == a)], X[~test & (y == b)]), {"natural": (X[test & (lab == a)], X[test & (lab == b)])}
 
 
-def fit(lm, mc, model_pool, layer: int, claim: str = A, gamma: float = GAMMA, shuffle_seed=None, token: str = "him",
-        n_boot: int = N_BOOT):
-    """One GEDLayer, memoized on every argument that changes it (so a -k run of one layer fits one layer)."""
+def fit(lm, mc, model_pool, layer: int, claim: str = A, gamma: float = GAMMA, shuffle_seed=None,
+        token: str | None = None, n_boot: int = N_BOOT):
+    """One GEDLayer, memoized on every argument that changes it (so a -k run of one layer fits one layer).
+    ``token``: claim C's rendering class (default: the first class)."""
     pairs, held = stimuli(mc)
+    token = token or pairs.contrast.names[0]
     n_null = max(mc.permutations, min_draws(lm.n_layers, ALPHA))
     key = (lm.name, lm.fingerprint, "ged", claim, layer, gamma, shuffle_seed, token, n_boot, n_null, mc.seed,
            pairs.hash(), held.hash())
@@ -155,10 +173,10 @@ def fit(lm, mc, model_pool, layer: int, claim: str = A, gamma: float = GAMMA, sh
         if claim == A:
             train, hz = data_a(acts, mc, held.labels, shuffle_seed)
             return ged_layer(*train, hz, decide_on=("natural", "pairs"), paired_train=True, paired_heldout=("pairs",),
-                             gamma=gamma, n_null=n_null, seed=seed, n_boot=n_boot)
-        train, hz = data_c(acts, mc, held.labels, token, shuffle_seed)
+                             gamma=gamma, n_null=n_null, seed=seed, n_boot=n_boot, names=pairs.contrast.names)
+        train, hz = data_c(acts, mc, held, token, shuffle_seed)
         return ged_layer(*train, hz, decide_on=("natural",), paired_train=False, gamma=gamma, n_null=n_null,
-                         seed=seed, n_boot=n_boot)
+                         seed=seed, n_boot=n_boot, names=pairs.contrast.names)
 
     def stored():  # the fitted PCA objects (``fits``) are not needed after the fit and are not stored
         return dataclasses.replace(run(), fits={})
@@ -169,7 +187,8 @@ def fit(lm, mc, model_pool, layer: int, claim: str = A, gamma: float = GAMMA, sh
 def claim_verdict(lm, mc, model_pool, layer: int, claim: str, role: str = "claim", shuffle_seed=None) -> Verdict:
     """The rule at one layer (without controls): A on the pair fit; C on both token renderings (IUT)."""
     alpha = ALPHA / lm.n_layers
-    tokens = ("him",) if claim == A else ("him", "her")
+    names = stimuli(mc)[0].contrast.names
+    tokens = names[:1] if claim == A else names
     vs = [layer_verdict(fit(lm, mc, model_pool, layer, claim, shuffle_seed=shuffle_seed, token=t,
                             n_boot=0 if role == "control" else N_BOOT), alpha=alpha, sesoi=SESOI,
                         claim=f"{claim}@L{layer}" + ("" if claim == A else f"[as {t}]"), layer=layer) for t in tokens]
@@ -237,8 +256,8 @@ def test_ged_context_beyond_token(lm, layer, mc, model_pool, baseline, record, e
     renderings, both directions, alpha / n_layers)."""
     v = layer_outcome(lm, mc, model_pool, layer, C)
     record(v, layer=layer, site=site("mlp.hook_pre", layer))
-    nums = {**flat(fit(lm, mc, model_pool, layer, C, token="him"), "as_him."),
-            **flat(fit(lm, mc, model_pool, layer, C, token="her"), "as_her.")}
+    nums = {f"as_{t}.{k}": x for t in stimuli(mc)[0].contrast.names
+            for k, x in flat(fit(lm, mc, model_pool, layer, C, token=t)).items()}
     baseline.check(nums, lm, default_tolerance=TOL)
     expect(v)
 
@@ -271,7 +290,8 @@ def test_ged_heldout_specific_rule(lm, mc, model_pool, artifacts, record, expect
     real = [fit(lm, mc, model_pool, l, A) for l in layers]
     rnd = model_pool.random_copy(lm, mc.seed)
     rand = [fit(rnd, mc, model_pool, l, A, n_boot=0) for l in layers]
-    title = f"{lm.name}: GED him vs her on mlp.hook_pre (gamma={GAMMA})"
+    a, b = stimuli(mc)[0].contrast.names
+    title = f"{lm.name}: GED {a} vs {b} on mlp.hook_pre (gamma={GAMMA})"
     plot_ged_layers(layers, real, rand, {l: per[l].outcome for l in layers}, artifacts.path("ged_layers.png"),
                     title=title, alpha=ALPHA / lm.n_layers)
     plot_ged_null(layers, real, artifacts.path("ged_null.png"), title=title)
@@ -284,11 +304,12 @@ def test_ged_context_beyond_token_rule(lm, mc, model_pool, artifacts, record, ex
     """Model level: claim C holds at some layer."""
     v, per = model_verdict(lm, mc, model_pool, C, "any")
     layers = list(range(lm.n_layers))
-    real = [fit(lm, mc, model_pool, l, C, token="him") for l in layers]
+    a = stimuli(mc)[0].contrast.names[0]
+    real = [fit(lm, mc, model_pool, l, C, token=a) for l in layers]
     rnd = model_pool.random_copy(lm, mc.seed)
-    rand = [fit(rnd, mc, model_pool, l, C, token="him", n_boot=0) for l in layers]
+    rand = [fit(rnd, mc, model_pool, l, C, token=a, n_boot=0) for l in layers]
     plot_ged_layers(layers, real, rand, {l: per[l].outcome for l in layers}, artifacts.path("ged_context_layers.png"),
-                    title=f"{lm.name}: GED of contexts with the token fixed (as 'him'), held-out half",
+                    title=f"{lm.name}: GED of contexts with the token fixed (as {a!r}), held-out half",
                     alpha=ALPHA / lm.n_layers, sets=("natural",))
     record(v, site="mlp.hook_pre")
     expect(v)

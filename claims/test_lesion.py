@@ -29,6 +29,10 @@ A. ``mlp_lesion_{rule}`` (``test_lesion_causal``, per layer and rule; ``test_les
 B. ``mlp_lesion_masked`` (BERT family, per layer): the original design, rule ``contrast`` at the pronoun token of
    filled training sentences, mean ablation at the [MASK] of held-out sentences; same null, rule and controls.
 Falsified by: no layer where both sides' selected neurons lower the target beyond random sets of their size.
+
+Own contrast: a stimuli file may declare two other single-token words (``#! {"classes": ["she", "he"]}``, records
+``id``, ``she``, ``he``; ``fixtures/README_lesion.md``); read its first word for "her" and its second for "him"
+above. A declared word that is not one token of the model is an error naming the file and the word.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ from scipy import stats
 from mechclaims.ablate import Runner, ablate_layer
 from mechclaims.capture import capture, encode, single_token_id
 from mechclaims.datasets.lesion import (CAUSAL_PATH, MASK, MASKED_PATH, fill_mask, load_causal_pairs,
-                                        load_masked_pairs, pairs_hash, split_by_name)
+                                        load_masked_pairs, pair_sides, pairs_hash, split_by_name)
 from mechclaims.errors import StimuliError
 from mechclaims.plots.lesion import plot_effect_by_layer
 from mechclaims.sites import base_of, site
@@ -51,7 +55,6 @@ from mechclaims.weights import w_out
 
 K, TEST_FRACTION, ALPHA, SESOI = L.DEFAULT_K, 0.4, 0.05, 0.1  # random sets: --lesion-null-sets (default 200)
 UNRELATED = ("the", "a")
-SIDES = L.SIDES
 TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 forward passes; p-values move with the draws
 
 # Recorded outcomes other than the default (claim: supported; control: failed), per test id, with the numbers:
@@ -59,13 +62,13 @@ TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 forward passes; p-values move with
 EXPECTED_OUTCOMES = load_expected(__file__)
 
 
-def _direction(lm) -> np.ndarray:
+def _direction(lm, sides: tuple[str, str]) -> np.ndarray:
     """(u_her - u_him) through the final norm's scale (centred for LayerNorm): rule (b)'s logit direction."""
     import torch
 
     norm = base_of(lm.model).get_submodule(lm.sitemap.final_norm)
     u = lm.model.get_output_embeddings().weight.detach().float().cpu().numpy()
-    return L.logit_direction(u[single_token_id(lm, " her")], u[single_token_id(lm, " him")],
+    return L.logit_direction(u[single_token_id(lm, " " + sides[0])], u[single_token_id(lm, " " + sides[1])],
                              norm.weight.detach().float().cpu().numpy(), center=isinstance(norm, torch.nn.LayerNorm))
 
 
@@ -104,7 +107,11 @@ def preconditions(lm, mc, model_pool) -> dict:
 def prep(lm, mc, model_pool) -> dict:
     """Split, training activations at every layer, the test-prompt runner and the per-side precondition (memoized)."""
     causal = lm.kind == "causal"
+    path = mc.stimuli_path("lesion_causal", CAUSAL_PATH) if causal else mc.stimuli_path("lesion_masked", MASKED_PATH)
     pairs = _pairs(lm, mc)
+    sides = pair_sides(pairs)
+    for w in sides:  # the declared words must be single tokens of this model: say so, naming the file
+        single_token_id(lm, (" " if causal else "") + w, source=f"lesion stimuli {path}: side {w!r}")
 
     def run() -> dict:
         train, test = split_by_name(pairs, TEST_FRACTION, mc.seed)
@@ -120,7 +127,7 @@ def prep(lm, mc, model_pool) -> dict:
             spread = x.var(axis=1) if type(norm).__name__ == "LayerNorm" else (x ** 2).mean(axis=1)
             inv = 1.0 / np.sqrt(spread + getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-5)))
         else:
-            ids, pos = _masked_positions(lm, tr, ["her"] * n + ["him"] * n)
+            ids, pos = _masked_positions(lm, tr, [sides[0]] * n + [sides[1]] * n)
             a = model_pool.activations(lm, "lesion-train-filled", key, lambda: capture(lm, ids, sites, pos))
             ids2, pos2 = _masked_positions(lm, tr, None)
             ref = model_pool.activations(lm, "lesion-train-mask", key, lambda: capture(lm, ids2, sites, pos2))
@@ -130,19 +137,19 @@ def prep(lm, mc, model_pool) -> dict:
         te_ids, te_pos = (encode(lm, te), None) if causal else _masked_positions(lm, te, None)
         te_pos = [len(x) - 1 for x in te_ids] if causal else te_pos
         runner = Runner(lm, te_ids, te_pos, np.c_[np.where(side == 0, 1.0, -1.0), np.ones(len(te))],
-                        pairs=(("her", "him"), UNRELATED))
+                        pairs=(sides, UNRELATED))
         right = runner.clean[:, 0] > 0
         pre = {}
-        for i, s in enumerate(SIDES):
+        for i, s in enumerate(sides):
             k, m = int(right[side == i].sum()), int((side == i).sum())
             pre[s] = {"n_right": k, "n": m, "p": float(stats.binomtest(k, m, 0.5, alternative="greater").pvalue),
                       "p_wrong": float(stats.binomtest(k, m, 0.5, alternative="less").pvalue),
                       "margin": float(runner.clean[side == i, 0].mean())}
-        return {"acts": {l: {"her": a[s][:n], "him": a[s][n:]} for l, s in enumerate(sites)},
-                "ref_mean": {l: ref[s].mean(axis=0) for l, s in enumerate(sites)}, "inv": {"her": inv[:n],
-                "him": inv[n:]}, "runner": runner, "side": side, "pre": pre, "causal": causal, "n_train": n,
-                "prompts": {s: np.flatnonzero((side == i) & right) for i, s in enumerate(SIDES)},
-                "names_shared": 0}
+        return {"acts": {l: {sides[0]: a[s][:n], sides[1]: a[s][n:]} for l, s in enumerate(sites)},
+                "ref_mean": {l: ref[s].mean(axis=0) for l, s in enumerate(sites)}, "inv": {sides[0]: inv[:n],
+                sides[1]: inv[n:]}, "runner": runner, "side": side, "pre": pre, "causal": causal, "n_train": n,
+                "prompts": {s: np.flatnonzero((side == i) & right) for i, s in enumerate(sides)},
+                "names_shared": 0, "sides": sides}
 
     return model_pool.cached((lm.name, lm.fingerprint, "lesion-prep", pairs_hash(pairs), mc.seed), run)
 
@@ -152,15 +159,15 @@ def rules(lm) -> tuple[str, ...]:
 
 
 def _select(lm, p: dict, layer: int, rule: str, rows: np.ndarray, flip: np.ndarray | None = None) -> dict:
-    a = p["acts"][layer]
-    her, him, ih, im = a["her"][rows], a["him"][rows], p["inv"]["her"][rows], p["inv"]["him"][rows]
+    a, (s0, s1) = p["acts"][layer], p["sides"]
+    her, him, ih, im = a[s0][rows], a[s1][rows], p["inv"][s0][rows], p["inv"][s1][rows]
     if flip is not None:  # shuffled-label control: swap her/him within the flipped pairs
         (her, him), (ih, im) = L.flip_pairs(her, him, flip), L.flip_pairs(ih, im, flip)
     if rule == "contrast":
-        return L.select_by_contrast(L.paired_neuron_ttest(her, him, alpha=ALPHA), K)
-    d, w = _direction(lm), w_out(lm, layer)
-    return L.select_by_contribution({"her": L.direct_contributions(her, w, d, ih),
-                                     "him": L.direct_contributions(him, w, -d, im)}, K)
+        return L.select_by_contrast(L.paired_neuron_ttest(her, him, alpha=ALPHA), K, sides=(s0, s1))
+    d, w = _direction(lm, (s0, s1)), w_out(lm, layer)
+    return L.select_by_contribution({s0: L.direct_contributions(her, w, d, ih),
+                                     s1: L.direct_contributions(him, w, -d, im)}, K)
 
 
 def layer_results(lm, mc, model_pool, layer: int) -> dict[str, Verdict]:
@@ -173,15 +180,15 @@ def layer_results(lm, mc, model_pool, layer: int) -> dict[str, Verdict]:
         sel = {}
         for r in rules(lm):
             sel[r], sel[f"shuffled_{r}"] = _select(lm, p, layer, r, every), _select(lm, p, layer, r, every, flip)
-        above = {s: p["pre"][s]["p"] < ALPHA for s in SIDES}
+        side_names = p["sides"]
+        above = {s: p["pre"][s]["p"] < ALPHA for s in side_names}
         abl = ablate_layer(p["runner"], layer, p["prompts"], sel, p["ref_mean"][layer], n_max=mc.lesion_null_sets,
-                           seed=mc.seed,
-                           null_sides=tuple(s for s in SIDES if above[s]))
+                           seed=mc.seed, null_sides=tuple(s for s in side_names if above[s]), sides=side_names)
         alpha = ALPHA / lm.n_layers
 
         def sides(name: str) -> dict[str, Side]:
             out = {}
-            for s in SIDES:
+            for s in side_names:
                 idx = sel[name][s]
                 m = abl["sel"].get((name, s, "mean"))
                 z = abl["sel"].get((name, s, "zero"))
@@ -243,12 +250,12 @@ def model_verdict(lm, mc, model_pool, rule: str, claim: str) -> Verdict:
         ctl[c] = Verdict(claim=c, statistic_name="n_layers_passing", statistic=float(len(passing)), role="control",
                          rule="passes at some layer", passed=bool(passing), testable=not untestable,
                          reason="; ".join(why))
-    pre = preconditions(lm, mc, model_pool)
+    pre, side_names = preconditions(lm, mc, model_pool), pair_sides(_pairs(lm, mc))
     v = Verdict(claim=claim, statistic_name="n_layers_supported",
                 statistic=float(sum(x.outcome == "supported" for x in per.values())), passed=any(x.passed for x in
                 per.values()), rule=f"some layer supported (each at alpha / {lm.n_layers})",
                 layers={l: x.outcome for l, x in per.items()}, aggregate="any",
-                details={**{f"{s}.{k}": float(v) for s in SIDES for k, v in pre[s].items()},
+                details={**{f"{s}.{k}": float(v) for s in side_names for k, v in pre[s].items()},
                          "n_layers_rule_passes": float(sum(x.passed for x in per.values()))},
                 reason="; ".join(sorted({x.reason for x in per.values() if x.reason})))
     return v.gate(ctl)
@@ -294,16 +301,17 @@ def test_lesion_clean_preference(lm, mc, model_pool, baseline, record, expect):
     pronoun more often than chance (one-sided binomial p < 0.05 per side). Control: on some side it prefers the
     *other* pronoun more often than chance (a prior for one pronoun, not reference, would do that). Refuted: a side
     significantly below chance."""
-    pre = preconditions(lm, mc, model_pool)
-    det = {f"{s}.{k}": float(v) for s in SIDES for k, v in pre[s].items()}
-    wrong = [s for s in SIDES if pre[s]["p_wrong"] < ALPHA]
+    pre, side_names = preconditions(lm, mc, model_pool), pair_sides(_pairs(lm, mc))
+    det = {f"{s}.{k}": float(v) for s in side_names for k, v in pre[s].items()}
+    wrong = [s for s in side_names if pre[s]["p_wrong"] < ALPHA]
     ctl = Verdict(claim="prefers_the_other_pronoun", statistic_name="n_sides", statistic=float(len(wrong)),
                   rule="some side prefers the other pronoun (one-sided binomial p < 0.05)", passed=bool(wrong),
                   role="control", reason=f"on {wrong}" if wrong else "")
     v = Verdict(claim="lesion_clean_preference", statistic_name="min_side_accuracy",
-                statistic=min(pre[s]["n_right"] / pre[s]["n"] for s in SIDES), p=max(pre[s]["p"] for s in SIDES),
+                statistic=min(pre[s]["n_right"] / pre[s]["n"] for s in side_names),
+                p=max(pre[s]["p"] for s in side_names),
                 rule="accuracy > 0.5 on each side, one-sided binomial p < 0.05 on each",
-                passed=all(pre[s]["p"] < ALPHA for s in SIDES), details=det, absent=bool(wrong),
+                passed=all(pre[s]["p"] < ALPHA for s in side_names), details=det, absent=bool(wrong),
                 absence=f"below chance on {wrong}" if wrong else "").gate({"prefers_the_other_pronoun": ctl})
     record(v)
     baseline.check(v.numbers(), lm, default_tolerance=TOL)
@@ -311,12 +319,12 @@ def test_lesion_clean_preference(lm, mc, model_pool, baseline, record, expect):
 
 
 def _plot(lm, mc, model_pool, rule: str, artifacts) -> None:
-    per = model_results(lm, mc, model_pool)
+    per, side_names = model_results(lm, mc, model_pool), pair_sides(_pairs(lm, mc))
     layers = sorted(per)
     vs = [per[l][rule] for l in layers]
 
     def col(key: str) -> np.ndarray:  # the mean over the two sides
-        return np.array([np.nanmean([v.details.get(f"{s}.{key}", np.nan) for s in SIDES]) for v in vs])
+        return np.array([np.nanmean([v.details.get(f"{s}.{key}", np.nan) for s in side_names]) for v in vs])
 
     band = {rule: {"effect": col("effect"), "null_q50": col("null_mean"), "null_q05": col("null_q05"),
                    "null_q95": col("null_q95"), "zero_effect": col("zero_ablation_effect"),

@@ -184,7 +184,7 @@ class Runner:
 
 def ablate_layer(runner: Runner, layer: int, prompts: dict[str, np.ndarray], selections: dict[str, dict[str, np.ndarray]],
                  mean: np.ndarray, *, n_max: int, seed: int, h: int = 10, chunk: int = 20,
-                 null_sides: tuple[str, ...] | None = None) -> dict[str, Any]:
+                 null_sides: tuple[str, ...] | None = None, sides: tuple[str, str] | None = None) -> dict[str, Any]:
     """Every real ablation one layer needs: each selection mean- and zero-ablated on its side's prompts, and
     size-matched random sets (mean-ablated) drawn in chunks until every selection's effect is decided in both tails
     (``mechclaims.stats.common.needs_draws``) or ``n_max`` sets.
@@ -193,7 +193,8 @@ def ablate_layer(runner: Runner, layer: int, prompts: dict[str, np.ndarray], sel
     the prediction position over the training prompts. Returns ``{"sel": {(name, side, kind): [n, pairs]},
     "null": {(side, size): [B, n, pairs]}}`` as changes from the clean logit differences. ``null_sides`` limits the
     random sets to the sides that can decide (a side where the model is at chance cannot: its effects are reported
-    without a null)."""
+    without a null). ``sides``: the two side names in order (they seed the random sets: first 0, second 1; default
+    her, him)."""
     from .stats.common import needs_draws
     from .stats.lesion import random_sets
 
@@ -236,7 +237,8 @@ def ablate_layer(runner: Runner, layer: int, prompts: dict[str, np.ndarray], sel
             if len(idx) and len(prompts[side]) and (null_sides is None or side in null_sides):
                 users.setdefault((side, len(idx)), []).append(float(got[name, side, "mean"][:, 0].mean()))
     null = {k: np.zeros((0, len(prompts[k[0]]), 1)) for k in users}
-    rngs = {k: np.random.default_rng([seed, layer, SIDE_CODE.get(k[0], 9), k[1]]) for k in users}
+    code = {s: i for i, s in enumerate(sides)} if sides else SIDE_CODE
+    rngs = {k: np.random.default_rng([seed, layer, code.get(k[0], 9), k[1]]) for k in users}
     while active := [k for k in sorted(users) if needs_draws(users[k], null[k][:, :, 0].mean(1), n_max, h)]:
         for side, size in active:
             for j, idx in enumerate(random_sets(d, size, chunk, rngs[side, size])):

@@ -1,4 +1,5 @@
-"""``mechclaims`` console script: ``mechclaims new-claim NAME`` writes a claim skeleton into ``claims/``.
+"""``mechclaims`` console script: ``mechclaims new-claim NAME`` writes a claim skeleton into ``claims/``;
+``mechclaims run [--bundled-baselines] [pytest args]`` runs the bundled claims here (``mechclaims.bundled``).
 
 ``mechclaims prepare ...`` is ``python -m mechclaims prepare ...`` (the model-cache preparation).
 """
@@ -84,12 +85,18 @@ def main(argv: list[str] | None = None) -> int:
         from .__main__ import main as prepare
 
         return prepare(argv) or 0
+    if argv[:1] == ["run"]:  # everything after "run" goes to pytest
+        from .bundled import run
+
+        return run(argv[1:])
     ap = argparse.ArgumentParser(prog="mechclaims", description="mechclaims: claims as pytest tests.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     nc = sub.add_parser("new-claim", help="write a claim skeleton (statement, rule, control, plot, baseline)")
     nc.add_argument("name")
     nc.add_argument("--dir", default="claims", help="where claim modules live (default: claims)")
     sub.add_parser("prepare", help="prepare the converted model cache (see python -m mechclaims prepare -h)")
+    sub.add_parser("run", help="run the bundled claims here: mechclaims run --model tiny-gpt2 [--bundled-baselines] "
+                               "[pytest args]; baselines and artifacts go under the current directory")
     a = ap.parse_args(argv)
     if a.cmd == "new-claim":
         for p in new_claim(a.name, Path(a.dir)):

@@ -447,9 +447,29 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
     from .sites import sitemap_for
 
     sm = sitemap_for(model)  # fails early, with the supported families, on an unknown architecture
+    extra: dict[str, Any] = {"batch_size": batch_size} if batch_size else {}
     return LoadedModel(name=name, model=model, tokenizer=tok, kind=_kind_of(model), family=sm.family,
-                       n_layers=n_layers_of(model.config), fingerprint=weight_fingerprint(model),
-                       device=device, dtype=dtype, extra={"batch_size": batch_size} if batch_size else {})
+                       n_layers=n_layers_of(model.config), fingerprint=_fingerprint(name, model, hub, extra),
+                       device=device, dtype=dtype, extra=extra)
+
+
+MUTATION_CHECK_BYTES = 2 << 30  # file-fingerprinted models up to this size also get a state-dict hash at load
+
+
+def _fingerprint(name: str, model: Any, hub: dict[str, Any], extra: dict[str, Any]) -> str:
+    """Built-in models: the state-dict hash (their committed baselines name it). Hub ids and local directories with
+    safetensors files: the files' hash (mechclaims.fingerprint), plus, for a model small enough, the state-dict hash
+    in ``extra["state_fingerprint"]`` for the end-of-session mutation check (skipped for bigger models)."""
+    if name not in BUILTIN:
+        from .fingerprint import hub_fingerprint
+
+        fp = hub_fingerprint(name, hub)
+        if fp is not None:
+            size = sum(p.numel() * p.element_size() for p in model.state_dict().values() if p.device.type != "meta")
+            if size <= MUTATION_CHECK_BYTES:
+                extra["state_fingerprint"] = weight_fingerprint(model)
+            return fp
+    return weight_fingerprint(model)
 
 
 def ensure_pad(tok: Any) -> None:
@@ -512,7 +532,7 @@ def random_weight_copy(lm: LoadedModel, seed: int = 0, on_meta: bool | None = No
     return LoadedModel(name=f"{lm.name}+random", model=model, tokenizer=lm.tokenizer, kind=lm.kind,
                        family=lm.family, n_layers=lm.n_layers,
                        fingerprint=fingerprint or weight_fingerprint(model), device=lm.device, dtype=lm.dtype,
-                       extra=dict(lm.extra))
+                       extra={k: v for k, v in lm.extra.items() if k != "state_fingerprint"})
 
 
 class LazyRandomCopy:

@@ -40,6 +40,19 @@ def seed(value: object) -> int:
     return integer("--mc-seed", value, 0, SEED_MAX, "numpy, scikit-learn and torch all accept seeds in that range")
 
 
+MIN_HELDOUT_PER_LABEL = 5  # mechclaims.datasets.pronouns: the Welch t-test and bootstrap need 5 per label
+MAX_HELDOUT = 1_000_000
+
+
+def ged_heldout_n(value: object) -> int | None:
+    """``--mc-ged-heldout-n``: ``all`` (None: every window, the default) or n windows per label, seeded sample."""
+    if value is None or str(value).strip().lower() in ("", "all"):
+        return None
+    return integer("--mc-ged-heldout-n", value, MIN_HELDOUT_PER_LABEL, MAX_HELDOUT,
+                   f"held-out windows per label for the GED claim, or 'all'; the Welch t-test and bootstrap need "
+                   f"at least {MIN_HELDOUT_PER_LABEL}")
+
+
 def permutations(value: object) -> int:
     return integer("--mc-permutations", value, MIN_DRAWS, MAX_PERMUTATIONS,
                    f"at least {MIN_DRAWS} for a p-value below 0.05; the nulls are held in memory, and "

@@ -43,3 +43,9 @@ def safe_component(name: object) -> str:
 def inside(root: str | Path, *names: object) -> Path:
     """``root / safe_component(n1) / safe_component(n2) ...``: never above ``root``, whatever the names hold."""
     return Path(root).joinpath(*(safe_component(n) for n in names))
+
+
+def bundled_fixtures() -> Path:
+    """The bundled stimuli: ``mechclaims/fixtures`` in an installed wheel, ``<repo>/fixtures`` in a checkout."""
+    pkg = Path(__file__).resolve().parent
+    return pkg / "fixtures" if (pkg / "fixtures").is_dir() else pkg.parent / "fixtures"

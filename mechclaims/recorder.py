@@ -134,7 +134,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 "declared_controls": [_fmt_name(c, params) for c in m.kwargs.get("controls", ())],
                 "aggregate": m.kwargs.get("aggregate"), "model": params.get("model_name"),
                 "layer": params.get("layer"), "outcome": outcome, "test_outcome": test_outcome,
-                "expected": info.get("expected"), "expected_reason": info.get("expected_reason", ""),
+                # Not enforced (own stimuli): no recorded outcome applies, so none is shown next to the outcome.
+                "expected": info.get("expected") if info.get("enforced", True) else None,
+                "expected_reason": info.get("expected_reason", ""),
                 "controls": info.get("controls", {}), "duration_s": round(rep.duration, 3),
                 "verdicts": recs, "artifacts": [str(p) for p in art_files if p.exists()],
                 "baseline": "created" if NEW_BASELINE in item.stash else None,

@@ -42,6 +42,8 @@ OPTIONS: list[tuple[str, str, str, Any, str]] = [
      "refresh: recompute and overwrite (default from $MECHCLAIMS_STATISTICS_CACHE)", None, "store"),
     ("lesion-null-sets", "mechclaims_lesion_null_sets", "upper bound on random neuron sets per side and layer in "
      "the lesion claim's sequential null (default 200)", "200", "store"),
+    ("ged-heldout-n", "mechclaims_ged_heldout_n", "held-out windows per label in the GED claims: 'all' (default) "
+     "or n, a sample drawn with --mc-seed", "all", "store"),
     ("keep-runs", "mechclaims_keep_runs", "finished runs kept under <artifacts-dir>/runs besides the latest "
      "(default 10; 0 keeps all)", "10", "store"),
     ("revision", "mechclaims_revision", "hub revision (branch, tag or commit) of every HF model, e.g. a Pythia "
@@ -123,6 +125,7 @@ class Settings:
     batch_size: int | None = None
     offline: bool = False
     baselines_given: bool = False
+    ged_heldout_n: int | None = None  # None: every held-out window (the default)
 
     @property
     def out(self) -> Path:
@@ -181,6 +184,7 @@ def build(config: pytest.Config) -> Settings:
     perms = options.permutations(vals["mechclaims_permutations"])
     null_sets = options.lesion_null_sets(vals["mechclaims_lesion_null_sets"])
     keep = options.keep_runs(vals["mechclaims_keep_runs"])
+    heldout_n = options.ged_heldout_n(vals["mechclaims_ged_heldout_n"])
     batch = vals["mechclaims_batch_size"]
     batch = None if batch in (None, "") else options.integer(
         flag("batch-size"), batch, 1, MAX_BATCH, "sequences per forward pass; memory grows with it")
@@ -209,7 +213,7 @@ def build(config: pytest.Config) -> Settings:
                     artifacts=art.resolve(), seed=seed, permutations=perms, layers=vals["mechclaims_layers"],
                     cache_dir=vals["mechclaims_cache_dir"], stimuli=stim, activation_cache=act_mode,
                     statistics_cache=stat_mode,
-                    lesion_null_sets=null_sets, keep_runs=keep,
+                    lesion_null_sets=null_sets, keep_runs=keep, ged_heldout_n=heldout_n,
                     baselines=path("mechclaims_baselines_dir", default_base).expanduser().resolve(),
                     revision=rev, trust_remote_code=bool(vals["mechclaims_trust_remote_code"]), batch_size=batch,
                     offline=bool(vals["mechclaims_offline"]) or _env_offline(), baselines_given=given_base)

@@ -7,7 +7,11 @@ interpreter's site-packages (a path entry, so this checkout's own editable insta
   their baselines (not a failure) under the project, the second checks them, artifacts go under the project too,
   and ``mc.run`` returns the same outcomes to a notebook;
 - runs an unrelated suite that defines its own ``--model`` option: the plugin imports no torch, creates no folder
-  and takes no option name the suite uses.
+  and takes no option name the suite uses;
+- runs the bundled claims from the install (``mechclaims run --model tiny-gpt2``, all of them) in an empty
+  directory: the claims, stimuli and recorded outcomes come from site-packages, the
+  first run shows the outcomes and creates its baselines there, the second checks them, and
+  ``--bundled-baselines`` checks against the committed ones.
 """
 from __future__ import annotations
 
@@ -68,7 +72,9 @@ def test_no_torch_and_own_option(request):
 def venv(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("install")
     src = tmp / "src"
-    shutil.copytree(ROOT / "mechclaims", src / "mechclaims", ignore=shutil.ignore_patterns("__pycache__"))
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for d in ("mechclaims", "claims", "fixtures", "baselines"):  # the wheel maps the last three into the package
+        shutil.copytree(ROOT / d, src / d, ignore=skip)
     for f in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / f, src / f)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
@@ -153,3 +159,45 @@ def test_unrelated_suite_is_untouched(venv, tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "1 passed" in out and "mechclaims" not in out, out
     assert sorted(p.name for p in proj.iterdir() if p.name != "__pycache__") == ["conftest.py", "test_other.py"]
+
+
+# The whole bundled set on tiny-gpt2 takes about 40 s on the 2-core machine (`pytest claims --model tiny-gpt2`:
+# 71 tests, 37 s): the first and the committed-baselines runs take all of it, the re-check a subset.
+RECHECK_SUBSET = "additivity or clean_preference or (ged_heldout_specific and L0 and not rule)"
+
+
+def _mechclaims(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(venv.parent / "mechclaims"), "run", *args], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=1200)
+
+
+def test_bundled_claims_run_from_the_install(venv, tmp_path):
+    where = subprocess.run([str(venv), "-c", "from mechclaims import bundled; print(bundled.claims_dir()); "
+                            "print(bundled.baselines_dir())"], capture_output=True, text=True, env=_env(), cwd="/")
+    cdir, bdir = (Path(x) for x in where.stdout.split())
+    assert "site-packages" in str(cdir) and (cdir / "test_ged.py").is_file() and (cdir / "expected").is_dir()
+    assert (cdir.parent / "fixtures" / "ged_pairs.jsonl").is_file() and list(bdir.glob("tiny-gpt2/*/*.yml"))
+    before = sorted(p.relative_to(cdir.parent) for p in cdir.parent.rglob("*") if "__pycache__" not in p.parts)
+    proj = tmp_path / "empty"
+    proj.mkdir()
+    first = _mechclaims(venv, proj, "--model", "tiny-gpt2")
+    out = first.stdout + first.stderr
+    assert first.returncode == 0, out[-4000:]
+    for claim in ("residual_additivity", "lesion_clean_preference", "ged_heldout_specific", "mlp_lesion_contrast",
+                  "qk_rsa_beats_rotated_weights", "path_length_confidence", "component_share"):
+        assert claim in out, out[-4000:]
+    assert f"baseline(s) created under {proj / 'baselines'}" in out, out[-4000:]
+    assert (proj / "artifacts" / "summary.json").is_file() and list((proj / "baselines").rglob("*.yml"))
+    print(out[out.find("mechclaims verdicts"):])  # the outcomes, shown with -s
+    second = _mechclaims(venv, proj, "--model", "tiny-gpt2", "-k", RECHECK_SUBSET)
+    out2 = second.stdout + second.stderr
+    assert second.returncode == 0 and "baseline(s) created" not in out2, out2[-4000:]
+    # Against this repository's committed numbers: copied in first, so nothing is created and all are checked.
+    ref = tmp_path / "against"
+    ref.mkdir()
+    third = _mechclaims(venv, ref, "--bundled-baselines", "--model", "tiny-gpt2")
+    out3 = third.stdout + third.stderr
+    assert third.returncode == 0 and "committed baseline file(s) of tiny-gpt2 copied" in out3, out3[-4000:]
+    assert "baseline(s) created" not in out3, out3[-4000:]
+    after = sorted(p.relative_to(cdir.parent) for p in cdir.parent.rglob("*") if "__pycache__" not in p.parts)
+    assert after == before, "the run wrote into site-packages"

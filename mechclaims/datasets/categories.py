@@ -16,9 +16,10 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from ..errors import StimuliError
+from ..paths import bundled_fixtures
 from ..stimuli import read_text, stimuli_hash
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "rsa_categories.json"
+DEFAULT_PATH = bundled_fixtures() / "rsa_categories.json"
 DEFAULT_TEMPLATE = "The next word is {word}"
 MIN_CATEGORIES = 2  # the statistics need across-category pairs
 MIN_WORDS = 3  # ... and at least 3 within-category pairs per category

@@ -11,6 +11,11 @@ Both members of a pair share one frame, so the paired t-test of rule (a) compare
 split by referent name (:func:`split_by_name`): pairs that share a name (on either side) stay together, so no
 held-out prompt names a referent that the selection saw. Pairs are put in a canonical order (by id) when loaded.
 See ``fixtures/README_lesion.md``.
+
+The two sides are the file's: a ``#!`` directive may name two single-token words, e.g. ``#! {"classes": ["she",
+"he"]}`` (``mechclaims.datasets.contrast``); the records then have the fields ``id``, ``she``, ``he``, and the
+causal targets are ``" she"`` and ``" he"``. Without it the sides are ``her`` and ``him`` (the bundled files). Read
+the first side for "her" and the second for "him" below.
 """
 from __future__ import annotations
 
@@ -22,9 +27,12 @@ import numpy as np
 
 from ..errors import StimuliError
 from ..stimuli import _check_keys, read_jsonl_numbered, record_id, stimuli_hash
+from ..paths import bundled_fixtures
+from .contrast import read_contrast
 from .pronouns import missing_partner, partner_message
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+SIDES = ("her", "him")  # the bundled sides
+FIXTURES = bundled_fixtures()
 CAUSAL_PATH = FIXTURES / "lesion_causal.jsonl"
 MASKED_PATH = FIXTURES / "lesion_masked.jsonl"
 MASK = "[MASK]"
@@ -34,46 +42,56 @@ FIELDS = ("id", "her", "him")
 
 @dataclass(frozen=True)
 class PronounPair:
-    """One matched pair: the same frame with a female (``her``) and a male (``him``) referent."""
+    """One matched pair: the same frame with the first side's referent (``her``: a female one in the bundled file)
+    and the second side's (``him``); ``sides`` names the two sides (their target words)."""
 
     id: str
     her: str
     him: str
+    sides: tuple[str, str] = SIDES
 
     def text(self, side: str) -> str:
-        return self.her if side == "her" else self.him
+        return self.her if side == self.sides[0] else self.him
+
+
+def pair_sides(pairs: Sequence[PronounPair]) -> tuple[str, str]:
+    """The sides (target words) of a loaded pair list."""
+    return pairs[0].sides if pairs else SIDES
 
 
 def _common(path: str | Path, what: str, min_pairs: int) -> list[PronounPair]:
+    sides = read_contrast(path, what, SIDES, words=False).names
+    s0, s1 = sides
     numbered = read_jsonl_numbered(path, ("id",), what)
     seen: dict[str, int] = {}
     texts: dict[str, str] = {}
     out = []
     for i, (line, r) in enumerate(numbered, 1):
         pid = record_id(r["id"], f"{what} {path}, line {line} (record {i})")
-        lacks = missing_partner(r, ("her", "him"))
+        lacks = missing_partner(r, sides)
         if lacks is not None:
-            other = "him" if lacks == "her" else "her"
+            other = s1 if lacks == s0 else s0
+            frame = (f"a {'female' if lacks == 'her' else 'male'} referent" if sides == SIDES
+                     else f"the referent of side {lacks!r}")
             raise StimuliError(partner_message(f"{what} {path}, line {line} (record {i}, id {pid!r})", other, lacks,
-                                               f"the same frame with a {'female' if lacks == 'her' else 'male'} "
-                                               f"referent"))
-        _check_keys(r, FIELDS, path, line, what)
-        for k in ("her", "him"):
+                                               f"the same frame with {frame}"))
+        _check_keys(r, ("id", *sides), path, line, what)
+        for k in sides:
             if not isinstance(r[k], str):
                 raise StimuliError(f"{what} {path}, record {i} (id {pid!r}): field {k!r} must be a string.")
         if pid in seen:
             raise StimuliError(f"{what} {path}: id {pid!r} is used by records {seen[pid]} and {i}; ids must be "
                                f"unique so that splits and baselines can name pairs.")
         seen[pid] = i
-        if r["her"] == r["him"]:
-            raise StimuliError(f"{what} {path}, record {i} (id {pid!r}): 'her' and 'him' are the same text; a "
+        if r[s0] == r[s1]:
+            raise StimuliError(f"{what} {path}, record {i} (id {pid!r}): {s0!r} and {s1!r} are the same text; a "
                                f"pair must differ in its referent.")
-        for k in ("her", "him"):
+        for k in sides:
             if r[k] in texts:
                 raise StimuliError(f"{what} {path}, record {i} (id {pid!r}): the {k!r} text duplicates a text of "
                                    f"pair {texts[r[k]]!r}; duplicates would sit on both sides of a split.")
             texts[r[k]] = pid
-        out.append(PronounPair(pid, r["her"], r["him"]))
+        out.append(PronounPair(pid, r[s0], r[s1], sides))
     if len(out) < min_pairs:
         raise StimuliError(f"{what} {path} has {len(out)} pairs; at least {min_pairs} are needed to select on one "
                            f"split and test on another with any power.")
@@ -85,14 +103,14 @@ def load_causal_pairs(path: str | Path = CAUSAL_PATH, min_pairs: int = 10) -> li
     what = "lesion causal-prompt file"
     pairs = _common(path, what, min_pairs)
     for p in pairs:
-        for side in ("her", "him"):
+        for side in p.sides:
             t = p.text(side)
             if MASK in t:
                 raise StimuliError(f"{what} {path}, id {p.id!r}: the {side!r} prompt contains {MASK}; causal "
                                    f"prompts stop right before the pronoun. Use the masked file for [MASK].")
             if t != t.rstrip():
                 raise StimuliError(f"{what} {path}, id {p.id!r}: the {side!r} prompt ends in whitespace; end it "
-                                   f"right before the pronoun (the next token is {TARGETS[side]!r}, space "
+                                   f"right before the pronoun (the next token is {' ' + side!r}, space "
                                    f"included).")
     return pairs
 
@@ -102,7 +120,7 @@ def load_masked_pairs(path: str | Path = MASKED_PATH, min_pairs: int = 10) -> li
     what = "lesion masked-sentence file"
     pairs = _common(path, what, min_pairs)
     for p in pairs:
-        for side in ("her", "him"):
+        for side in p.sides:
             t = p.text(side)
             n = t.count(MASK)
             if n != 1:
@@ -137,8 +155,9 @@ def split_pairs(pairs: Sequence[PronounPair], test_fraction: float, seed: int
 
 
 def pairs_hash(pairs: Sequence[PronounPair]) -> str:
-    """Cache key of a pair list."""
-    return stimuli_hash([[p.id, p.her, p.him] for p in pairs])
+    """Cache key of a pair list (the bundled sides add nothing, so their keys stay as they were)."""
+    extra = [] if pair_sides(pairs) == SIDES else [list(pair_sides(pairs))]
+    return stimuli_hash([[p.id, p.her, p.him] for p in pairs] + extra)
 
 
 def referent_names(pair: PronounPair) -> tuple[str, str]:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import StimuliError
+from ..paths import bundled_fixtures
 from ..stimuli import read_jsonl, read_text, stimuli_hash
 
-DEFAULT_PASSAGES = Path(__file__).resolve().parents[2] / "fixtures" / "passages.jsonl"
+DEFAULT_PASSAGES = bundled_fixtures() / "passages.jsonl"
 WHAT = "passages file"
 
 

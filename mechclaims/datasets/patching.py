@@ -19,9 +19,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import StimuliError
+from ..paths import bundled_fixtures
 from ..stimuli import read_jsonl_numbered, stimuli_hash
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+FIXTURES = bundled_fixtures()
 PAIRS_PATH = FIXTURES / "patching_pairs.jsonl"
 FIELDS = ("id", "clean", "corrupt", "target", "foil")
 WHAT = "patching pairs file"

@@ -1,4 +1,9 @@
-"""him/her stimuli for the GED claim: matched sentence pairs and held-out natural-text windows.
+"""Stimuli for the GED claim: matched sentence pairs and held-out natural-text windows of two classes (him/her).
+
+The classes come from the file: a ``#!`` directive (``mechclaims.datasets.contrast``) names two classes and the
+words of each, e.g. ``#! {"classes": ["he", "she"]}`` or ``#! {"classes": {"animal": ["dog", "cat"], "tool":
+["saw", "drill"]}}``. Without one, the classes are ``him`` and ``her``, each its own word (the bundled files), and
+every rule below reads as written for them. With other classes, read "the class's word" for "the pronoun".
 
 Formats (full description in ``fixtures/README_ged.md``):
 
@@ -19,47 +24,62 @@ end of the text, or a closed-class word that cannot start the noun phrase a poss
 """
 from __future__ import annotations
 
-import glob
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import StimuliError
+from ..options import MIN_HELDOUT_PER_LABEL
 from ..stimuli import _check_keys, read_records_numbered, read_text, record_id, stimuli_hash
+from .contrast import Contrast, any_case, default, find_one, hits, read_contrast
+from .corpus import OBJECT_NEXT, _parquet_docs, extract_windows, is_object_position  # noqa: F401  (re-exported)
 
 PRONOUNS = ("him", "her")
 _OTHER = {"him": "her", "her": "him"}
-# Words that follow an object pronoun but cannot follow a possessive "her" ("told her that", "gave her the").
-OBJECT_NEXT = frozenset("""to in on at for with from by about into onto up down off out over back away again and or
-but so as like than when if because before after while until the a an that this what how why where too now then
-there here not never alone yet once""".split())
-_ANY_PRONOUN = re.compile(r"(?<![\w'])(him|her)(?![\w'])", re.IGNORECASE)
-_WORD = re.compile(r"\S+")
 
 
-def _hits(text: str, word: str) -> list[int]:
-    return [m.start() for m in re.finditer(rf"(?<![\w']){word}(?![\w'])", text)]
+BUNDLED = default(PRONOUNS)
+_hits = hits
 
 
 @dataclass(frozen=True)
 class PronounPairs:
-    """Matched sentences: row i of ``him`` and ``her`` differ only in the pronoun."""
+    """Matched sentences: row i of ``first`` (class ``contrast.names[0]``) and ``second`` differ only in the class
+    word, ``words[0][i]`` and ``words[1][i]``."""
 
     ids: list[str]
     frames: list[str]
-    him: list[str]
-    her: list[str]
+    first: list[str]
+    second: list[str]
     source: str
+    contrast: Contrast = BUNDLED
+    words: tuple[list[str], list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def him(self) -> list[str]:  # the bundled contrast's names (first class = him)
+        return self.first
+
+    @property
+    def her(self) -> list[str]:
+        return self.second
+
+    def texts(self, cls: str) -> list[str]:
+        return self.first if cls == self.contrast.names[0] else self.second
+
+    def word_list(self, cls: str) -> list[str]:
+        """The class word each sentence of ``cls`` holds (the position the claim reads)."""
+        i = self.contrast.names.index(cls)
+        return list(self.words[i]) if self.words is not None else [cls] * len(self)
+
     def hash(self) -> str:
-        return stimuli_hash([self.ids, self.him, self.her])
+        return stimuli_hash([self.ids, self.first, self.second] + self.contrast.key())
 
     def split(self, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Train/test pair indices, stratified by frame so every frame sits on both sides where it can."""
@@ -78,26 +98,41 @@ class PronounPairs:
 
 @dataclass(frozen=True)
 class HeldoutWindows:
-    """Natural-text windows, each holding one him or her (its label) in object position."""
+    """Natural-text windows, each holding one word of its label's class (him or her, in object position)."""
 
     ids: list[str]
     labels: list[str]
     texts: list[str]
     sources: list[str]
     source: str
+    contrast: Contrast = BUNDLED
+    words: list[str] | None = None  # the class word each window holds (default: its label)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def hash(self) -> str:
-        return stimuli_hash([self.ids, self.labels, self.texts])
+        return stimuli_hash([self.ids, self.labels, self.texts] + self.contrast.key())
 
     def of(self, label: str) -> list[int]:
         return [i for i, lab in enumerate(self.labels) if lab == label]
 
+    def word_list(self) -> list[str]:
+        return list(self.words) if self.words is not None else list(self.labels)
+
+    def rendered(self, cls_of_row) -> list[str]:
+        """Each text with its word replaced by the token of class ``cls_of_row(label)``."""
+        return [_replace(t, w, self.contrast.token(cls_of_row(lab)))
+                for t, w, lab in zip(self.texts, self.word_list(), self.labels)]
+
     def swapped(self) -> list[str]:
-        """Each text with its pronoun replaced by the other one (token-fixed control: context kept, token changed)."""
-        return [swap_pronoun(t, lab) for t, lab in zip(self.texts, self.labels)]
+        """Each text with its word replaced by the other class's token (token-fixed control: context kept)."""
+        return self.rendered(self.contrast.other)
+
+
+def _replace(text: str, word: str, new: str) -> str:
+    (i,) = _hits(text, word)
+    return text[:i] + new + text[i + len(word):]
 
 
 def swap_pronoun(text: str, label: str) -> str:
@@ -123,90 +158,67 @@ def partner_message(where: str, have: str, lacks: str, matching: str = "") -> st
 
 
 MIN_PAIRS = 8  # the claim splits pairs into train and test and fits covariances
-MIN_HELDOUT_PER_LABEL = 5  # Welch t-test and bootstrap CI of d per label; 50 or more is sensible
+# MIN_HELDOUT_PER_LABEL (mechclaims.options): Welch t-test and bootstrap CI of d per label; 50 or more is sensible
+
+
+def _one_word(text: str, cls: str, con: Contrast) -> tuple[int, str] | str:
+    """(offset, word) of the one word of class ``cls`` in ``text``, or the message saying why there is not one."""
+    ws, other = con.words_of(cls), con.words_of(con.other(cls))
+    found = find_one(text, ws)
+    what = f"the lower-case word {ws[0]!r}" if len(ws) == 1 else f"one of the words {list(ws)} (case-sensitive)"
+    if len(found) != 1:
+        return f"must contain {what} exactly once, found {len(found)}"
+    bad = any_case(text, other)
+    if bad:
+        return f"also contains {', '.join(repr(b) for b in bad)}"
+    return found[0]
 
 
 def load_pairs(path: str | os.PathLike) -> PronounPairs:
     """Read and validate matched pairs; every problem names the file, the line and record, and the fix."""
     what = "GED pairs file"
+    con = read_contrast(path, what, PRONOUNS)
+    a, b = con.names
     numbered = read_records_numbered(path, ("id",), what=what)
     rows = [r for _, r in numbered]
     seen: set[str] = set()
     for k, (line, r) in enumerate(numbered, 1):
         where = f"{what} {path}, line {line} (record {k}, id {r['id']!r})"
         r["id"] = record_id(r["id"], f"{what} {path}, line {line} (record {k})")
-        lacks = missing_partner(r, PRONOUNS)
+        lacks = missing_partner(r, con.names)
         if lacks is not None:
-            raise StimuliError(partner_message(where, _OTHER[lacks], lacks))
-        _check_keys(r, ("him", "her"), path, line, what)
+            raise StimuliError(partner_message(where, con.other(lacks), lacks))
+        _check_keys(r, con.names, path, line, what)
         if r["id"] in seen:
             raise StimuliError(f"{where}: duplicate id; ids must be unique.")
         seen.add(str(r["id"]))
-        for lab in PRONOUNS:
+        got = {}
+        for lab in con.names:
             s = str(r[lab])
-            if len(_hits(s, lab)) != 1:
-                raise StimuliError(f"{where}: the {lab!r} sentence must contain the lower-case word {lab!r} exactly "
-                                   f"once, found {len(_hits(s, lab))}: {s!r}.")
-            if _hits(s.lower(), _OTHER[lab]):
-                raise StimuliError(f"{where}: the {lab!r} sentence also contains {_OTHER[lab]!r}: {s!r}. Each "
-                                   f"sentence may hold only its own pronoun.")
-        (i,) = _hits(str(r["him"]), "him")
-        if str(r["him"])[:i] + "her" + str(r["him"])[i + 3:] != str(r["her"]):
-            raise StimuliError(f"{where}: the sentences are not matched. Replacing 'him' by 'her' in {r['him']!r} "
-                               f"must give exactly {r['her']!r}.")
+            got[lab] = _one_word(s, lab, con)
+            if isinstance(got[lab], str):
+                fix = (" Each sentence may hold only its own class's words." if "also" in got[lab] else "")
+                raise StimuliError(f"{where}: the {lab!r} sentence {got[lab]}: {s!r}.{fix}")
+        (i, wa), (j, wb), sa, sb = got[a], got[b], str(r[a]), str(r[b])
+        if sa[:i] != sb[:j] or sa[i + len(wa):] != sb[j + len(wb):]:
+            raise StimuliError(f"{where}: the sentences are not matched. Replacing {wa!r} by {wb!r} in {sa!r} "
+                               f"must give exactly {sb!r}.")
+        r["_words"] = (wa, wb)
     if len(rows) < MIN_PAIRS:
         raise StimuliError(f"{what} {path}: {len(rows)} pairs; the claim needs at least {MIN_PAIRS} (it splits them "
                            f"into train and test and fits covariances). Add pairs.")
     rows.sort(key=lambda r: str(r["id"]))  # canonical order: the file's order never moves a seeded split
     return PronounPairs([str(r["id"]) for r in rows], [str(r.get("frame") or "-") for r in rows],
-                        [str(r["him"]) for r in rows], [str(r["her"]) for r in rows], str(path))
-
-
-def is_object_position(after: str) -> bool:
-    """Pre-registered rule on the text right after the pronoun (see module docstring)."""
-    after = after.lstrip()
-    if not after or not after[0].isalnum():
-        return True
-    word = re.match(r"[A-Za-z]+", after)
-    return bool(word) and word.group(0) in OBJECT_NEXT
-
-
-def extract_windows(docs: Iterable[tuple[str, str]], left_words: int = 16, right_words: int = 6,
-                    ) -> tuple[list[dict[str, str]], dict[str, int]]:
-    """Cut at most one window per document, around its first lower-case object-position ``him``/``her``.
-
-    ``docs`` yields ``(doc_id, text)``. One window per document keeps windows independent. The window holds up
-    to ``left_words`` words before and ``right_words`` after the pronoun, and stops short of any other him/her
-    (any case), so it holds its label's pronoun exactly once and never the other one. Returns the windows and
-    counts of why documents gave none.
-    """
-    out: list[dict[str, str]] = []
-    why = {"no_pronoun": 0, "none_eligible": 0}
-    for doc_id, text in docs:
-        text = " ".join(text.split())
-        found = list(_ANY_PRONOUN.finditer(text))
-        if not found:
-            why["no_pronoun"] += 1
-            continue
-        j = next((j for j, m in enumerate(found)
-                  if m.group(0) in PRONOUNS and is_object_position(text[m.end():])), None)
-        if j is None:  # capitalised, or possessive/undeterminable "her"
-            why["none_eligible"] += 1
-            continue
-        m = found[j]
-        lo = found[j - 1].end() if j > 0 else 0
-        hi = found[j + 1].start() if j + 1 < len(found) else len(text)
-        words = [w for w in _WORD.finditer(text) if w.start() >= lo and w.end() <= hi]
-        k = next(i for i, w in enumerate(words) if w.start() <= m.start() < w.end())
-        a = words[max(0, k - left_words)].start()
-        b = words[min(len(words) - 1, k + right_words)].end()
-        out.append({"id": doc_id, "label": m.group(0), "text": text[a:b]})
-    return out, why
+                        [str(r[a]) for r in rows], [str(r[b]) for r in rows], str(path), con,
+                        ([r["_words"][0] for r in rows], [r["_words"][1] for r in rows]) if con.declared else None)
 
 
 def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: int = 0,
-                 **extract: int) -> HeldoutWindows:
+                 contrast: Contrast | None = None, **extract: int) -> HeldoutWindows:
     """Held-out windows from a windows file (.jsonl/.csv), a text corpus (.txt) or Parquet.
+
+    ``contrast``: the pairs file's classes; a windows file may repeat its ``#!`` directive (it must then agree) or
+    leave it out. A corpus (.txt, Parquet) is cut by the him/her object-position rule, so only for him/her.
 
     Windows are put in a canonical order (by text, then id), so the order of the file changes nothing.
     ``n_per_label`` keeps a seeded random sample of n windows of each label (all of them by default). A label with
@@ -218,6 +230,18 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: 
                          f"windows per label.")
     p = str(path)
     why: dict[str, int] | None = None
+    own = read_contrast(p, "GED held-out file", PRONOUNS)
+    con = contrast or own
+    if own.declared and own != con:
+        raise StimuliError(f"GED held-out file {p} declares the classes {dict(zip(own.names, own.words))} but the "
+                           f"pairs declare {dict(zip(con.names, con.words))}; declare the same classes (or leave the "
+                           f"#! line out of the held-out file: it then takes the pairs' classes).")
+    names = con.names
+    corpus = p.endswith(".txt") or p.endswith(".parquet") or os.path.isdir(p) or any(c in p for c in "*?[")
+    if corpus and con.declared and con != default(PRONOUNS):
+        raise StimuliError(f"GED held-out source {p}: windows are cut from a corpus by the him/her object-position "
+                           f"rule only; for the classes {list(names)} give the windows as a .jsonl or .csv file "
+                           f"(fields id, label, text).")
     if p.endswith(".txt"):
         what = "GED held-out corpus"
         text = read_text(p, what)
@@ -233,14 +257,20 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: 
         for k, (line, r) in enumerate(numbered, 1):
             where = f"{what} {p}, line {line} (record {k}, id {r['id']!r})"
             r["id"] = record_id(r["id"], f"{what} {p}, line {line} (record {k})")
-            if r["label"] not in PRONOUNS:
-                raise StimuliError(f"{where}: label must be 'him' or 'her', got {r['label']!r}.")
-            if len(_hits(str(r["text"]), r["label"])) != 1 or _hits(str(r["text"]).lower(), _OTHER[r["label"]]):
-                raise StimuliError(f"{where}: the text must contain the lower-case word {r['label']!r} exactly once "
-                                   f"and not {_OTHER[r['label']]!r}: {r['text']!r}.")
-    n = {lab: sum(r["label"] == lab for r in rows) for lab in PRONOUNS}
+            if r["label"] not in names:
+                raise StimuliError(f"{where}: label must be {' or '.join(repr(x) for x in names)}, got "
+                                   f"{r['label']!r}.")
+            one = _one_word(str(r["text"]), r["label"], con)
+            if isinstance(one, str):
+                ws = con.words_of(r["label"])
+                what_ = repr(ws[0]) if len(ws) == 1 else f"one of {list(ws)}"
+                raise StimuliError(f"{where}: the text must contain the lower-case word {what_} exactly once "
+                                   f"and not {' or '.join(repr(w) for w in con.words_of(con.other(r['label'])))}: "
+                                   f"{r['text']!r}.")
+            r["_word"] = one[1]
+    n = {lab: sum(r["label"] == lab for r in rows) for lab in names}
     if min(n.values()) < MIN_HELDOUT_PER_LABEL:
-        short = [lab for lab in PRONOUNS if n[lab] < MIN_HELDOUT_PER_LABEL]
+        short = [lab for lab in names if n[lab] < MIN_HELDOUT_PER_LABEL]
         if why is None:
             found, fix = "", (f"Add windows labelled {' and '.join(repr(x) for x in short)} to the file")
         else:
@@ -248,42 +278,18 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: 
             found = (f" cut from {n_docs} documents by the object-position rule ({why['no_pronoun']} hold no "
                      f"him/her, {why['none_eligible']} none in object position)")
             fix = "Use a larger corpus"
-        raise StimuliError(f"{what} {p}: {n['him']} 'him' and {n['her']} 'her' windows{found}; the Welch t-test "
+        raise StimuliError(f"{what} {p}: {n[names[0]]} {names[0]!r} and {n[names[1]]} {names[1]!r} windows{found}; "
+                           f"the Welch t-test "
                            f"and bootstrap need at least {MIN_HELDOUT_PER_LABEL} of each label (50 or more is "
                            f"sensible). {fix}, or point --mc-stimuli ged_heldout=PATH at another source.")
     rows = sorted(rows, key=lambda r: (str(r["text"]), str(r["id"])))
     if n_per_label is not None:
         rng = np.random.default_rng([seed, 4243])
         keep_idx: list[int] = []
-        for lab in PRONOUNS:
+        for lab in names:
             idx = [i for i, r in enumerate(rows) if r["label"] == lab]
             keep_idx += sorted(rng.permutation(idx)[:n_per_label].tolist())
         rows = [rows[i] for i in sorted(keep_idx)]
     return HeldoutWindows([str(r["id"]) for r in rows], [r["label"] for r in rows], [str(r["text"]) for r in rows],
-                          [str(r.get("source") or "") for r in rows], p)
-
-
-def _parquet_docs(path: str, text_column: str = "text", max_docs: int = 200_000) -> Iterable[tuple[str, str]]:
-    try:
-        import pandas as pd
-    except ImportError:
-        raise StimuliError(f"reading Parquet ({path}) needs pandas with pyarrow: `pip install pandas pyarrow`. "
-                           f"Or export the text to a .txt file (documents separated by blank lines).") from None
-    files: Sequence[str] = (sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
-                            if os.path.isdir(path) else sorted(glob.glob(path)))
-    if not files:
-        raise StimuliError(f"no Parquet files at {path!r}. For FineWeb in your HF cache pass e.g. "
-                           f"~/.cache/huggingface/hub/datasets--HuggingFaceFW--fineweb/snapshots/*/sample/10BT/.")
-    n = 0
-    for f in files:
-        try:
-            df = pd.read_parquet(f, columns=[text_column])
-        except ImportError as e:
-            raise StimuliError(f"reading {f} needs a Parquet engine: `pip install pyarrow` ({e}).") from None
-        except (KeyError, ValueError) as e:
-            raise StimuliError(f"{f}: cannot read column {text_column!r} ({e}).") from None
-        for i, t in enumerate(df[text_column].astype(str)):
-            yield f"{Path(f).name}#{i}", t
-            n += 1
-            if n >= max_docs:
-                return
+                          [str(r.get("source") or "") for r in rows], p, con,
+                          [str(r.get("_word", r["label"])) for r in rows] if con.declared else None)

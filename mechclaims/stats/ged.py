@@ -31,7 +31,13 @@ from .common import cohens_d, null_summary
 from .equivalence import absence
 from .ged_null import d_axis, perm_eval, sequential, swap_eval
 
-DIRECTIONS = ("him>her", "her>him")
+DIRECTIONS = ("him>her", "her>him")  # the bundled classes' directions: A>B, B>A
+
+
+def directions(names: tuple[str, str] = ("him", "her")) -> tuple[str, str]:
+    """The two fit directions of classes ``(A, B)``: ``("A>B", "B>A")``."""
+    a, b = names
+    return f"{a}>{b}", f"{b}>{a}"
 
 
 def shrink(R: np.ndarray, gamma: float) -> np.ndarray:
@@ -86,13 +92,14 @@ class GEDLayer:
     pattern_corr: float = float("nan")
     degenerate: str = ""
     fits: dict[str, GEDFit] = field(default_factory=dict)
+    directions: tuple[str, str] = DIRECTIONS  # "A>B", "B>A" of the classes' names
 
 
 def ged_layer(train_a: np.ndarray, train_b: np.ndarray, heldout: dict[str, tuple[np.ndarray, np.ndarray]], *,
               decide_on: tuple[str, ...], paired_train: bool, paired_heldout: tuple[str, ...] = (),
               gamma: float = 0.01, var: float = 0.99, n_null: int = 1199, seed: int = 0, n_boot: int = 1000,
-              h: int = 10) -> GEDLayer:
-    """Fit GED both ways (A = him, B = her) and test it on ``heldout[name] = (a_rows, b_rows)``.
+              h: int = 10, names: tuple[str, str] = ("him", "her")) -> GEDLayer:
+    """Fit GED both ways (A = him, B = her; ``names`` labels them) and test it on ``heldout[name] = (a_rows, b_rows)``.
 
     ``paired_train``: row i of ``train_a`` and ``train_b`` form a matched pair (within-pair swap null); otherwise the
     two are independent samples (label-permutation null). ``decide_on[0]`` is the primary held-out set (the effect
@@ -101,23 +108,24 @@ def ged_layer(train_a: np.ndarray, train_b: np.ndarray, heldout: dict[str, tuple
     # Small LAPACK calls slow down badly when several BLAS threads compete for 2 cores (measured: 100x for eigh).
     with threadpool_limits(1):
         return _ged_layer(np.asarray(train_a, float), np.asarray(train_b, float), heldout, decide_on, paired_train,
-                          paired_heldout, gamma, var, n_null, seed, n_boot, h)
+                          paired_heldout, gamma, var, n_null, seed, n_boot, h, directions(names))
 
 
-def _ged_layer(ta, tb, heldout, decide_on, paired_train, paired_heldout, gamma, var, n_null, seed, n_boot, h):
+def _ged_layer(ta, tb, heldout, decide_on, paired_train, paired_heldout, gamma, var, n_null, seed, n_boot, h,
+               DIRECTIONS):
     if paired_train and ta.shape != tb.shape:
         raise ValueError(f"paired training arrays must have equal shapes, got {ta.shape} and {tb.shape}")
     X = np.vstack([ta, tb])
     within = np.vstack([ta - ta.mean(0), tb - tb.mean(0)])
     if float((within ** 2).sum()) <= 1e-12 * max(float(((X - X.mean(0)) ** 2).sum()), 1e-300):
-        return _degenerate(gamma, (len(ta), len(tb)), decide_on)
+        return _degenerate(gamma, (len(ta), len(tb)), decide_on, DIRECTIONS)
     cap = None if paired_train else max(2, min(len(ta), len(tb)) // 2)
     pca = PCA(n_components=var, svd_solver="full").fit(X)
     if cap is not None and pca.n_components_ > cap:
         pca = PCA(n_components=cap, svd_solver="full").fit(X)
     Za, Zb = pca.transform(ta), pca.transform(tb)
     Hz = {s: (pca.transform(np.asarray(a, float)), pca.transform(np.asarray(b, float))) for s, (a, b) in heldout.items()}
-    fits = {"him>her": fit_ged(Za, Zb, pca, gamma), "her>him": fit_ged(Zb, Za, pca, gamma)}
+    fits = {DIRECTIONS[0]: fit_ged(Za, Zb, pca, gamma), DIRECTIONS[1]: fit_ged(Zb, Za, pca, gamma)}
     numbers: dict[str, dict[str, float]] = {}
     for j, (direction, fit) in enumerate(fits.items()):
         num = {"top_eigenvalue": float(fit.evals[0]), "r_min_eig": fit.r_min_eig}
@@ -151,9 +159,9 @@ def _ged_layer(ta, tb, heldout, decide_on, paired_train, paired_heldout, gamma, 
             nd = nulls.get(f"{d}.d_{s}", np.zeros(0))
             num[f"refit_median_abs_d_{s}"] = float(np.median(nd)) if nd.size else float("nan")
             num[f"excess_abs_d_{s}"] = abs(num[f"d_{s}"]) - num[f"refit_median_abs_d_{s}"]
-    pc = float(np.corrcoef(fits["him>her"].pattern, fits["her>him"].pattern)[0, 1])
+    pc = float(np.corrcoef(fits[DIRECTIONS[0]].pattern, fits[DIRECTIONS[1]].pattern)[0, 1])
     return GEDLayer(gamma, int(pca.n_components_), (len(ta), len(tb)), numbers, nulls, made, tuple(decide_on),
-                    decide_on[0], pc, fits=fits)
+                    decide_on[0], pc, fits=fits, directions=DIRECTIONS)
 
 
 def _boot(pa, pb, paired, n_boot, seed, s) -> dict[str, float]:
@@ -171,10 +179,10 @@ def _boot(pa, pb, paired, n_boot, seed, s) -> dict[str, float]:
             f"se_abs_d_{s}": float(np.std(np.abs(d), ddof=1)) if d.size > 1 else float("nan")}
 
 
-def _degenerate(gamma, n, decide_on) -> GEDLayer:
+def _degenerate(gamma, n, decide_on, dirs=DIRECTIONS) -> GEDLayer:
     nan = float("nan")
     num = {"top_eigenvalue": nan, "p_eig": nan}
-    return GEDLayer(gamma, 0, n, {d: dict(num) for d in DIRECTIONS}, {}, 0, tuple(decide_on), decide_on[0],
+    return GEDLayer(gamma, 0, n, {d: dict(num) for d in dirs}, {}, 0, tuple(decide_on), decide_on[0], directions=dirs,
                     degenerate="zero within-class variance: the vectors depend on the token alone, so GED is undefined "
                                "here (token identity separates the classes perfectly)")
 
@@ -196,7 +204,7 @@ def layer_verdict(res: GEDLayer, *, alpha: float, sesoi: float, claim: str, laye
                        testable=False, reason=res.degenerate + where)
     s, det = res.primary, {}
     ps = []
-    for d in DIRECTIONS:
+    for d in res.directions:
         n = res.numbers[d]
         ps += [n["p_eig"]] + [n[f"p_refit_{x}"] for x in res.decide_on]
         det.update({f"{d}.{k}": v for k, v in n.items()})
@@ -206,10 +214,11 @@ def layer_verdict(res: GEDLayer, *, alpha: float, sesoi: float, claim: str, laye
           for d, n in res.numbers.items()]
     shown = [a for a in ab if a.shown]
     det.update(n_components=float(res.n_components), n_null=float(res.n_null), pattern_corr=res.pattern_corr)
-    ex = [res.numbers[d][f"excess_abs_d_{s}"] for d in DIRECTIONS]
-    nl = res.nulls.get(f"him>her.d_{s}")
+    ex = [res.numbers[d][f"excess_abs_d_{s}"] for d in res.directions]
+    nl = res.nulls.get(f"{res.directions[0]}.d_{s}")
     return Verdict(claim=claim, statistic_name="max_p", statistic=p, p=p, rule=rule,
-                   passed=all(direction_passes(res, d, alpha) for d in DIRECTIONS), effect_name=f"min_excess_abs_d_{s}",
+                   passed=all(direction_passes(res, d, alpha) for d in res.directions),
+                   effect_name=f"min_excess_abs_d_{s}",
                    effect=float(min(ex)), null=null_summary(nl) if nl is not None and nl.size > 1 else None,
                    details=det, absent=bool(shown), absence="; ".join(a.text for a in (shown or ab)))
 

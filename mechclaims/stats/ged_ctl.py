@@ -16,14 +16,14 @@ from typing import Mapping
 from scipy import stats
 
 from ..verdict import Verdict
-from .ged import DIRECTIONS, GEDLayer, direction_passes
+from .ged import GEDLayer, direction_passes
 
 
 def decision(res: GEDLayer, alpha: float) -> bool | None:
     """The layer rule's decision (both directions pass), or None when the layer is untestable."""
     if res.degenerate:
         return None
-    return all(direction_passes(res, d, alpha) for d in DIRECTIONS)
+    return all(direction_passes(res, d, alpha) for d in res.directions)
 
 
 def gamma_control(ref: GEDLayer, others: Mapping[float, GEDLayer], *, alpha: float) -> Verdict:

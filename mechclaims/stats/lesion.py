@@ -93,9 +93,10 @@ def top_k(scores: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.
     return idx[order[:max(int(k), 0)]]
 
 
-def select_by_contrast(test: ContrastTest, k: int = DEFAULT_K) -> dict[str, np.ndarray]:
-    """Rule (a): FDR-significant neurons, t>0 -> "her", t<0 -> "him"; at most ``k`` each, largest |t| first."""
-    return {"her": top_k(test.t, k, test.reject), "him": top_k(-test.t, k, test.reject)}
+def select_by_contrast(test: ContrastTest, k: int = DEFAULT_K, sides: Sequence[str] = SIDES) -> dict[str, np.ndarray]:
+    """Rule (a): FDR-significant neurons, t>0 -> ``sides[0]`` ("her"), t<0 -> ``sides[1]`` ("him"); at most ``k``
+    each, largest |t| first (the t-test reads the first side minus the second)."""
+    return {sides[0]: top_k(test.t, k, test.reject), sides[1]: top_k(-test.t, k, test.reject)}
 
 
 # ----------------------------------------------------------------------------------------------- rule (b)
@@ -134,7 +135,7 @@ def direct_contributions(acts: np.ndarray, w_out: np.ndarray, direction: np.ndar
 def select_by_contribution(contrib: Mapping[str, np.ndarray], k: int = DEFAULT_K) -> dict[str, np.ndarray]:
     """Rule (b): per side, the ``k`` neurons with the largest positive mean contribution toward that side's
     target (``contrib[side]``: ``[n_side, d_mlp]``, computed with that side's target-minus-foil direction)."""
-    return {s: top_k(np.asarray(contrib[s], float).mean(axis=0), k) for s in SIDES}
+    return {s: top_k(np.asarray(c, float).mean(axis=0), k) for s, c in contrib.items()}
 
 
 # ------------------------------------------------------------------------------- controls and stability
@@ -159,7 +160,7 @@ def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def selection_stability(sel_1: Mapping[str, np.ndarray], sel_2: Mapping[str, np.ndarray]) -> float:
     """Mean Jaccard over the sides of two selections made on disjoint halves of the training pairs."""
-    vals = [jaccard(sel_1[s], sel_2[s]) for s in SIDES]
+    vals = [jaccard(sel_1[s], sel_2[s]) for s in sel_1]
     vals = [v for v in vals if math.isfinite(v)]
     return float(np.mean(vals)) if vals else float("nan")
 
