@@ -184,3 +184,13 @@ def test_lesion_runs_on_she_he_and_names_a_bad_token(tmp_path):
     f = she_he_file(bad, first="xylophone")
     out, _ = _claims(bad, "test_lesion.py", "--mc-stimuli", f"lesion_causal={f}", "-k", "clean")
     assert str(f) in out and "'xylophone'" in out and "single token" in out, out[-3000:]
+
+
+def test_ged_names_a_class_word_that_is_not_one_token(tmp_path):
+    pf, hf = word_class_files(tmp_path)
+    bad, held = tmp_path / "pairs_xylophone.jsonl", tmp_path / "heldout_xylophone.jsonl"
+    bad.write_text(pf.read_text().replace('"dog"', '"xylophone"').replace("the dog", "the xylophone"))
+    held.write_text(hf.read_text().replace("the dog", "the xylophone"))
+    out, _ = _claims(tmp_path, "test_ged.py", "--mc-stimuli", f"ged_pairs={bad}", "--mc-stimuli",
+                     f"ged_heldout={held}", "--mc-permutations", "20", "-k", "heldout_specific and L0 and not rule")
+    assert str(bad) in out and "'xylophone'" in out and "single token" in out, out[-3000:]

@@ -263,8 +263,8 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: 
             one = _one_word(str(r["text"]), r["label"], con)
             if isinstance(one, str):
                 ws = con.words_of(r["label"])
-                what_ = repr(ws[0]) if len(ws) == 1 else f"one of {list(ws)}"
-                raise StimuliError(f"{where}: the text must contain the lower-case word {what_} exactly once "
+                what_ = f"the lower-case word {ws[0]!r}" if len(ws) == 1 else f"one of the words {list(ws)}"
+                raise StimuliError(f"{where}: the text must contain {what_} exactly once "
                                    f"and not {' or '.join(repr(w) for w in con.words_of(con.other(r['label'])))}: "
                                    f"{r['text']!r}.")
             r["_word"] = one[1]
