@@ -54,6 +54,17 @@ def _record(claim: str, model: str, layer: int | None, outcome: str, verdicts: l
             "controls": {}, "duration_s": 0.12, "verdicts": verdicts, "artifacts": arts}
 
 
+def _between(a: str, b: str) -> dict[str, Any]:
+    """A claim test over two models (no single ``model``; its verdict names them), like path length across sizes."""
+    v = {**_verdict("path_length_differs_across_sizes", -0.167, True, p=0.0023), "effect_name": "delta_partial_rho",
+         "effect": -0.167, "effect_ci": [-0.26, -0.0737], "models": [a, b],
+         "rule": "two-sided: the 95% paired document-jackknife t-interval of delta excludes 0",
+         "details": {f"supported_{a}": 0.0, f"supported_{b}": 1.0, "n_docs": 12.0}}
+    r = _record("path_length_differs_across_sizes", "x", None, "supported", [v], [])
+    r.update(model=None, test_id=f"claims/test_pathlength_sizes.py::test_path_length_differs_across_sizes[{a}-vs-{b}]")
+    return r
+
+
 @pytest.fixture
 def summary(tmp_path: Path, source_png: Path) -> dict[str, Any]:
     """Two models; a layered claim with one recorded refutation, its control, a failed claim with a NaN verdict,
@@ -83,6 +94,7 @@ def summary(tmp_path: Path, source_png: Path) -> dict[str, Any]:
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 2_100_000)
     recs.append(_record("ablation_logit_diff", "tiny-a", None, "skipped", [], [str(big)], family="causal",
                         test_outcome="skipped"))
+    recs.append(_between("tiny-a", "tiny-b"))
     drift = [{"test_id": recs[0]["test_id"], "key": "z", "baseline": 4.2, "obtained": 4.5, "abs": 0.3,
               "tol": {"rtol": 0.001, "atol": 1e-6}, "env_from": {"torch": "2.12"}, "env_to": {"torch": "2.13"}}]
     return {"environment": {"torch": "2.13.0", "device": "cpu", "dtype": "float32", "seed": 0},
@@ -137,7 +149,45 @@ def test_structure(summary: dict[str, Any], tmp_path: Path) -> None:
     assert "Cross-model panel" in text and "Drift against baselines" in text and "torch 2.12" in text
     assert "GED separates the conditions" in text and "top eigenvalue within" in text
     assert "non-finite statistic" in text and ">NaN<" in text
+    assert text.count('<tr class="xmodel">') == 1 and "Between models" in text and "tiny-a vs tiny-b" in text
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # atomic: no temp file left behind
+
+
+def test_cross_model_panel_gives_outcome_effect_ci_per_model(tmp_path: Path) -> None:
+    """The issue-21 panel: smollm2-135m, gemma3-270m and minilm-l6 side by side. Per claim and model: the outcome,
+    the effect with its CI and p, the per-layer counts; "–" where a claim does not apply to a model (a causal claim
+    on the encoder). The claim over two models (path length across sizes) is a row of its own under the panel with
+    its effect, CI, p, each model's outcome and its stated test, never a column of dashes or a model called None."""
+    models = ["smollm2-135m", "gemma3-270m", "minilm-l6"]
+    eff = {"smollm2-135m": (0.0107, [-0.0927, 0.114], 0.553, "refuted"),
+           "gemma3-270m": (-0.156, [-0.206, -0.106], 0.000999, "supported")}
+    recs = []
+    for m, (e, ci, p, out) in eff.items():
+        v = {**_verdict("path_length_confidence", e, out == "supported", p=p), "effect_name": "partial_rho",
+             "effect": e, "effect_ci": ci}
+        recs.append(_record("path_length_confidence", m, None, out, [v], [], expected=out))
+        recs.append(_record("pathlength_shuffled_targets", m, None, "failed", [_verdict("pathlength_shuffled_targets",
+                            0.1, False, p=0.5)], [], control_of="path_length_confidence"))
+    for m, (n, auc) in {"smollm2-135m": (30, 0.295), "gemma3-270m": (18, 0.338), "minilm-l6": (6, 0.21)}.items():
+        v = {**_verdict("qk_category_selectivity", auc, True, p=0.001), "effect_name": "auc_minus_0.5", "effect": auc,
+             "effect_ci": [auc - 0.04, auc + 0.04], "layers": {str(i): "supported" for i in range(n)}}
+        recs.append(_record("qk_category_selectivity", m, None, "supported", [v], []))
+    recs.append(_between("smollm2-135m", "gemma3-270m"))
+    s = {"environment": {}, "models": models, "records": recs}
+    text = write_html(s, tmp_path / "x.html").read_text()
+    panel = text[text.index("Cross-model panel"):text.index("Between models")]
+    assert [h for h in re.findall(r"<th>([^<]+)</th>", panel)] == ["claim", *models]
+    row = lambda claim: re.search(rf'<tr><td><a href="#c-{claim}">.*?</tr>', panel).group(0)  # noqa: E731
+    pl, qk = row("path_length_confidence"), row("qk_category_selectivity")
+    assert "partial_rho 0.0107 [-0.0927, 0.114], p 0.553" in pl and "partial_rho -0.156 [-0.206, -0.106]" in pl
+    assert pl.count('class="o o-') == 2 and pl.endswith('<td class="meta">–</td></tr>')  # not on minilm-l6
+    assert qk.count("o-supported") == 3 and "auc_minus_0.5 0.338 [0.298, 0.378], p 0.001" in qk
+    assert "layers: " in qk and "path_length_differs_across_sizes" not in panel
+    between = re.search(r'<tr class="xmodel">.*?</tr>', text).group(0)
+    for want in ("smollm2-135m vs gemma3-270m", "o-supported", "delta_partial_rho -0.167 [-0.26, -0.0737], p 0.0023",
+                 "smollm2-135m not supported", "gemma3-270m supported", "paired document-jackknife"):
+        assert want in between, want
+    assert ">None<" not in text and _parse(text).rows == len(recs)
 
 
 def test_single_model_and_empty(tmp_path: Path) -> None:
@@ -177,6 +227,7 @@ def test_renders_in_headless_chromium(summary: dict[str, Any], tmp_path: Path) -
     assert data.get("images-total") == "8", data
     assert data.get("images-loaded") == data["images-total"], f"some figures did not load: {data}"
     assert data.get("verdict-rows") == str(len(summary["records"])), data
+    assert 'class="xmodel"' in dom.stdout and "tiny-a vs tiny-b" in dom.stdout  # the between-models row rendered
     assert _parse(dom.stdout).rows == len(summary["records"])
     shot = tmp_path / "shot.png"
     r = subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", url],
