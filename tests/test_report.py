@@ -234,3 +234,41 @@ def test_renders_in_headless_chromium(summary: dict[str, Any], tmp_path: Path) -
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_cross_model_report_from_separate_runs(tmp_path: Path) -> None:
+    """scripts/cross_model_report.py: runs made one model at a time (and the two-model comparison run) give the same
+    panel as one session over all models: models in file order, outcomes recomputed per claim and model, a test id
+    present twice keeps the later file's record, a differing environment value shows both."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    runs = []
+    for i, (m, out) in enumerate([("smollm2-135m", "refuted"), ("gemma3-270m", "supported")]):
+        v = {**_verdict("path_length_confidence", 0.1, out == "supported", p=0.01), "effect_name": "partial_rho"}
+        runs.append({"environment": {"transformers": f"5.2{4 + i}.0"}, "models": [m],
+                     "records": [_record("path_length_confidence", m, None, out, [v], [])]})
+    # the third run repeats gemma's test id with a newer result: the later file's record is kept
+    again = _record("path_length_confidence", "gemma3-270m", None, "inconclusive", [_verdict("p", 0.1, False)], [])
+    runs.append({"environment": {"transformers": "5.26.0"}, "models": ["smollm2-135m", "gemma3-270m"],
+                 "records": [_between("smollm2-135m", "gemma3-270m"), again]})
+    paths = []
+    for i, s in enumerate(runs):
+        paths.append(tmp_path / f"s{i}.json")
+        paths[-1].write_text(json.dumps(s))
+    out, merged = tmp_path / "r" / "report.html", tmp_path / "merged.json"
+    r = subprocess.run([sys.executable, str(root / "scripts" / "cross_model_report.py"), "-o", str(out),
+                        "--summary-out", str(merged), *map(str, paths)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(merged.read_text())
+    assert m["models"] == ["smollm2-135m", "gemma3-270m"] and len(m["records"]) == 3
+    assert {(o["model"], o["outcome"]) for o in m["outcomes"] if o["claim"] == "path_length_confidence"} == {
+        ("smollm2-135m", "refuted"), ("gemma3-270m", "inconclusive")}
+    assert m["environment"]["transformers"] == "5.24.0 / 5.25.0 / 5.26.0"
+    text = out.read_text()
+    assert "Cross-model panel" in text and text.count('<tr class="xmodel">') == 1 and _parse(text).rows == 3
+    bad = subprocess.run([sys.executable, str(root / "scripts" / "cross_model_report.py"), "-o", str(out),
+                          str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "missing.json is not a readable mechclaims summary.json" in bad.stderr
