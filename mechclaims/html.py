@@ -269,7 +269,7 @@ def overview(outcomes: list[dict[str, Any]], order: list[tuple[str, bool]], by_c
     rows = []
     for claim, ctl in order:
         rs = by_claim[claim]
-        if all(_models_of(r) for r in rs):  # compares models: in between_models(), not a claim x model cell
+        if all(r.get("model") is None for r in rs):  # over several models: in between_models(), not in a cell
             continue
         cells = []
         for m in models:
@@ -303,16 +303,17 @@ def between_models(by_claim: dict[str, list[dict[str, Any]]]) -> str:
     rows = []
     for claim, rs in by_claim.items():
         for r in sorted(rs, key=_rkey):
-            ms = _models_of(r)
-            if not ms:
+            if r.get("model") is not None:
                 continue
+            ms = _models_of(r)  # empty for a test that was skipped (the session lacked a model): its reason says so
             v = (r.get("verdicts") or [{}])[0]
             det = v.get("details") or {}
             per = [f"{escape(m)} {'supported' if det[f'supported_{m}'] else 'not supported'}"
                    for m in ms if isinstance(det.get(f"supported_{m}"), (int, float))]
+            reason = "" if ms else f'<div class="meta">{escape(str(r.get("reason") or ""))}</div>'
             rows.append(f'<tr class="xmodel"><td><a href="#c-{_slug(claim)}">{escape(claim)}</a></td>'
-                        f'<td>{escape(" vs ".join(ms))}</td><td>{_outcome(r.get("outcome", ""))}{_test_flag(r)}'
-                        f'{_expected_note(r)}</td><td class="num">{_effect(v) or "–"}</td>'
+                        f'<td>{escape(" vs ".join(ms)) or "–"}</td><td>{_outcome(r.get("outcome", ""))}'
+                        f'{_test_flag(r)}{_expected_note(r)}{reason}</td><td class="num">{_effect(v) or "–"}</td>'
                         f'<td>{"<br>".join(per) or "–"}</td><td class="meta">{escape(str(v.get("rule") or "–"))}</td>'
                         "</tr>")
     if not rows:

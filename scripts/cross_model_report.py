@@ -3,8 +3,9 @@
     python scripts/cross_model_report.py -o report.html SMOLLM2/summary.json GEMMA/summary.json [MINILM/summary.json ...]
 
 What ``--model smollm2-135m --model gemma3-270m`` writes in one session, built from runs made one model at a time
-(or from a two-model run plus a third model's): the records are merged (a test id present in two summaries keeps the
-later file's record), the models listed in file order, the outcomes per claim and model recomputed, and the report
+(or from a two-model run plus a third model's). The records are merged: a test id present in two summaries keeps the
+later file's record, unless that one was skipped and the earlier one was not (the two-model claim is skipped in a
+one-model run). The models are listed in file order, the outcomes per claim and model recomputed, and the report
 rendered by the same code as a session's report.html. No model is loaded and nothing is recomputed: the numbers are
 the summaries'. Figures are embedded from the paths the summaries name, where those files still exist (a missing one
 shows as "missing figure"). An environment key whose value differs between the summaries shows every value.
@@ -32,7 +33,9 @@ def merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     for s in summaries:
         models += [str(m) for m in s.get("models") or [] if str(m) not in models]
         for r in s.get("records") or []:
-            records[str(r.get("test_id"))] = r
+            tid, old = str(r.get("test_id")), records.get(str(r.get("test_id")))
+            if old is None or r.get("outcome") != "skipped" or old.get("outcome") == "skipped":
+                records[tid] = r  # a skip (e.g. the two-model claim in a one-model run) never hides a result
         claims.update(s.get("claims") or {})
         for k, v in (s.get("environment") or {}).items():
             if str(v) not in env.setdefault(k, []):

@@ -188,6 +188,14 @@ def test_cross_model_panel_gives_outcome_effect_ci_per_model(tmp_path: Path) -> 
                  "smollm2-135m not supported", "gemma3-270m supported", "paired document-jackknife"):
         assert want in between, want
     assert ">None<" not in text and _parse(text).rows == len(recs)
+    # one model only: the two-model claim is skipped; it is listed under "Between models" with the reason, no row of "–"
+    one = {"environment": {}, "models": ["smollm2-135m"], "records": [recs[0], {
+        **_between("smollm2-135m", "gemma3-270m"), "outcome": "skipped", "verdicts": [],
+        "reason": "this session lacks gemma3-270m"}]}
+    text = write_html(one, tmp_path / "one.html").read_text()
+    assert "path_length_differs_across_sizes</a></td><td" not in text.split("Between models")[0]
+    between = re.search(r'<tr class="xmodel">.*?</tr>', text).group(0)
+    assert "o-skipped" in between and "this session lacks gemma3-270m" in between
 
 
 def test_single_model_and_empty(tmp_path: Path) -> None:
@@ -254,6 +262,9 @@ def test_cross_model_report_from_separate_runs(tmp_path: Path) -> None:
     again = _record("path_length_confidence", "gemma3-270m", None, "inconclusive", [_verdict("p", 0.1, False)], [])
     runs.append({"environment": {"transformers": "5.26.0"}, "models": ["smollm2-135m", "gemma3-270m"],
                  "records": [_between("smollm2-135m", "gemma3-270m"), again]})
+    skipped = {**_between("smollm2-135m", "gemma3-270m"), "outcome": "skipped", "verdicts": [],
+               "reason": "this session lacks gemma3-270m"}  # a later one-model run: its skip must not hide the result
+    runs.append({"environment": {"transformers": "5.26.0"}, "models": ["smollm2-135m"], "records": [skipped]})
     paths = []
     for i, s in enumerate(runs):
         paths.append(tmp_path / f"s{i}.json")
@@ -269,6 +280,7 @@ def test_cross_model_report_from_separate_runs(tmp_path: Path) -> None:
     assert m["environment"]["transformers"] == "5.24.0 / 5.25.0 / 5.26.0"
     text = out.read_text()
     assert "Cross-model panel" in text and text.count('<tr class="xmodel">') == 1 and _parse(text).rows == 3
+    assert "delta_partial_rho -0.167" in text and "this session lacks" not in text
     bad = subprocess.run([sys.executable, str(root / "scripts" / "cross_model_report.py"), "-o", str(out),
                           str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "missing.json is not a readable mechclaims summary.json" in bad.stderr
