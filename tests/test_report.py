@@ -284,3 +284,28 @@ def test_cross_model_report_from_separate_runs(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, str(root / "scripts" / "cross_model_report.py"), "-o", str(out),
                           str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "missing.json is not a readable mechclaims summary.json" in bad.stderr
+
+
+def test_cross_model_table_markdown(tmp_path: Path) -> None:
+    """scripts/cross_model_table.py: models in the summaries' order, "differs" where outcomes differ, a claim over
+    two models in a table of its own (not a model called None), and a "|" inside a stated test escaped."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    recs = [_record("path_length_confidence", m, None, o, [_verdict("path_length_confidence", 0.1, o == "supported",
+                                                                    p=0.01)], [])
+            for m, o in [("smollm2-135m", "refuted"), ("gemma3-270m", "supported")]]
+    b = _between("smollm2-135m", "gemma3-270m")
+    b["verdicts"][0]["rule"] = "rho(path, log p | position)"
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"models": ["smollm2-135m", "gemma3-270m"], "records": [*recs, b]}))
+    r = subprocess.run([sys.executable, str(root / "scripts" / "cross_model_table.py"), str(f)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "| claim (test) | smollm2-135m | gemma3-270m | differs |"
+    assert lines[2].endswith("| **yes** |") and "None" not in r.stdout
+    assert any(l.startswith("| path_length_differs_across_sizes") and "smollm2-135m vs gemma3-270m" in l
+               and "log p \\| position" in l and "delta_partial_rho -0.167" in l for l in lines)
