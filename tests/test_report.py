@@ -54,6 +54,17 @@ def _record(claim: str, model: str, layer: int | None, outcome: str, verdicts: l
             "controls": {}, "duration_s": 0.12, "verdicts": verdicts, "artifacts": arts}
 
 
+def _between(a: str, b: str) -> dict[str, Any]:
+    """A claim test over two models (no single ``model``; its verdict names them), like path length across sizes."""
+    v = {**_verdict("path_length_differs_across_sizes", -0.167, True, p=0.0023), "effect_name": "delta_partial_rho",
+         "effect": -0.167, "effect_ci": [-0.26, -0.0737], "models": [a, b],
+         "rule": "two-sided: the 95% paired document-jackknife t-interval of delta excludes 0",
+         "details": {f"supported_{a}": 0.0, f"supported_{b}": 1.0, "n_docs": 12.0}}
+    r = _record("path_length_differs_across_sizes", "x", None, "supported", [v], [])
+    r.update(model=None, test_id=f"claims/test_pathlength_sizes.py::test_path_length_differs_across_sizes[{a}-vs-{b}]")
+    return r
+
+
 @pytest.fixture
 def summary(tmp_path: Path, source_png: Path) -> dict[str, Any]:
     """Two models; a layered claim with one recorded refutation, its control, a failed claim with a NaN verdict,
@@ -83,6 +94,7 @@ def summary(tmp_path: Path, source_png: Path) -> dict[str, Any]:
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 2_100_000)
     recs.append(_record("ablation_logit_diff", "tiny-a", None, "skipped", [], [str(big)], family="causal",
                         test_outcome="skipped"))
+    recs.append(_between("tiny-a", "tiny-b"))
     drift = [{"test_id": recs[0]["test_id"], "key": "z", "baseline": 4.2, "obtained": 4.5, "abs": 0.3,
               "tol": {"rtol": 0.001, "atol": 1e-6}, "env_from": {"torch": "2.12"}, "env_to": {"torch": "2.13"}}]
     return {"environment": {"torch": "2.13.0", "device": "cpu", "dtype": "float32", "seed": 0},
@@ -137,7 +149,53 @@ def test_structure(summary: dict[str, Any], tmp_path: Path) -> None:
     assert "Cross-model panel" in text and "Drift against baselines" in text and "torch 2.12" in text
     assert "GED separates the conditions" in text and "top eigenvalue within" in text
     assert "non-finite statistic" in text and ">NaN<" in text
+    assert text.count('<tr class="xmodel">') == 1 and "Between models" in text and "tiny-a vs tiny-b" in text
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # atomic: no temp file left behind
+
+
+def test_cross_model_panel_gives_outcome_effect_ci_per_model(tmp_path: Path) -> None:
+    """The issue-21 panel: smollm2-135m, gemma3-270m and minilm-l6 side by side. Per claim and model: the outcome,
+    the effect with its CI and p, the per-layer counts; "–" where a claim does not apply to a model (a causal claim
+    on the encoder). The claim over two models (path length across sizes) is a row of its own under the panel with
+    its effect, CI, p, each model's outcome and its stated test, never a column of dashes or a model called None."""
+    models = ["smollm2-135m", "gemma3-270m", "minilm-l6"]
+    eff = {"smollm2-135m": (0.0107, [-0.0927, 0.114], 0.553, "refuted"),
+           "gemma3-270m": (-0.156, [-0.206, -0.106], 0.000999, "supported")}
+    recs = []
+    for m, (e, ci, p, out) in eff.items():
+        v = {**_verdict("path_length_confidence", e, out == "supported", p=p), "effect_name": "partial_rho",
+             "effect": e, "effect_ci": ci}
+        recs.append(_record("path_length_confidence", m, None, out, [v], [], expected=out))
+        recs.append(_record("pathlength_shuffled_targets", m, None, "failed", [_verdict("pathlength_shuffled_targets",
+                            0.1, False, p=0.5)], [], control_of="path_length_confidence"))
+    for m, (n, auc) in {"smollm2-135m": (30, 0.295), "gemma3-270m": (18, 0.338), "minilm-l6": (6, 0.21)}.items():
+        v = {**_verdict("qk_category_selectivity", auc, True, p=0.001), "effect_name": "auc_minus_0.5", "effect": auc,
+             "effect_ci": [auc - 0.04, auc + 0.04], "layers": {str(i): "supported" for i in range(n)}}
+        recs.append(_record("qk_category_selectivity", m, None, "supported", [v], []))
+    recs.append(_between("smollm2-135m", "gemma3-270m"))
+    s = {"environment": {}, "models": models, "records": recs}
+    text = write_html(s, tmp_path / "x.html").read_text()
+    panel = text[text.index("Cross-model panel"):text.index("Between models")]
+    assert [h for h in re.findall(r"<th>([^<]+)</th>", panel)] == ["claim", *models]
+    row = lambda claim: re.search(rf'<tr><td><a href="#c-{claim}">.*?</tr>', panel).group(0)  # noqa: E731
+    pl, qk = row("path_length_confidence"), row("qk_category_selectivity")
+    assert "partial_rho 0.0107 [-0.0927, 0.114], p 0.553" in pl and "partial_rho -0.156 [-0.206, -0.106]" in pl
+    assert pl.count('class="o o-') == 2 and pl.endswith('<td class="meta">–</td></tr>')  # not on minilm-l6
+    assert qk.count("o-supported") == 3 and "auc_minus_0.5 0.338 [0.298, 0.378], p 0.001" in qk
+    assert "layers: " in qk and "path_length_differs_across_sizes" not in panel
+    between = re.search(r'<tr class="xmodel">.*?</tr>', text).group(0)
+    for want in ("smollm2-135m vs gemma3-270m", "o-supported", "delta_partial_rho -0.167 [-0.26, -0.0737], p 0.0023",
+                 "smollm2-135m not supported", "gemma3-270m supported", "paired document-jackknife"):
+        assert want in between, want
+    assert ">None<" not in text and _parse(text).rows == len(recs)
+    # one model only: the two-model claim is skipped; it is listed under "Between models" with the reason, no row of "–"
+    one = {"environment": {}, "models": ["smollm2-135m"], "records": [recs[0], {
+        **_between("smollm2-135m", "gemma3-270m"), "outcome": "skipped", "verdicts": [],
+        "reason": "this session lacks gemma3-270m"}]}
+    text = write_html(one, tmp_path / "one.html").read_text()
+    assert "path_length_differs_across_sizes</a></td><td" not in text.split("Between models")[0]
+    between = re.search(r'<tr class="xmodel">.*?</tr>', text).group(0)
+    assert "o-skipped" in between and "this session lacks gemma3-270m" in between
 
 
 def test_single_model_and_empty(tmp_path: Path) -> None:
@@ -177,9 +235,77 @@ def test_renders_in_headless_chromium(summary: dict[str, Any], tmp_path: Path) -
     assert data.get("images-total") == "8", data
     assert data.get("images-loaded") == data["images-total"], f"some figures did not load: {data}"
     assert data.get("verdict-rows") == str(len(summary["records"])), data
+    assert 'class="xmodel"' in dom.stdout and "tiny-a vs tiny-b" in dom.stdout  # the between-models row rendered
     assert _parse(dom.stdout).rows == len(summary["records"])
     shot = tmp_path / "shot.png"
     r = subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", url],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_cross_model_report_from_separate_runs(tmp_path: Path) -> None:
+    """scripts/cross_model_report.py: runs made one model at a time (and the two-model comparison run) give the same
+    panel as one session over all models: models in file order, outcomes recomputed per claim and model, a test id
+    present twice keeps the later file's record, a differing environment value shows both."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    runs = []
+    for i, (m, out) in enumerate([("smollm2-135m", "refuted"), ("gemma3-270m", "supported")]):
+        v = {**_verdict("path_length_confidence", 0.1, out == "supported", p=0.01), "effect_name": "partial_rho"}
+        runs.append({"environment": {"transformers": f"5.2{4 + i}.0"}, "models": [m],
+                     "records": [_record("path_length_confidence", m, None, out, [v], [])]})
+    # the third run repeats gemma's test id with a newer result: the later file's record is kept
+    again = _record("path_length_confidence", "gemma3-270m", None, "inconclusive", [_verdict("p", 0.1, False)], [])
+    runs.append({"environment": {"transformers": "5.26.0"}, "models": ["smollm2-135m", "gemma3-270m"],
+                 "records": [_between("smollm2-135m", "gemma3-270m"), again]})
+    skipped = {**_between("smollm2-135m", "gemma3-270m"), "outcome": "skipped", "verdicts": [],
+               "reason": "this session lacks gemma3-270m"}  # a later one-model run: its skip must not hide the result
+    runs.append({"environment": {"transformers": "5.26.0"}, "models": ["smollm2-135m"], "records": [skipped]})
+    paths = []
+    for i, s in enumerate(runs):
+        paths.append(tmp_path / f"s{i}.json")
+        paths[-1].write_text(json.dumps(s))
+    out, merged = tmp_path / "r" / "report.html", tmp_path / "merged.json"
+    r = subprocess.run([sys.executable, str(root / "scripts" / "cross_model_report.py"), "-o", str(out),
+                        "--summary-out", str(merged), *map(str, paths)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(merged.read_text())
+    assert m["models"] == ["smollm2-135m", "gemma3-270m"] and len(m["records"]) == 3
+    assert {(o["model"], o["outcome"]) for o in m["outcomes"] if o["claim"] == "path_length_confidence"} == {
+        ("smollm2-135m", "refuted"), ("gemma3-270m", "inconclusive")}
+    assert m["environment"]["transformers"] == "5.24.0 / 5.25.0 / 5.26.0"
+    text = out.read_text()
+    assert "Cross-model panel" in text and text.count('<tr class="xmodel">') == 1 and _parse(text).rows == 3
+    assert "delta_partial_rho -0.167" in text and "this session lacks" not in text
+    bad = subprocess.run([sys.executable, str(root / "scripts" / "cross_model_report.py"), "-o", str(out),
+                          str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "missing.json is not a readable mechclaims summary.json" in bad.stderr
+
+
+def test_cross_model_table_markdown(tmp_path: Path) -> None:
+    """scripts/cross_model_table.py: models in the summaries' order, "differs" where outcomes differ, a claim over
+    two models in a table of its own (not a model called None), and a "|" inside a stated test escaped."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    recs = [_record("path_length_confidence", m, None, o, [_verdict("path_length_confidence", 0.1, o == "supported",
+                                                                    p=0.01)], [])
+            for m, o in [("smollm2-135m", "refuted"), ("gemma3-270m", "supported")]]
+    b = _between("smollm2-135m", "gemma3-270m")
+    b["verdicts"][0]["rule"] = "rho(path, log p | position)"
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"models": ["smollm2-135m", "gemma3-270m"], "records": [*recs, b]}))
+    r = subprocess.run([sys.executable, str(root / "scripts" / "cross_model_table.py"), str(f)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "| claim (test) | smollm2-135m | gemma3-270m | differs |"
+    assert lines[2].endswith("| **yes** |") and "None" not in r.stdout
+    assert any(l.startswith("| path_length_differs_across_sizes") and "smollm2-135m vs gemma3-270m" in l
+               and "log p \\| position" in l and "delta_partial_rho -0.167" in l for l in lines)
