@@ -50,8 +50,13 @@ def numbers(rec: dict[str, Any]) -> dict[str, float]:
 
 
 def verdict(rec: dict[str, Any] | None) -> str:
+    """The test's outcome (supported / confounded / refuted / inconclusive; a control's passed / failed): a change
+    between any two of them is a flip, also refuted -> inconclusive, where every verdict "fails" in both. A record
+    from before outcomes existed falls back to holds / fails."""
     if rec is None:
         return "absent"
+    if rec.get("outcome"):
+        return str(rec["outcome"])
     vs = rec.get("verdicts") or []
     if not vs:
         return rec.get("outcome", "?")
@@ -104,8 +109,8 @@ def table(envs: list[dict[str, Any]]) -> list[str]:
                 cells.append("unsupported")
                 continue
             rs = [r for r in e["records"].values() if r["claim"] == claim and str(r.get("model")) == model]
-            ok = sum(verdict(r) == "holds" for r in rs)
-            cells.append(f"{ok}/{len(rs)} hold" if rs else "-")
+            top = [r for r in rs if r.get("layer") is None]  # the claim's model-level test, when it has one
+            cells.append(verdict(top[0]) if len(top) == 1 else f"{len(rs)} tests" if rs else "-")
         lines.append(f"{claim[:34]:<34} {model[:14]:<14} " + " ".join(f"{c:>18}" for c in cells))
     for e in envs:
         if not e["supported"]:

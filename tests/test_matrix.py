@@ -52,3 +52,14 @@ def test_unsupported_cell_and_different_weights(tmp_path, capsys):
     assert main([str(a), str(b), str(c)]) == 0
     out = capsys.readouterr().out
     assert "unsupported tf-old: no GGUF support" in out and "not comparable: tiny-gpt2" in out
+
+
+def test_outcome_flip_where_both_fail_is_reported(tmp_path, capsys):
+    """refuted -> inconclusive is a flip although every verdict "fails" in both (the four outcomes, not passed)."""
+    a, b = _summary(1.0, passed=False), _summary(1.0, passed=False)
+    for s, o in ((a, "refuted"), (b, "inconclusive")):
+        s["records"][0].update(outcome=o, layer=None)
+    assert main([str(_env(tmp_path, "tf-5", a)), str(_env(tmp_path, "tf-4", b))]) == 1
+    out = capsys.readouterr().out
+    assert "VERDICT FLIP: x_claim" in out and "refuted in tf-5 -> inconclusive in tf-4" in out
+    assert "refuted" in out.splitlines()[1] and "inconclusive" in out.splitlines()[1]  # the table shows outcomes
