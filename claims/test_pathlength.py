@@ -70,12 +70,19 @@ def _step_reducers(sites: list[str], prev: dict[str, str | None]) -> tuple[dict,
         b, t = ctx["b"].to(x.device), ctx["t"].to(x.device)
         nxt = torch.clamp(t + 1, max=x.shape[1] - 1)
         tgt = ctx["input_ids"].to(x.device)[b, nxt]
-        lg = x[b, t].float()
         has = (t + 1 < ctx["lengths"].to(x.device)[b]).float()
-        true = lg.gather(1, tgt[:, None])[:, 0]
-        lse = torch.logsumexp(lg, dim=-1)
-        entropy = lse - (torch.softmax(lg, dim=-1) * lg).sum(dim=-1)
-        return torch.stack([true, lse, tgt.float(), has, entropy], dim=-1)
+        out = []
+        # Row chunks: every number is per row, so chunking changes nothing, but the float copy, the softmax and its
+        # product with the logits exist for 256 rows at a time instead of every token of the batch (the capture's
+        # peak was ~2.9 GB on smollm2's 49k vocabulary).
+        for c in range(0, len(b), 256):
+            lg = x[b[c:c + 256], t[c:c + 256]].float()
+            g = tgt[c:c + 256]
+            true = lg.gather(1, g[:, None])[:, 0]
+            lse = torch.logsumexp(lg, dim=-1)
+            entropy = lse - (torch.softmax(lg, dim=-1) * lg).sum(dim=-1)
+            out.append(torch.stack([true, lse, g.float(), has[c:c + 256], entropy], dim=-1))
+        return torch.cat(out)
 
     return {s: make(s) for s in sites}, {"hook_logits": logits}
 

@@ -195,6 +195,29 @@ def forward_batches(lm: LoadedModel, ids: Sequence[Sequence[int]], batch_size: i
         bar.close()
 
 
+_TRIM: Any = None
+
+
+def release_freed_memory() -> None:
+    """Hand memory that was freed back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Forward passes over batches of varying length leave freed tensor blocks in glibc's heap, which keeps them: GED's
+    capture of 1,044 short sequences on smollm2-135m grew the RSS from 0.95 to 3.85 GB while holding 192 MB of
+    activations (1.15 GB after one trim). Trimming after each batch keeps the peak at the live data; it costs
+    milliseconds."""
+    global _TRIM
+    if _TRIM is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
 def _register(rs, fn: Callable) -> Any:
     if rs.spec.hook == "input":
         return rs.module.register_forward_pre_hook(
@@ -301,6 +324,7 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
             state["ctx"] = {"input_ids": _pad(lm, batch)[0], "b": b_idx, "t": t_idx, "lengths": lens}
             state["rows"] = rows
             _run_batch(lm, batch, base_only="hook_logits" not in sites)
+            release_freed_memory()
             all_rows.extend(rows)
             bar.update(len(rows))
     except _NonFinite as e:

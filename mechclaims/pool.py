@@ -121,6 +121,9 @@ class ModelPool:
         for v in self.memo.values():
             if isinstance(v, LazyRandomCopy):
                 v.release()
+        from .capture import release_freed_memory
+
+        release_freed_memory()
 
     def activations(self, lm: Any, tag: str, parts: tuple, fn: Callable[[], Any]) -> Any:
         """Session memo backed by the on-disk activation cache: ``fn()`` (a capture, arrays only) runs once per
