@@ -78,9 +78,9 @@ def _cell(session: nox.Session, name: str, pytest_args: list[str], version: str)
 @nox.session
 @nox.parametrize("transformers", CELLS)
 def claims(session: nox.Session, transformers: str) -> None:
-    """Claims on the default model + site self-tests, under one transformers version."""
-    _cell(session, f"tf-{transformers}", ["claims", "tests/test_sites.py", "tests/test_tokenization.py"],
-          transformers)
+    """Claims on the default model + site and tokenization self-tests, under one transformers version."""
+    _cell(session, f"tf-{transformers}", ["claims", "tests/test_sites.py", "tests/test_tokenization.py",
+                                          "tests/test_spm_tokenizer.py"], transformers)
 
 
 @nox.session

@@ -65,18 +65,35 @@ def gemma3_dir(cache: str | os.PathLike | None = None, tokenizer_only: bool = Fa
 PROBE = ("She gave him the book.", [5778, 5877, 1515, 506, 2260, 236761])
 
 
+def tokenizer_is_right(tok: Any) -> bool:
+    """Whether ``tok`` splits the probe sentence as the GGUF implies."""
+    text, want = PROBE
+    return list(tok(text, add_special_tokens=False)["input_ids"]) == want
+
+
+def rebuilt_tokenizer(cache: str | os.PathLike | None = None) -> Any:
+    """Gemma 3's tokenizer built from the GGUF's vocabulary alone (mechclaims/spm_tokenizer.py), for the
+    transformers versions whose converter builds it wrongly."""
+    from . import spm_tokenizer
+
+    return spm_tokenizer.load(gguf_file(cache), digest(), cache_root(cache), dict(
+        bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+        padding_side="left"))  # as transformers' GemmaTokenizer
+
+
 def check_tokenizer(tok: Any) -> None:
     """Gemma 3's vocabulary is a SentencePiece BPE whose GGUF lists no merges: a converter must rebuild them
     from the token order. Measured on the probe sentence: transformers 4.52.4 and 4.57.6 build a Unigram model
     instead (" gave" -> " g", "ave": 10 tokens), 5.0.0 a BPE without merges (one token per character: 22);
-    5.23.0 and 5.24.0 give the 6 the GGUF implies. A wrong tokenizer would silently change every stimulus, so
-    refuse it."""
+    5.23.0 and 5.24.0 give the 6 the GGUF implies. The loaders replace a wrong one with :func:`rebuilt_tokenizer`;
+    this refuses whatever is still wrong, since a wrong tokenizer would silently change every stimulus."""
     import transformers
 
     text, want = PROBE
     got = list(tok(text, add_special_tokens=False)["input_ids"])
     if got != want:
-        raise ModelError(f"transformers {transformers.__version__} builds {GEMMA3}'s tokenizer from its GGUF wrongly: "
-                         f"{text!r} becomes {tok.convert_ids_to_tokens(got)}, not the {len(want)} tokens "
-                         f"{tok.convert_ids_to_tokens(want)} the GGUF implies. Use transformers >= 5.23 (measured "
-                         f"right: 5.23.0, 5.24.0; wrong: 4.52.4, 4.57.6, 5.0.0): `pip install -U transformers`.")
+        raise ModelError(f"{GEMMA3}'s tokenizer (transformers {transformers.__version__}) tokenizes {text!r} as "
+                         f"{tok.convert_ids_to_tokens(got)}, not the {len(want)} tokens "
+                         f"{tok.convert_ids_to_tokens(want)} the GGUF implies, even after rebuilding it from the "
+                         f"GGUF (mechclaims/spm_tokenizer.py). Delete <cache>/gguf-spm-*.json and retry; if it "
+                         f"persists, report it with your transformers and tokenizers versions.")

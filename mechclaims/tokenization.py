@@ -84,10 +84,14 @@ def pin_special_tokens(tok: Any, name: str, cache: str | os.PathLike | None = No
 
     A tokenizer that already behaves so is left untouched (under transformers 5.24.0 both SmolLM2 and Gemma 3
     do, so their ids and offsets do not change). Otherwise the flags are set through transformers' own
-    ``add_bos_token``/``add_eos_token`` setters, which rebuild the post-processor (4.52 to 5.x)."""
+    ``add_bos_token``/``add_eos_token`` setters, which rebuild the post-processor (4.52 to 5.x). For Gemma 3, a
+    tokenizer whose subword splits are wrong (transformers 4.52 to 5.0) is first replaced by one built from the
+    GGUF's vocabulary alone (mechclaims/spm_tokenizer.py)."""
     if name == "gemma3-270m":
-        from .gemma3 import check_tokenizer
+        from .gemma3 import check_tokenizer, rebuilt_tokenizer, tokenizer_is_right
 
+        if not tokenizer_is_right(tok):  # transformers 4.52-5.0 build it wrongly from the GGUF
+            tok = rebuilt_tokenizer(cache)
         check_tokenizer(tok)
     meta = special_tokens(name, cache)
 

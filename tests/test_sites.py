@@ -320,7 +320,11 @@ def check_qk(lm, ids, key: str) -> None:
     else:
         acts = capture(lm, ids, names, "all")
     B, T = len(ids), len(ids[0])
-    if not sm.qk_kernel:
+    by_scores = not sm.qk_kernel
+    if kernel and not seen:  # present, but this version's attention never calls it (BERT under transformers 4.x
+        kernel = False       # runs its own sdpa): without rotary, the attention scores prove q/k instead
+        by_scores = sm.positions != "rotary"
+    if by_scores:
         _check_scores(lm, sm, ids, acts)
     for l in range(L):
         q, k = acts[f"blocks.{l}.attn.hook_q"], acts[f"blocks.{l}.attn.hook_k"]
@@ -335,7 +339,7 @@ def check_qk(lm, ids, key: str) -> None:
     rep = capture(lm, [[ids[0][1]] * T], ["blocks.0.attn.hook_q"], "all")["blocks.0.attn.hook_q"]
     spread = float(np.abs(rep - rep[:1]).max() / np.abs(rep).max())
     assert (spread < 1e-6) == (sm.positions != "learned"), f"{key}: layer-0 q spread over positions {spread:.2e}"
-    if sm.qk_kernel and not kernel:
+    if sm.qk_kernel and not kernel and not by_scores:
         import transformers
 
         pytest.skip(f"{key}: shapes, projection and layer-0 checks pass, but the attention kernel {sm.qk_kernel[0]} "
@@ -382,6 +386,11 @@ def _check_scores(lm, sm, ids, acts) -> None:
     rows t (a: the kernel's scale; c: the bias difference). A least-squares fit per head must be exact."""
     with torch.no_grad():
         att = lm.model(input_ids=torch.tensor(ids), output_attentions=True).attentions
+    if not att:  # e.g. an sdpa-only attention that cannot return probabilities
+        import transformers
+
+        pytest.skip(f"the attention kernel is not called and transformers {transformers.__version__} returns no "
+                    f"attention probabilities for {type(lm.model).__name__}: q/k are unproven here")
     B, T = len(ids), len(ids[0])
     for l in range(lm.n_layers):
         q, k = (acts[f"blocks.{l}.attn.{n}"] for n in ("hook_q", "hook_k"))
