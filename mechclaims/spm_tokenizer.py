@@ -85,7 +85,6 @@ def load(gguf: Path, digest: str, cache_dir: Path, special: dict[str, str]) -> A
     """A ``PreTrainedTokenizerFast`` around :func:`build`'s tokenizer, read from (or written to) the cache.
     ``special`` names the special tokens for transformers (bos_token, eos_token, unk_token, pad_token, ...)."""
     from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
 
     path = cache_dir / f"gguf-spm-{digest[:12]}-v{BUILDER}.json"
     try:
@@ -99,4 +98,52 @@ def load(gguf: Path, digest: str, cache_dir: Path, special: dict[str, str]) -> A
             os.replace(tmp, path)  # atomic: a concurrent reader sees no file or the whole file
         except OSError:  # read-only or full cache: rebuild next time
             tmp.unlink(missing_ok=True)
-    return PreTrainedTokenizerFast(tokenizer_object=tk, **special)
+    body = tk.encode("a", add_special_tokens=False).ids
+    with_special = tk.encode("a").ids
+    flags = {"add_bos_token": with_special[:1] != body[:1], "add_eos_token": with_special[-1:] != body[-1:]}
+    return _fast_class()(tokenizer_object=tk, **flags, **special)
+
+
+def _fast_class() -> type:
+    """``PreTrainedTokenizerFast`` whose ``add_bos_token``/``add_eos_token`` setters rebuild the post-processor, as
+    transformers' Llama and Gemma tokenizers do, so that :func:`mechclaims.tokenization.pin_special_tokens` can set
+    the GGUF's rule on it under every version (4.57's base class has no such setters)."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    class GGUFSentencePieceTokenizerFast(PreTrainedTokenizerFast):
+        def __init__(self, *args: Any, add_bos_token: bool = True, add_eos_token: bool = False, **kw: Any):
+            self._flags = {"bos": bool(add_bos_token), "eos": bool(add_eos_token)}
+            super().__init__(*args, **kw)
+            self._rebuild()
+
+        def _rebuild(self) -> None:
+            if getattr(self, "_tokenizer", None) is None or not hasattr(self, "_flags"):
+                return  # called by the base class's __init__ before the backend exists
+            bos, eos = self.bos_token, self.eos_token
+            single = [f"{bos}:0"] * self._flags["bos"] + ["$A:0"] + [f"{eos}:0"] * self._flags["eos"]
+            special = [(t, self.convert_tokens_to_ids(t)) for t in dict.fromkeys([bos, eos]) if t is not None]
+            self._tokenizer.post_processor = processors.TemplateProcessing(single=" ".join(single),
+                                                                           special_tokens=special)
+
+        @property
+        def add_bos_token(self) -> bool:
+            return self._flags["bos"] if hasattr(self, "_flags") else True
+
+        @add_bos_token.setter
+        def add_bos_token(self, value: bool) -> None:
+            if hasattr(self, "_flags"):
+                self._flags["bos"] = bool(value)
+                self._rebuild()
+
+        @property
+        def add_eos_token(self) -> bool:
+            return self._flags["eos"] if hasattr(self, "_flags") else False
+
+        @add_eos_token.setter
+        def add_eos_token(self, value: bool) -> None:
+            if hasattr(self, "_flags"):
+                self._flags["eos"] = bool(value)
+                self._rebuild()
+
+    return GGUFSentencePieceTokenizerFast

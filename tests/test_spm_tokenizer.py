@@ -91,3 +91,22 @@ def test_spm_rebuilt_gemma3_equals_gguf_reference():
     want = [ref.encode(v, t) for t in texts]
     bad = [t for t, g, w in zip(texts, got, want) if g != w]
     assert not bad, f"{len(bad)} of {len(texts)} texts differ, e.g. {bad[:3]}"
+
+
+def test_spm_rebuilt_gemma3_bos_flag_is_pinnable():
+    """The rebuilt tokenizer answers transformers' add_bos_token/add_eos_token setters (4.57's base class has none),
+    so the BOS pin works on it: flipping the flag changes the ids, pinning restores them."""
+    from mechclaims.errors import ModelError
+    from mechclaims.tokenization import pin_special_tokens
+
+    try:
+        from mechclaims.gemma3 import rebuilt_tokenizer
+
+        tok = rebuilt_tokenizer()
+    except ModelError as e:
+        pytest.skip(f"gemma3-270m: {e}")
+    text = "She gave him the book."
+    pinned = tok(text)["input_ids"]
+    tok.add_bos_token, tok.add_eos_token = not tok.add_bos_token, True
+    assert tok(text)["input_ids"] != pinned
+    assert pin_special_tokens(tok, "gemma3-270m")(text)["input_ids"] == pinned
