@@ -320,10 +320,10 @@ def check_qk(lm, ids, key: str) -> None:
     else:
         acts = capture(lm, ids, names, "all")
     B, T = len(ids), len(ids[0])
-    by_scores = not sm.qk_kernel
     if kernel and not seen:  # present, but this version's attention never calls it (BERT under transformers 4.x
-        kernel = False       # runs its own sdpa): without rotary, the attention scores prove q/k instead
-        by_scores = sm.positions != "rotary"
+        kernel = False       # runs its own sdpa)
+    # Without rotary, the attention scores prove q/k when no kernel can be probed (absent or never called).
+    by_scores = not sm.qk_kernel or (not kernel and sm.positions != "rotary")
     if by_scores:
         _check_scores(lm, sm, ids, acts)
     for l in range(L):
