@@ -103,6 +103,13 @@ def _path_data(lm, mc, model_pool, shuffle_words: bool = False) -> dict[str, np.
     check_token_counts(ps, [len(x) for x in ids], int(getattr(lm.model.config, "max_position_embeddings", 2048)),
                        source=f"passages file {path}")
 
+    # The forward pass and the logits reducer hold a few copies of [batch, tokens, vocab] float32: measured on
+    # SmolLM2's 49k vocabulary and 327-token passages, the capture added 1.0 GB to RSS with 6 passages per batch
+    # and 0.5 GB with 2, in the same time (20 vs 21 s); gemma3-270m's 262k vocabulary ran at 10.4 GB peak RSS
+    # with 6, so the batch scales down with the vocabulary (1 passage there).
+    vocab = int(lm.model.get_output_embeddings().weight.shape[0])
+    batch = max(1, 2 * 49_152 // vocab)
+
     def run() -> dict[str, np.ndarray]:
         L = lm.n_layers
         chain = [f"blocks.{l}.hook_resid_pre" for l in range(L)] + ["ln_final.hook_in"]
@@ -110,12 +117,6 @@ def _path_data(lm, mc, model_pool, shuffle_words: bool = False) -> dict[str, np.
         prev["ln_final.hook_normalized"] = chain[L - 1]  # the post-norm last step, from the same h[L-1]
         sites = chain + ["ln_final.hook_normalized"]
         red, red_logits = _step_reducers(sites, prev)
-        # The forward pass and the logits reducer hold a few copies of [batch, tokens, vocab] float32: measured on
-        # SmolLM2's 49k vocabulary and 327-token passages, the capture added 1.0 GB to RSS with 6 passages per batch
-        # and 0.5 GB with 2, in the same time (20 vs 21 s); gemma3-270m's 262k vocabulary ran at 10.4 GB peak RSS
-        # with 6, so the batch scales down with the vocabulary (1 passage there).
-        vocab = int(lm.model.get_output_embeddings().weight.shape[0])
-        batch = max(1, 2 * 49_152 // vocab)
         acts = capture(lm, ids, sites + ["hook_logits"], "all", batch_size=batch, reduce={**red, **red_logits})
         out = acts["hook_logits"]
         keep = out[:, 3] > 0  # the last token of a document has no next token
@@ -140,7 +141,8 @@ def _path_data(lm, mc, model_pool, shuffle_words: bool = False) -> dict[str, np.
             "entropy": out[:, 4],
             "pos": acts.pos, "doc": docs}.items()}
 
-    return model_pool.activations(lm, "pathlength", (passages_hash(ps), mc.seed, shuffle_words), run)
+    # The batch is in the key: another batch pads differently, which moves the last float bits (~1e-5 relative).
+    return model_pool.activations(lm, "pathlength", (passages_hash(ps), mc.seed, shuffle_words, batch), run)
 
 
 def path_data_or_fail(lm, mc, model_pool, shuffle_words: bool = False) -> dict[str, np.ndarray]:
