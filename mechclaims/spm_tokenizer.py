@@ -104,6 +104,19 @@ def load(gguf: Path, digest: str, cache_dir: Path, special: dict[str, str]) -> A
     return _fast_class()(tokenizer_object=tk, **flags, **special)
 
 
+def _flag(key: str, default: bool) -> property:
+    """A tokenizer flag (``add_bos_token``/``add_eos_token``) whose setter rebuilds the post-processor."""
+    def get(self: Any) -> bool:
+        return self._flags[key] if hasattr(self, "_flags") else default
+
+    def set_(self: Any, value: bool) -> None:
+        if hasattr(self, "_flags"):
+            self._flags[key] = bool(value)
+            self._rebuild()
+
+    return property(get, set_)
+
+
 def _fast_class() -> type:
     """``PreTrainedTokenizerFast`` whose ``add_bos_token``/``add_eos_token`` setters rebuild the post-processor, as
     transformers' Llama and Gemma tokenizers do, so that :func:`mechclaims.tokenization.pin_special_tokens` can set
@@ -126,24 +139,7 @@ def _fast_class() -> type:
             self._tokenizer.post_processor = processors.TemplateProcessing(single=" ".join(single),
                                                                            special_tokens=special)
 
-        @property
-        def add_bos_token(self) -> bool:
-            return self._flags["bos"] if hasattr(self, "_flags") else True
-
-        @add_bos_token.setter
-        def add_bos_token(self, value: bool) -> None:
-            if hasattr(self, "_flags"):
-                self._flags["bos"] = bool(value)
-                self._rebuild()
-
-        @property
-        def add_eos_token(self) -> bool:
-            return self._flags["eos"] if hasattr(self, "_flags") else False
-
-        @add_eos_token.setter
-        def add_eos_token(self, value: bool) -> None:
-            if hasattr(self, "_flags"):
-                self._flags["eos"] = bool(value)
-                self._rebuild()
+        add_bos_token = _flag("bos", True)
+        add_eos_token = _flag("eos", False)
 
     return GGUFSentencePieceTokenizerFast
