@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from mechclaims.capture import Activations, capture, encode
+from mechclaims.forward.capture import Activations, capture, encode
 from mechclaims.datasets.passages import load_passages
-from mechclaims.stimuli import stimuli_hash
+from mechclaims.datasets.io import stimuli_hash
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 # Residual sites need every token of every passage; cap the tokens the additivity identity checks so the

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from mechclaims.plots.additivity import error_profile, reconstruction_scatter
-from mechclaims.residual import layer_terms
+from mechclaims.forward.residual import layer_terms
 from mechclaims.stats.additivity import TOLERANCE, additivity_verdict
-from mechclaims.outcome import load_expected
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.outcome import load_expected
+from mechclaims.verdict.verdict import Verdict
 
 CLAIM = "residual_additivity"
 CONTROLS = {"drop_mlp": {"drop": "mlp"}, "drop_attn": {"drop": "attn"}, "off_by_one": {"offset": 1}}

@@ -49,15 +49,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mechclaims.capture import capture, encode, locate_word
+from mechclaims.forward.capture import capture, encode, locate_word
 from mechclaims.datasets.pronouns import load_heldout, load_pairs
 from mechclaims.plots.ged import plot_ged_layers, plot_ged_null
-from mechclaims.sites import site
+from mechclaims.model.sites import site
 from mechclaims.stats.common import min_draws
 from mechclaims.stats.ged import ged_layer, layer_verdict
 from mechclaims.stats.ged_ctl import gamma_control, shuffled_control
-from mechclaims.outcome import load_expected
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.outcome import load_expected
+from mechclaims.verdict.verdict import Verdict
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ALPHA, GAMMA, GAMMAS, SESOI = 0.05, 0.01, (0.001, 0.1), 0.5

@@ -40,18 +40,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mechclaims.ablate import Runner, ablate_layer
-from mechclaims.capture import capture, encode, single_token_id
+from mechclaims.forward.ablate import Runner, ablate_layer
+from mechclaims.forward.capture import capture, encode, single_token_id
 from mechclaims.datasets.lesion import (CAUSAL_PATH, MASK, MASKED_PATH, fill_mask, load_causal_pairs,
                                         load_masked_pairs, pair_sides, pairs_hash, split_by_name)
 from mechclaims.errors import StimuliError
 from mechclaims.plots.lesion import plot_effect_by_layer
-from mechclaims.sites import base_of, site
+from mechclaims.model.sites import base_of, site
 from mechclaims.stats import lesion as L
 from mechclaims.stats.lesion_test import Side, layer_verdict, unrelated_control
-from mechclaims.outcome import load_expected
-from mechclaims.verdict import Verdict
-from mechclaims.weights import w_out
+from mechclaims.verdict.outcome import load_expected
+from mechclaims.verdict.verdict import Verdict
+from mechclaims.model.weights import w_out
 
 K, TEST_FRACTION, ALPHA, SESOI = L.DEFAULT_K, 0.4, 0.05, 0.1  # random sets: --lesion-null-sets (default 200)
 UNRELATED = ("the", "a")
@@ -94,7 +94,7 @@ def _pairs(lm, mc) -> list:
 
 
 def _stat(lm, mc, model_pool, tag: str, parts: tuple, fn):
-    """``fn()`` once per input, kept on disk (mechclaims.statcache): stimuli hash, seed and draw bound in the key."""
+    """``fn()`` once per input, kept on disk (mechclaims.store.statcache): stimuli hash, seed and draw bound in the key."""
     return model_pool.statistic(lm, tag, (pairs_hash(_pairs(lm, mc)), mc.seed, mc.lesion_null_sets, *parts), fn,
                                 __file__)
 

@@ -41,7 +41,7 @@ B. Component attribution (claim ``component_share``): ``hook_attn_out`` and ``ho
    mean of their shares, same rule; it must fail. Expected: a handful of components (early MLPs at the name,
    mid-layer attention moving it to the last token) carry more than half; random sets do not.
 C. Attribution patching agrees with patching (claim ``attribution_agrees``): per component, attribution
-   (clean - corrupt) . dLD/da at the corrupt run, summed over tokens (``mechclaims.attribution.capture_grad``), vs
+   (clean - corrupt) . dLD/da at the corrupt run, summed over tokens (``mechclaims.forward.attribution.capture_grad``), vs
    its total effect from B, both in LD units over the held-out pairs. Statistic: Spearman rho across the 2L
    components of the pair means; bootstrap over pairs. Passes when the bootstrap 5% quantile of rho exceeds 0.5;
    refuted when its 95% quantile is below 0.5. Control (``attribution_unrelated_metric``): the same attribution with
@@ -57,14 +57,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mechclaims import patching_runs as R
-from mechclaims.capture import capture
-from mechclaims.outcome import load_expected
+from mechclaims.forward import patching_runs as R
+from mechclaims.forward.capture import capture
+from mechclaims.verdict.outcome import load_expected
 from mechclaims.datasets.patching import PAIRS_PATH, load_pairs, pairs_hash, split_by_group, tokenize_pairs
 from mechclaims.plots.patching import component_bars, recovery_heatmap, attribution_scatter
-from mechclaims.sites import site
+from mechclaims.model.sites import site
 from mechclaims.stats import patching as S
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.verdict import Verdict
 
 ALPHA, THRESHOLD, TAU, K_MAX, N_RANDOM_SETS, RHO0 = 0.05, 0.5, 0.10, 8, 10, 0.5
 N_TRAIN, N_TEST, TEST_FRACTION = 12, 16, 0.5

@@ -31,15 +31,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mechclaims.capture import capture, encode
+from mechclaims.forward.capture import capture, encode
 from mechclaims.datasets.passages import DEFAULT_PASSAGES, check_token_counts, load_passages, passages_hash
 from mechclaims.errors import StimuliError
-from mechclaims.paths import safe_component
+from mechclaims.store.paths import safe_component
 from mechclaims.plots.pathlength import plot_cross_model, plot_pathlength_panels
 from mechclaims.stats.pathlength import LayerProfile, layer_profile, path_length_claim, shuffle_within_documents
 from mechclaims.stats.within_doc import partial_rho
-from mechclaims.outcome import load_expected
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.outcome import load_expected
+from mechclaims.verdict.verdict import Verdict
 
 # Expected verdicts (strict xfail), keyed by test name, with the measured numbers (seed 0, 1,000 draws).
 # Recorded outcomes other than the default (claim: supported; control: failed), per test id, with the numbers:

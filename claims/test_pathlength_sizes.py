@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from mechclaims.errors import MechClaimsError
-from mechclaims.outcome import load_expected
+from mechclaims.verdict.outcome import load_expected
 from mechclaims.stats.pathlength_sizes import ModelPath, size_difference
 
 sys.path.insert(0, str(Path(__file__).parent))

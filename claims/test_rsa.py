@@ -37,17 +37,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mechclaims.capture import capture
+from mechclaims.forward.capture import capture
 from mechclaims.datasets.categories import load_categories, word_positions
 from mechclaims.plots import rsa as rplot
-from mechclaims.qk_null import model_path, rotation_null
-from mechclaims.sites import site
+from mechclaims.stats.qk_null import model_path, rotation_null
+from mechclaims.model.sites import site
 from mechclaims.stats import rsa
 from mechclaims.stats.common import min_draws
 from mechclaims.stats.rsa_claims import rotation_claim, selectivity_claim
 from mechclaims.stats.rsa_rotation import surface_groupings
-from mechclaims.outcome import load_expected
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.outcome import load_expected
+from mechclaims.verdict.verdict import Verdict
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ALPHA, SESOI, N_BOOT = 0.05, 0.05, 1000

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mechclaims.capture import capture, encode
+from mechclaims.forward.capture import capture, encode
 from mechclaims.plots import plt, save_figure
 from mechclaims.stats.common import perm_p_value
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.verdict import Verdict
 
 TEXTS = ["The cat sat on the mat.", "Paris is the capital of France.", "She gave him the book."]
 # Outcomes other than the default (a claim: supported; a control: failed), recorded with the numbers.

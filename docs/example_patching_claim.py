@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from mechclaims.capture import capture
+from mechclaims.forward.capture import capture
 from mechclaims.datasets.patching import PAIRS_PATH, load_pairs, tokenize_pairs
-from mechclaims.patching import PatchTable, run_patched
+from mechclaims.forward.patching import PatchTable, run_patched
 from mechclaims.stats.patching import pair_share_test, share_verdict
 
 

@@ -1,5 +1,5 @@
 """``mechclaims`` console script: ``mechclaims new-claim NAME`` writes a claim skeleton into ``claims/``;
-``mechclaims run [--bundled-baselines] [pytest args]`` runs the bundled claims here (``mechclaims.bundled``).
+``mechclaims run [--bundled-baselines] [pytest args]`` runs the bundled claims here (``mechclaims.harness.bundled``).
 
 ``mechclaims prepare ...`` is ``python -m mechclaims prepare ...`` (the model-cache preparation).
 """
@@ -40,7 +40,7 @@ def _rel_error(acts, mlp):
 def test_{name}(lm, mc, model_pool, stimuli_path, artifacts, baseline, record, expect):
     texts = [json.loads(line)["text"] for line in stimuli_path("{name}").read_text().splitlines() if line.strip()]
     acts = model_pool.cached((lm.name, lm.fingerprint, "{name}", tuple(texts)),
-                             lambda: mechclaims.capture(lm, mechclaims.encode(lm, texts), SITES, "all"))
+                             lambda: mechclaims.forward.capture(lm, mechclaims.encode(lm, texts), SITES, "all"))
     err = _rel_error(acts, acts[SITES[2]])
     rng = np.random.default_rng(mc.seed)
     shuffled = acts[SITES[2]][rng.permutation(len(acts[SITES[2]]))]
@@ -82,11 +82,11 @@ def new_claim(name: str, where: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["prepare"]:
-        from .__main__ import main as prepare
+        from mechclaims.__main__ import main as prepare
 
         return prepare(argv) or 0
     if argv[:1] == ["run"]:  # everything after "run" goes to pytest
-        from .bundled import run
+        from mechclaims.harness.bundled import run
 
         return run(argv[1:])
     ap = argparse.ArgumentParser(prog="mechclaims", description="mechclaims: claims as pytest tests.")

@@ -3,8 +3,8 @@
 Inert until needed: importing it imports neither torch nor transformers, and it resolves no model and creates no
 folder until a test asks for ``model_name``/``lm`` (or ``mc``), or a ``--mc-*`` option or ``mechclaims_*`` ini
 value is set (then bad values are usage errors at start-up). A suite without claims sees only its options in
-``--help`` and a few markers. State lives on ``config.stash``; options live in :mod:`mechclaims.settings`, the
-model pool in :mod:`mechclaims.pool`, the recorder in :mod:`mechclaims.recorder`.
+``--help`` and a few markers. State lives on ``config.stash``; options live in :mod:`mechclaims.harness.settings`, the
+model pool in :mod:`mechclaims.harness.pool`, the recorder in :mod:`mechclaims.harness.recorder`.
 """
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from . import settings as _settings
-from .claimfixtures import Artifacts, Baseline, artifacts, baseline, stimuli_path  # noqa: F401 (fixtures)
-from .errors import MechClaimsError
-from .pool import ModelPool
-from .recorder import (NEW_BASELINE, RECORDS, Recorder, claim_name, expect,  # noqa: F401 (fixtures, hooks)
+from mechclaims.harness import settings as _settings
+from mechclaims.harness.fixtures import Artifacts, Baseline, artifacts, baseline, stimuli_path  # noqa: F401 (fixtures)
+from mechclaims.errors import MechClaimsError
+from mechclaims.harness.pool import ModelPool
+from mechclaims.harness.recorder import (NEW_BASELINE, RECORDS, Recorder, claim_name, expect,  # noqa: F401 (fixtures, hooks)
                        pytest_runtest_makereport, record)
-from .runstate import pytest_collectreport, pytest_internalerror, pytest_keyboard_interrupt  # noqa: F401
-from .settings import Settings
+from mechclaims.harness.runstate import pytest_collectreport, pytest_internalerror, pytest_keyboard_interrupt  # noqa: F401
+from mechclaims.harness.settings import Settings
 
 SETTINGS = pytest.StashKey[Settings]()
 POOL = pytest.StashKey[ModelPool]()
@@ -42,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for m in ("observational", "causal", "control", "slow"):
         config.addinivalue_line("markers", f"{m}: mechclaims {m} tests")
     config.pluginmanager.register(Recorder(config), f"mechclaims-recorder-{id(config)}")
-    from .runstate import WORKER_KEY, prepare
+    from mechclaims.harness.runstate import WORKER_KEY, prepare
 
     prepare(config)
 
@@ -60,7 +60,7 @@ def activate(config: pytest.Config, resolve: bool = True) -> tuple[Settings, Mod
         s = _settings.build(config)
         pool = ModelPool(s)
         if resolve:
-            from .options import check_layers
+            from mechclaims.harness.options import check_layers
 
             check_layers(s.layers, {name: pool.n_layers(name) for name in s.models})
         _settings.check_baselines_dir(config, s)
@@ -77,8 +77,8 @@ def activate(config: pytest.Config, resolve: bool = True) -> tuple[Settings, Mod
 
 
 def start_run(config: pytest.Config) -> None:
-    """This session's run folder (mechclaims.runs), once, after the options and stimuli names are checked."""
-    from . import runstate
+    """This session's run folder (mechclaims.store.runs), once, after the options and stimuli names are checked."""
+    from mechclaims.harness import runstate
 
     s = config.stash.get(SETTINGS, None)
     if s is not None and s.run_dir is None:
@@ -88,7 +88,7 @@ def start_run(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """pytest-xdist (controller): one run folder for all workers, made before they start."""
-    from .runstate import pytest_configure_node as hand_over
+    from mechclaims.harness.runstate import pytest_configure_node as hand_over
 
     activate(node.config, resolve=False)
     start_run(node.config)
@@ -142,7 +142,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     -k deselects any); add each claim's family marker and its model's xdist group."""
     s = config.stash.get(SETTINGS, None)
     if s is not None and s.stimuli:
-        from .stimuli import STIMULI_NAMES, check_stimuli_overrides
+        from mechclaims.datasets.io import STIMULI_NAMES, check_stimuli_overrides
 
         mods = {id(i.module): i.module for i in items if getattr(i, "module", None) is not None}
         names = [*STIMULI_NAMES, *(n for mod in mods.values() for n in (getattr(mod, "STIMULI", None) or {}))]
@@ -160,7 +160,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    from .runstate import pytest_collection_finish as count_claims
+    from mechclaims.harness.runstate import pytest_collection_finish as count_claims
 
     if SETTINGS in session.config.stash:
         start_run(session.config)
@@ -202,7 +202,7 @@ def _evict_after_module(pytestconfig: pytest.Config):
 @pytest.fixture
 def lm(model_pool: ModelPool, model_name: str) -> Any:
     """The session's model for this test's ``model_name`` (each --mc-model in turn; loaded once, read-only).
-    Usage: ``def test_x(lm): acts = mechclaims.capture(lm, ids, sites)``."""
+    Usage: ``def test_x(lm): acts = mechclaims.forward.capture(lm, ids, sites)``."""
     try:
         return model_pool.get(model_name)
     except MechClaimsError as e:
@@ -216,7 +216,7 @@ def _hook_guard(request: pytest.FixtureRequest):
     if pool is None or not pool.loaded():
         yield
         return
-    from .capture import clear_hooks, count_hooks
+    from mechclaims.forward.capture import clear_hooks, count_hooks
 
     before = {n: count_hooks(m.model) for n, m in pool.loaded().items()}
     yield
@@ -234,17 +234,17 @@ def _hook_guard(request: pytest.FixtureRequest):
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Claims must never mutate the session models: compare each weight fingerprint with the one at load. Then
-    the run's summary.json is written, whatever happened (mechclaims.runstate)."""
-    from . import runstate
+    the run's summary.json is written, whatever happened (mechclaims.harness.runstate)."""
+    from mechclaims.harness import runstate
 
     config = session.config
     pool = config.stash.get(POOL, None)
     if pool is not None and pool.loaded():
-        from .models import weight_fingerprint
+        from mechclaims.model.load import weight_fingerprint
 
         for name, lm in pool.loaded().items():
             # A file fingerprint (st-...) says nothing about the loaded tensors: compare with the state-dict hash
-            # taken at load, where the model was small enough to take one (mechclaims.models._fingerprint).
+            # taken at load, where the model was small enough to take one (mechclaims.model.load._fingerprint).
             ref = lm.extra.get("state_fingerprint", None if lm.fingerprint.startswith("st-") else lm.fingerprint)
             if ref is not None and weight_fingerprint(lm.model) != ref:
                 config.stash.setdefault(MUTATED, []).append(name)
@@ -259,13 +259,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from . import runstate
+    from mechclaims.harness import runstate
 
     runstate.stop(config)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    from . import runstate
+    from mechclaims.harness import runstate
 
     for name in config.stash.get(MUTATED, []):
         terminalreporter.write_line(f"mechclaims: ERROR: the weights of the shared model {name} changed during the "
@@ -273,7 +273,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     s = config.stash.get(SETTINGS, None)
     if s is None or hasattr(config, "workerinput"):
         return
-    from .report import terminal_table
+    from mechclaims.report.summary import terminal_table
 
     st = config.stash.get(runstate.STATE, None)
     recs = config.stash.get(RECORDS, [])

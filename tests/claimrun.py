@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.verdict import Verdict
 
 N = int(os.environ.get("MC_N", "8"))
 
@@ -47,7 +47,7 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-p", "mechclaims.plugin", "-p", "mechclaims.aliases", "-p",
+    return [sys.executable, "-m", "pytest", "-p", "mechclaims.plugin", "-p", "mechclaims.harness.aliases", "-p",
             "no:cacheprovider", "-p", "no:randomly",
             "-q", *args]
 

@@ -22,7 +22,7 @@ _TINY: dict[str, object] = {}
 @pytest.fixture(scope="session")
 def tiny():
     """``tiny(name)`` -> LoadedModel, each loaded once per session."""
-    from mechclaims.models import load_model
+    from mechclaims.model.load import load_model
 
     def get(name: str):
         if name not in _TINY:

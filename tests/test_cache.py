@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from mechclaims.models import _atomic_dir, _cache_ok
+from mechclaims.model.load import _atomic_dir, _cache_ok
 
 BUILDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from mechclaims.models import _atomic_dir
+    from mechclaims.model.load import _atomic_dir
     def build(d):
         for i in range(5):
             (d / f"part{i}.bin").write_bytes(bytes([i]) * 200_000)

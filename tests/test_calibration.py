@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mechclaims.qk_null import rotation_null
+from mechclaims.stats.qk_null import rotation_null
 from mechclaims.stats import lesion as L
 from mechclaims.stats.common import needs_draws
 from mechclaims.stats.ged import ged_layer, layer_verdict

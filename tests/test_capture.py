@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mechclaims.capture import capture, count_hooks, encode, intervene, locate_word, _run_batch
+from mechclaims.forward.capture import capture, count_hooks, encode, intervene, locate_word, _run_batch
 from mechclaims.errors import StimuliError
 from mechclaims.stats.additivity import additivity_verdict
 

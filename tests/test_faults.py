@@ -160,6 +160,6 @@ def test_summary_survives_odd_values(tmp_path):
     record holds, the summary is written."""
     from _pytest.compat import NOTSET
 
-    from mechclaims.runs import dumps
+    from mechclaims.store.runs import dumps
 
     assert json.loads(dumps({"layer": NOTSET, "p": float("nan"), "path": tmp_path}))["layer"]

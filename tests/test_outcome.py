@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mechclaims.outcome import CONTROL_OUTCOMES, OUTCOMES, aggregate, decide
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.outcome import CONTROL_OUTCOMES, OUTCOMES, aggregate, decide
+from mechclaims.verdict.verdict import Verdict
 
 
 def _v(passed=True, stat=1.0, p=0.01, role="claim", **kw) -> Verdict:

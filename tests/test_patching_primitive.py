@@ -18,10 +18,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mechclaims.attribution import capture_grad
-from mechclaims.capture import capture, count_hooks
-from mechclaims.patching import _CHECKED, PatchTable, run_patched
-from mechclaims.sites import available_sites, base_of
+from mechclaims.forward.attribution import capture_grad
+from mechclaims.forward.capture import capture, count_hooks
+from mechclaims.forward.patching import _CHECKED, PatchTable, run_patched
+from mechclaims.model.sites import available_sites, base_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_families as tf  # noqa: E402

@@ -133,7 +133,7 @@ def test_multi_token_words_are_rejected_or_take_last_token():
 
 def test_default_words_are_single_tokens_for_the_shipped_tokenizers():
     from mechclaims.errors import ModelError
-    from mechclaims.models import minilm_dir, smollm2_dir
+    from mechclaims.model.load import minilm_dir, smollm2_dir
     transformers = pytest.importorskip("transformers")
     cs = load_categories()
     try:

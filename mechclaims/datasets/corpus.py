@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import StimuliError
+from mechclaims.errors import StimuliError
 
 PRONOUNS = ("him", "her")
 # Words that follow an object pronoun but cannot follow a possessive "her" ("told her that", "gave her the").

@@ -25,11 +25,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import StimuliError
-from ..stimuli import _check_keys, read_jsonl_numbered, record_id, stimuli_hash
-from ..paths import bundled_fixtures
-from .contrast import read_contrast
-from .pronouns import missing_partner, partner_message
+from mechclaims.errors import StimuliError
+from mechclaims.datasets.io import _check_keys, read_jsonl_numbered, record_id, stimuli_hash
+from mechclaims.datasets.io import bundled_fixtures
+from mechclaims.datasets.contrast import read_contrast
+from mechclaims.datasets.pronouns import missing_partner, partner_message
 
 SIDES = ("her", "him")  # the bundled sides
 FIXTURES = bundled_fixtures()

@@ -32,11 +32,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import StimuliError
-from ..options import MIN_HELDOUT_PER_LABEL
-from ..stimuli import _check_keys, read_records_numbered, read_text, record_id, stimuli_hash
-from .contrast import Contrast, any_case, default, find_one, hits, read_contrast
-from .corpus import OBJECT_NEXT, _parquet_docs, extract_windows, is_object_position  # noqa: F401  (re-exported)
+from mechclaims.errors import StimuliError
+from mechclaims.harness.options import MIN_HELDOUT_PER_LABEL
+from mechclaims.datasets.io import _check_keys, read_records_numbered, read_text, record_id, stimuli_hash
+from mechclaims.datasets.contrast import Contrast, any_case, default, find_one, hits, read_contrast
+from mechclaims.datasets.corpus import OBJECT_NEXT, _parquet_docs, extract_windows, is_object_position  # noqa: F401  (re-exported)
 
 PRONOUNS = ("him", "her")
 _OTHER = {"him": "her", "her": "him"}
@@ -158,7 +158,7 @@ def partner_message(where: str, have: str, lacks: str, matching: str = "") -> st
 
 
 MIN_PAIRS = 8  # the claim splits pairs into train and test and fits covariances
-# MIN_HELDOUT_PER_LABEL (mechclaims.options): Welch t-test and bootstrap CI of d per label; 50 or more is sensible
+# MIN_HELDOUT_PER_LABEL (mechclaims.harness.options): Welch t-test and bootstrap CI of d per label; 50 or more is sensible
 
 
 def _one_word(text: str, cls: str, con: Contrast) -> tuple[int, str] | str:

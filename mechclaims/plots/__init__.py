@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 def save_figure(fig: "plt.Figure", path: str | Path, dpi: int = 110) -> Path:
     """Save ``fig`` as PNG, whole or not at all (rendered in memory, then temp file + rename), close it, and
     return the path. A full or read-only disk raises ArtifactsWriteError naming the file and the fix."""
-    from ..diskio import atomic_write
+    from mechclaims.store.diskio import atomic_write
 
     buf = io.BytesIO()
     try:

@@ -26,10 +26,10 @@ from sklearn.covariance import shrunk_covariance
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
-from ..verdict import Verdict
-from .common import cohens_d, null_summary
-from .equivalence import absence
-from .ged_null import d_axis, perm_eval, sequential, swap_eval
+from mechclaims.verdict.verdict import Verdict
+from mechclaims.stats.common import cohens_d, null_summary
+from mechclaims.stats.equivalence import absence
+from mechclaims.stats.ged_null import d_axis, perm_eval, sequential, swap_eval
 
 DIRECTIONS = ("him>her", "her>him")  # the bundled classes' directions: A>B, B>A
 

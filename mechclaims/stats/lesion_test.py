@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from ..verdict import Verdict
-from .common import needs_draws, tail_p  # noqa: F401  (re-exported for the lesion runner)
-from .equivalence import tost_t
+from mechclaims.verdict.verdict import Verdict
+from mechclaims.stats.common import needs_draws, tail_p  # noqa: F401  (re-exported for the lesion runner)
+from mechclaims.stats.equivalence import tost_t
 
 SIDES = ("her", "him")
 

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import fdrcorrection
 
-from .common import perm_p_value, z_score
+from mechclaims.stats.common import perm_p_value, z_score
 
 
 def cosine_similarity(X: np.ndarray, center: bool = False) -> np.ndarray:

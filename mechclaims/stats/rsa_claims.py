@@ -15,10 +15,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..verdict import Verdict
-from .equivalence import absence
-from .rsa import holds_by_unit, selectivity_profile
-from .rsa_rotation import auc_batch, auc_jackknife, rho_batch
+from mechclaims.verdict.verdict import Verdict
+from mechclaims.stats.equivalence import absence
+from mechclaims.stats.rsa import holds_by_unit, selectivity_profile
+from mechclaims.stats.rsa_rotation import auc_batch, auc_jackknife, rho_batch
 
 Z90 = 1.6448536269514722  # the 90% normal interval: TOST at 0.05
 
@@ -72,7 +72,7 @@ def rotation_claim(rot: Sequence[tuple], Q: np.ndarray, K: np.ndarray, labels: n
                    alpha: float = 0.05, sesoi: float = 0.05, claim: str, role: str = "claim",
                    grouping: str = "category") -> Verdict:
     """Claim B (``which="rsa"``) or C (``which="beyond"``) from per-layer rotation results ``rot[l] = (observed,
-    nulls, p, draws)`` (:func:`mechclaims.qk_null.rotation_null`) and the learned ``Q``, ``K`` ``[L, n, ...]``."""
+    nulls, p, draws)`` (:func:`mechclaims.stats.qk_null.rotation_null`) and the learned ``Q``, ``K`` ``[L, n, ...]``."""
     L = len(rot)
     a = alpha / L if which == "rsa" else alpha / (2 * L)
     keys = ["rho"] if which == "rsa" else [f"delta_q.{grouping}", f"delta_k.{grouping}"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rsa import _same, upper
+from mechclaims.stats.rsa import _same, upper
 
 
 def haar_frames(d: int, r: int, n: int, rng: np.random.Generator) -> np.ndarray:
