@@ -8,7 +8,7 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mechclaims.model.load import DEFAULT_MODEL, GGUF_MODELS
+    from mechclaims.model.registry import DEFAULT_MODEL, GGUF_MODELS
 
     ap = argparse.ArgumentParser(prog="python -m mechclaims")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default=None)
     args = ap.parse_args(argv)
     from mechclaims.errors import MechClaimsError
-    from mechclaims.model.load import gguf_dir, load_tokenizer
+    from mechclaims.model.gguf import gguf_dir, load_tokenizer
 
     try:
         for name in dict.fromkeys(args.model or [DEFAULT_MODEL]):

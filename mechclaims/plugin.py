@@ -240,7 +240,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     pool = config.stash.get(POOL, None)
     if pool is not None and pool.loaded():
-        from mechclaims.model.load import weight_fingerprint
+        from mechclaims.model.fingerprint import weight_fingerprint
 
         for name, lm in pool.loaded().items():
             # A file fingerprint (st-...) says nothing about the loaded tensors: compare with the state-dict hash

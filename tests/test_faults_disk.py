@@ -192,9 +192,9 @@ def test_orphan_conversion_dir_is_swept_after_a_sigkill(tmp_path):
     p.wait(timeout=30)
     (orphan,) = target.parent.glob("model-y.tmp*")
     _age(orphan, 2 * 3600)
-    from mechclaims.model.load import _atomic_dir
+    from mechclaims.model.cache import atomic_dir
 
-    _atomic_dir(tmp_path / "cache" / "other", lambda d: (d / "w.bin").write_bytes(b"w"))
+    atomic_dir(tmp_path / "cache" / "other", lambda d: (d / "w.bin").write_bytes(b"w"))
     assert not orphan.exists()
 
 

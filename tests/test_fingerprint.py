@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from mechclaims.model import fingerprint as F
-from mechclaims.model.load import load_model, weight_fingerprint
+from mechclaims.model.load import load_model
+from mechclaims.model.fingerprint import weight_fingerprint
 
 
 @pytest.fixture(scope="module")

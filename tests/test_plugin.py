@@ -59,7 +59,7 @@ def test_hub_options_are_checked(tmp_path, args, msg):
 
 
 def test_local_files_only_only_when_asked(monkeypatch):
-    from mechclaims.model.load import hub_kwargs
+    from mechclaims.model.registry import hub_kwargs
     from mechclaims.harness.settings import _env_offline
 
     assert hub_kwargs() == {}
@@ -127,7 +127,7 @@ def test_random_copy_on_meta_matches_a_fresh_init(tiny, name):
     import torch
 
     from mechclaims.forward.capture import capture, encode
-    from mechclaims.model.load import random_weight_copy
+    from mechclaims.model.random_copy import random_weight_copy
 
     lm = tiny(name)
     cpu, meta = random_weight_copy(lm, 0, on_meta=False), random_weight_copy(lm, 0, on_meta=True)

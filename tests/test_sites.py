@@ -576,7 +576,7 @@ def test_sites_adding_a_family_doc_example(monkeypatch):
     from types import SimpleNamespace
 
     import mechclaims.model.sites as sites
-    from mechclaims.model.load import LoadedModel
+    from mechclaims.model.registry import LoadedModel
 
     doc = (Path(__file__).parent.parent / "docs" / "adding_a_family.md").read_text()
     code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)

@@ -40,7 +40,7 @@ def fixture_texts() -> tuple[str, ...]:
 
 
 def _tokenizer(name: str):
-    from mechclaims.model.load import load_tokenizer
+    from mechclaims.model.gguf import load_tokenizer
 
     try:
         return load_tokenizer(name)

@@ -82,7 +82,9 @@ def build(family: str, dtype: str = "float32", seed: int = 0):
     import torch
     import transformers
 
-    from mechclaims.model.load import LoadedModel, _kind_of, n_layers_of, weight_fingerprint
+    from mechclaims.model.registry import LoadedModel, kind_of, n_layers_of
+
+    from mechclaims.model.fingerprint import weight_fingerprint
 
     make_cfg, cls_name = TINY[family]
     cfg = make_cfg()
@@ -93,7 +95,7 @@ def build(family: str, dtype: str = "float32", seed: int = 0):
     model.requires_grad_(False)
     sm = sitemap_for(model)
     tok = SimpleNamespace(pad_token_id=int(getattr(cfg, "pad_token_id", None) or 0))
-    return LoadedModel(name=f"tiny-{family}", model=model, tokenizer=tok, kind=_kind_of(model), family=sm.family,
+    return LoadedModel(name=f"tiny-{family}", model=model, tokenizer=tok, kind=kind_of(model), family=sm.family,
                        n_layers=n_layers_of(model.config), fingerprint=weight_fingerprint(model), dtype=dtype)
 
 

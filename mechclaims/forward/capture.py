@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from mechclaims.errors import NonFiniteActivationError, StimuliError
-from mechclaims.model.load import LoadedModel
+from mechclaims.model.registry import LoadedModel
 from mechclaims.model.sites import resolve
 
 Positions = str | Sequence[int] | np.ndarray  # "all" | "last" | one index per sequence

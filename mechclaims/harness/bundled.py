@@ -89,7 +89,7 @@ def run(argv: list[str]) -> int:
     rest = [a for a in argv if a != "--bundled-baselines"]
     cwd = Path.cwd()
     if "--bundled-baselines" in argv:
-        from mechclaims.model.load import DEFAULT_MODEL
+        from mechclaims.model.registry import DEFAULT_MODEL
 
         models = _values(rest, ("--model", "--mc-model")) or [DEFAULT_MODEL]
         given = _values(rest, ("--baselines-dir", "--mc-baselines-dir"))

@@ -23,7 +23,8 @@ class ModelPool:
 
     def config(self, name: str) -> Any:
         """The model's config, without its weights (cached): its depth and architecture at collection time."""
-        from mechclaims.model.load import hub_kwargs, resolve_config
+        from mechclaims.model.registry import hub_kwargs
+        from mechclaims.model.load import resolve_config
 
         if name not in self._configs:
             hub = hub_kwargs(self.s.revision, self.s.trust_remote_code, self.s.offline or None)
@@ -31,7 +32,7 @@ class ModelPool:
         return self._configs[name]
 
     def n_layers(self, name: str) -> int:
-        from mechclaims.model.load import n_layers_of
+        from mechclaims.model.registry import n_layers_of
 
         return n_layers_of(self.config(name))
 
@@ -73,7 +74,7 @@ class ModelPool:
     @property
     def store(self) -> Any:
         from mechclaims.store.actcache import ActivationStore
-        from mechclaims.model.load import cache_root
+        from mechclaims.model.cache import cache_root
 
         if self._store is None:
             self._store = ActivationStore(cache_root(self.s.cache_dir) / "activations", self.s.activation_cache)
@@ -82,7 +83,7 @@ class ModelPool:
     @property
     def stat_store(self) -> Any:
         from mechclaims.store.actcache import ActivationStore
-        from mechclaims.model.load import cache_root
+        from mechclaims.model.cache import cache_root
 
         if self._stat_store is None:
             self._stat_store = ActivationStore(cache_root(self.s.cache_dir) / "statistics", self.s.statistics_cache,
@@ -105,14 +106,14 @@ class ModelPool:
 
     def random_copy(self, lm: Any, seed: int) -> Any:
         """The random-weight control of ``lm``, built lazily (see :class:`mechclaims.model.load.LazyRandomCopy`)."""
-        from mechclaims.model.load import LazyRandomCopy
+        from mechclaims.model.random_copy import LazyRandomCopy
 
         return self.cached((lm.name, lm.fingerprint, "random-weight-copy", seed), lambda: LazyRandomCopy(lm, seed))
 
     def evict(self) -> None:
         """Free what the disk cache can give back cheaply: captured activations and random-weight copies. Called
         at the end of each claim module, so peak memory is one claim's working set, not the session's sum."""
-        from mechclaims.model.load import LazyRandomCopy
+        from mechclaims.model.random_copy import LazyRandomCopy
 
         if self.s.activation_cache == "off" or (self._store is not None and self._store.degraded):
             return  # nothing to reload from (off, or a read-only/full cache): recomputing costs more than it saves

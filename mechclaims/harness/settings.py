@@ -163,7 +163,7 @@ def parse_stimuli(values: list[str]) -> dict[str, str]:
 def build(config: pytest.Config) -> Settings:
     """Settings from the options (OptionError on a bad value). Imports neither torch nor transformers."""
     from mechclaims.harness import options
-    from mechclaims.model.load import DEFAULT_MODEL, check_device_dtype
+    from mechclaims.model.registry import DEFAULT_MODEL, check_device_dtype
     from mechclaims.datasets.io import check_stimuli_overrides
 
     vals, src = {}, {}

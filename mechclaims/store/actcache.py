@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mechclaims.errors import CacheWarning
-from mechclaims.model.load import _sha256
+from mechclaims.model.cache import file_sha256
 
 FORMAT = 1  # bump when the stored structure or a capture's meaning changes
 # Result types the statistics cache may store (class name -> module): decoded by name from this list only.
@@ -199,7 +199,7 @@ class ActivationStore:
                 return None
             if not npz.exists():
                 raise ValueError("the .npz named by its manifest is missing")
-            if _sha256(npz) != meta["sha256"]:
+            if file_sha256(npz) != meta["sha256"]:
                 raise ValueError("checksum mismatch (truncated or modified)")
             with np.load(npz, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
@@ -220,5 +220,5 @@ class ActivationStore:
         man.unlink(missing_ok=True)  # a stale manifest must never vouch for the new npz
         _atomic_write(npz, lambda f: np.savez(f, *arrays))
         meta = {"format": FORMAT, "key": {**environment_key(), **{k: repr(v) for k, v in key.items()}},
-                "sha256": _sha256(npz), "tree": tree}
+                "sha256": file_sha256(npz), "tree": tree}
         _atomic_write(man, lambda f: f.write(json.dumps(meta)), mode="w")
