@@ -26,8 +26,8 @@ __all__ = ["load_model", "encode", "capture", "intervene", "Verdict", "run", "Su
 _LAZY = {
     "load_model": ("mechclaims.model.load", "load_model"),
     "encode": ("mechclaims.forward.capture", "encode"),
-    "capture": ("mechclaims.forward.capture", None),  # the module, callable as the function (see capture.py)
-    "intervene": ("mechclaims.forward.capture", "intervene"),
+    "capture": ("mechclaims.forward.capture", "capture"),
+    "intervene": ("mechclaims.forward.intervene", "intervene"),
     "Verdict": ("mechclaims.verdict.verdict", "Verdict"),
     "run": ("mechclaims.harness.api", "run"),
     "Summary": ("mechclaims.harness.api", "Summary"),

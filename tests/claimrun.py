@@ -30,7 +30,7 @@ N = int(os.environ.get("MC_N", "8"))
 
 @pytest.mark.claim("synthetic")
 @pytest.mark.parametrize("i", range(N))
-def test_synthetic(model_name, i, record, expect):
+def test_synthetic(mc_model, i, record, expect):
     v = Verdict(claim="synthetic", statistic_name="x", statistic=float(i), rule="x >= 0", passed=True, p=0.01)
     record(v)
     if os.environ.get("MC_PROGRESS"):

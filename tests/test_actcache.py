@@ -15,7 +15,7 @@ import pytest
 
 from mechclaims.store import actcache
 from mechclaims.store.actcache import ActivationCacheWarning, ActivationStore
-from mechclaims.forward.capture import Activations
+from mechclaims.forward.activations import Activations
 
 KEY = {"model": "m", "fingerprint": "abc", "tag": "t", "parts": ("h1", (0, 1))}
 

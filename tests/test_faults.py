@@ -137,7 +137,7 @@ def test_internal_error_still_writes_a_summary(tmp_path):
 def test_exitfirst_is_not_complete(tmp_path):
     claims = synthetic(tmp_path)
     (claims / "test_fails.py").write_text(
-        "import pytest\n@pytest.mark.claim('fails')\ndef test_fails(model_name):\n    assert False\n")
+        "import pytest\n@pytest.mark.claim('fails')\ndef test_fails(mc_model):\n    assert False\n")
     art = tmp_path / "art"
     r = run(str(claims), "--model", "tiny-gpt2", "--artifacts-dir", str(art), "-x", cwd=tmp_path)
     assert r.returncode == 1

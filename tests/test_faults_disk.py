@@ -47,7 +47,7 @@ from mechclaims.verdict.verdict import Verdict
 
 @pytest.mark.claim("draws")
 @pytest.mark.parametrize("i", range(4))
-def test_draws(model_name, i, artifacts, record):
+def test_draws(mc_model, i, artifacts, record):
     record(Verdict(claim="draws", statistic_name="x", statistic=1.0, rule="x > 0", passed=True))
     fig, ax = plt.subplots(figsize=(8, 6))
     ax.scatter(*np.random.default_rng(i).normal(size=(2, 20000)), s=1)  # noise: a PNG of several 100 kB

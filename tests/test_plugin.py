@@ -94,7 +94,7 @@ STIMULI = {"mine": "mine.txt"}
 
 
 @pytest.mark.claim("c")
-def test_c(model_name, stimuli_path, record, expect):
+def test_c(mc_model, stimuli_path, record, expect):
     x = float(stimuli_path("mine").read_text())
     v = Verdict(claim="c", statistic_name="x", statistic=x, rule="x > 0", passed=x > 0, p=0.01)
     record(v)

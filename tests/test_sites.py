@@ -41,8 +41,9 @@ import torch
 
 from mechclaims.forward.capture import capture, encode, intervene
 from mechclaims.errors import SiteError
-from mechclaims.forward.residual import identity_checks, identity_sites
-from mechclaims.model.sites import FAMILIES, available_sites, base_of, resolve, sitemap_for
+from mechclaims.forward.readings import identity_checks, identity_sites
+from mechclaims.model.families import FAMILIES
+from mechclaims.model.sites import available_sites, base_of, resolve, sitemap_for
 from mechclaims.stats.additivity import SEPARATION, TOLERANCE
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -575,7 +576,7 @@ def test_sites_adding_a_family_doc_example(monkeypatch):
     import re
     from types import SimpleNamespace
 
-    import mechclaims.model.sites as sites
+    import mechclaims.model.families as sites
     from mechclaims.model.registry import LoadedModel
 
     doc = (Path(__file__).parent.parent / "docs" / "adding_a_family.md").read_text()

@@ -19,7 +19,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mechclaims.forward.capture import Activations, _batches, _pad, intervene
+import torch
+
+from mechclaims.forward.activations import Activations
+from mechclaims.forward.edit import Edit, edit_fn
+from mechclaims.forward.engine import batches, device_of, pad
+from mechclaims.forward.intervene import intervene
 from mechclaims.model.sites import base_of
 
 
@@ -32,36 +37,28 @@ def capture_grad(lm: Any, ids: Sequence[Sequence[int]], sites: Sequence[str], ta
     ``pos``), and the metric per sequence ``[n]``. The metric is read at ``hook_logits`` (the output-embedding's
     output), like every mechclaims readout.
     """
-    import torch
-
     n = len(ids)
     lens = np.array([len(x) for x in ids])
     pos = lens - 1 if read_pos is None else np.asarray(read_pos, int)
     tgt, fl = np.asarray(target, int).reshape(n), np.asarray(foil, int).reshape(n)
-    dev = next(lm.model.parameters()).device
+    dev = device_of(lm)
     acts: dict[str, list] = {s: [] for s in sites}
     grads: dict[str, list] = {s: [] for s in sites}
     metric = np.zeros(n)
     seqs, poss = [], []
-    state: dict[str, Any] = {}
-
-    def tap(name: str):
-        def edit(x):
-            delta = torch.zeros_like(x, requires_grad=True)
-            state[name] = (x.detach(), delta)
-            return x + delta
-        return edit
+    state: dict[Any, Any] = {}
+    taps = {s: Edit(s, "tap") for s in sites}
 
     def head_reader(x):
         state["logits"] = x
         return x
 
-    for rows in _batches(lens.tolist(), batch_size):
+    for rows in batches(lens.tolist(), batch_size):
         state.clear()
-        inp, mask = _pad(lm, [ids[r] for r in rows])
+        inp, mask = pad(lm, [ids[r] for r in rows])
         with ExitStack() as hooks, torch.enable_grad():
-            for s in sites:
-                hooks.enter_context(intervene(lm, s, tap(s)))
+            for s, e in taps.items():
+                hooks.enter_context(intervene(lm, s, edit_fn(e, state)))
             head = lm.model.get_output_embeddings()
             b = torch.arange(len(rows))
             p = torch.as_tensor(pos[rows])
@@ -84,7 +81,7 @@ def capture_grad(lm: Any, ids: Sequence[Sequence[int]], sites: Sequence[str], ta
         seqs.append(np.asarray(rows)[b_idx])
         poss.append(t_idx)
         for s in sites:
-            x, d = state[s]
+            x, d = state[taps[s]]
             acts[s].append(x[b_idx, t_idx].float().cpu().numpy())
             grads[s].append(d.grad[b_idx, t_idx].float().cpu().numpy())
     seq, tok = np.concatenate(seqs), np.concatenate(poss)

@@ -1,41 +1,30 @@
-"""capture() and intervene(): the only code paths that run or change forward passes.
+"""capture(): observation. Batched, right-padded forward passes (mechclaims.forward.engine) that keep only the
+requested sites at the requested positions, as float32 numpy arrays; plus the tokenization helpers every claim uses.
 
-``capture`` runs batched, right-padded forward passes with attention masks and keeps only the requested
-sites at the requested positions, as float32 numpy arrays. ``intervene`` is a context manager that edits one
-site; its hooks come off in ``finally``. Hooks on the session model are read-only shared state: nothing else
-may leave one behind (the plugin's guard fails any test that does).
+Changing a forward pass is :func:`mechclaims.forward.intervene.intervene` (re-exported here); hooks come off in
+``finally``.
 """
 from __future__ import annotations
 
-import contextlib
 import re
-import sys
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 
-from mechclaims.errors import NonFiniteActivationError, StimuliError
+from mechclaims.errors import StimuliError
+from mechclaims.forward.activations import Activations
+from mechclaims.forward.engine import (batch_for, batches, check_context, context_length, first_tensor, pad,
+                                       preview, progress, register_reader, release_freed_memory, run_batch)
+from mechclaims.forward.intervene import clear_hooks, count_hooks, intervene
+from mechclaims.forward.nonfinite import nonfinite_error
 from mechclaims.model.registry import LoadedModel
 from mechclaims.model.sites import resolve
 
+__all__ = ["capture", "encode", "single_token_id", "locate_word", "Activations", "intervene", "count_hooks",
+           "clear_hooks", "Positions"]
+
 Positions = str | Sequence[int] | np.ndarray  # "all" | "last" | one index per sequence
-
-
-@dataclass
-class Activations:
-    """Captured sites. Per-position captures are ``[n_seq, ...]``. With ``positions="all"`` every real token
-    is kept, flattened to ``[n_tokens, ...]``, with ``seq`` (sequence index) and ``pos`` (token index)."""
-
-    sites: dict[str, np.ndarray]
-    seq: np.ndarray | None = None
-    pos: np.ndarray | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self.sites:
-            raise KeyError(f"{name!r} was not captured; captured sites: {sorted(self.sites)}")
-        return self.sites[name]
 
 
 def encode(lm: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
@@ -54,20 +43,6 @@ def single_token_id(lm: LoadedModel, word: str, source: str = "") -> int:
                            f"{lm.name} ({pieces}); it must be a single token. Choose another word, or check "
                            f"the leading space (BPE vocabularies spell words as ' word').")
     return ids[0]
-
-
-def context_length(lm: LoadedModel) -> int | None:
-    """The most tokens the model takes in one sequence (its position-embedding table), or None if unstated."""
-    cfg = lm.model.config
-    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
-        v = getattr(cfg, attr, None)
-        if isinstance(v, int) and v > 0:
-            return v
-    return None
-
-
-def _preview(text: str, n: int = 60) -> str:
-    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def locate_word(lm: LoadedModel, text: str, word: str, source: str = "") -> int:
@@ -98,7 +73,7 @@ def locate_word(lm: LoadedModel, text: str, word: str, source: str = "") -> int:
     ctx = context_length(lm)
     need = covering[0] + 1 if lm.kind == "causal" else len(enc["input_ids"])
     if ctx is not None and need > ctx:
-        where = f"{source + ': ' if source else ''}sentence {_preview(text)!r}"
+        where = f"{source + ': ' if source else ''}sentence {preview(text)!r}"
         if lm.kind == "causal":
             what, fix = f"its target {w!r} is token {need:,}", f"(keep the target within the first {ctx:,} tokens)"
         else:
@@ -106,137 +81,6 @@ def locate_word(lm: LoadedModel, text: str, word: str, source: str = "") -> int:
         raise StimuliError(f"{where}: {what}, past model {lm.name}'s context of {ctx:,} tokens. Shorten the "
                            f"sentence {fix} or drop the record.")
     return covering[0]
-
-
-def batch_for(lm: LoadedModel, batch_size: int) -> int:
-    """The batch size a capture uses on ``lm``: ``--mc-batch-size`` (kept in ``lm.extra``) when given."""
-    return int((getattr(lm, "extra", None) or {}).get("batch_size") or batch_size)
-
-
-def _batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
-    # Sort by length so each batch pads little; results go back to the caller's order.
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    for s in range(0, len(order), batch_size):
-        yield order[s:s + batch_size]
-
-
-def show_progress() -> bool:
-    """Progress bars go to the real terminal (past pytest's capture), and never into CI logs."""
-    import os
-    import sys
-
-    stream = sys.__stderr__
-    return bool(stream is not None and stream.isatty() and not os.environ.get("CI"))
-
-
-def _progress(total: int, desc: str, enabled: bool | None):
-    import sys
-
-    from tqdm.auto import tqdm
-
-    on = show_progress() if enabled is None else enabled
-    return tqdm(total=total, desc=desc, disable=not on, leave=False, unit="seq", file=sys.__stderr__)
-
-
-def pad_id(lm: LoadedModel) -> int:
-    """The id right-padding uses. Any id works: the attention mask hides padding and capture() never keeps a
-    padded position, so a tokenizer with neither a pad nor an eos token pads with id 0."""
-    for v in (lm.tokenizer.pad_token_id, getattr(lm.tokenizer, "eos_token_id", None)):
-        if isinstance(v, int):
-            return v
-    return 0
-
-
-def _pad(lm: LoadedModel, batch: Sequence[Sequence[int]]) -> tuple[Any, Any]:
-    import torch
-
-    T = max(len(x) for x in batch)
-    inp = torch.full((len(batch), T), pad_id(lm), dtype=torch.long)
-    mask = torch.zeros((len(batch), T), dtype=torch.long)
-    for j, x in enumerate(batch):
-        inp[j, :len(x)] = torch.as_tensor(list(x))
-        mask[j, :len(x)] = 1
-    return inp, mask
-
-
-def _run_batch(lm: LoadedModel, batch: Sequence[Sequence[int]], base_only: bool = False) -> tuple[Any, Any, Any]:
-    """One right-padded forward pass, in the given row order, under no_grad.
-
-    ``base_only`` runs the model without its LM head (no logits): capture() uses it when no site needs the head,
-    which saves the vocabulary projection (about a fifth of smollm2's forward pass).
-    """
-    import torch
-
-    from mechclaims.model.sites import base_of
-
-    dev = next(lm.model.parameters()).device
-    inp, mask = _pad(lm, batch)
-    module = base_of(lm.model) if base_only else lm.model
-    with torch.no_grad():
-        # No KV cache for causal LMs (saves memory); encoders' forward takes no use_cache in transformers 4.x.
-        kw = {"use_cache": False} if lm.kind == "causal" else {}
-        out = module(input_ids=inp.to(dev), attention_mask=mask.to(dev), **kw)
-    return inp, mask, out
-
-
-def forward_batches(lm: LoadedModel, ids: Sequence[Sequence[int]], batch_size: int = 32,
-                    progress: bool | None = None, desc: str = "forward"):
-    """Yield ``(rows, input_ids, attention_mask, output)`` per length-sorted, right-padded batch.
-
-    ``rows`` are indices into ``ids``; row j of the batch is ``ids[rows[j]]``.
-    """
-    bar = _progress(len(ids), desc, progress)
-    try:
-        for rows in _batches([len(x) for x in ids], batch_for(lm, batch_size)):
-            inp, mask, out = _run_batch(lm, [ids[r] for r in rows])
-            yield rows, inp, mask, out
-            bar.update(len(rows))
-    finally:
-        bar.close()
-
-
-_TRIM: Any = None
-
-
-def release_freed_memory() -> None:
-    """Hand memory that was freed back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
-
-    Forward passes over batches of varying length leave freed tensor blocks in glibc's heap, which keeps them: GED's
-    capture of 1,044 short sequences on smollm2-135m grew the RSS from 0.95 to 3.85 GB while holding 192 MB of
-    activations (1.15 GB after one trim). Trimming after each batch keeps the peak at the live data; it costs
-    milliseconds."""
-    global _TRIM
-    if _TRIM is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-def _register(rs, fn: Callable) -> Any:
-    if rs.spec.hook == "input":
-        return rs.module.register_forward_pre_hook(
-            lambda mod, args, kwargs: fn(args[0] if args else next(iter(kwargs.values()))), with_kwargs=True)
-    return rs.module.register_forward_hook(lambda mod, args, out: fn(out))
-
-
-def check_context(lm: LoadedModel, ids: Sequence[Sequence[int]]) -> None:
-    """Every sequence must fit the model's context; a longer one would index past the position embeddings."""
-    ctx = context_length(lm)
-    if ctx is None:
-        return
-    long = [i for i, x in enumerate(ids) if len(x) > ctx]
-    if long:
-        i = long[0]
-        text = lm.tokenizer.decode(list(ids[i])[:40])
-        raise StimuliError(f"sequence {i + 1} of {len(ids)} ({_preview(text)!r}) is {len(ids[i]):,} tokens, past "
-                           f"model {lm.name}'s context of {ctx:,} tokens ({len(long)} sequence(s) are). Shorten or "
-                           f"split those texts in the stimuli file.")
 
 
 class _NonFinite(Exception):
@@ -248,7 +92,7 @@ class _NonFinite(Exception):
 
 
 def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str], positions: Positions = "last",
-            batch_size: int = 32, progress: bool | None = None,
+            batch_size: int = 32, show: bool | None = None,
             reduce: dict[str, Callable[[Any, dict[str, Any]], Any]] | None = None) -> Activations:
     """Run ``ids`` (token id lists) through the model once, keeping ``sites`` at ``positions``.
 
@@ -263,8 +107,6 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
     can be reduced on the fly: ``x`` is the full ``[batch, seq, ...]`` tensor and ``ctx`` holds ``input_ids``,
     ``b`` and ``t`` (the batch-row and token index of every kept position). It returns one row per kept position.
     """
-    import torch
-
     if len(ids) == 0:
         raise StimuliError("capture() got no sequences; the stimuli set is empty.")
     check_context(lm, ids)
@@ -287,7 +129,7 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
 
     def keeper(rs):
         def fn(x):
-            x = _first_tensor(x)
+            x = first_tensor(x)
             if rs.spec.post is not None:
                 x = rs.spec.post(x, cfg)
             if reduce and rs.name in reduce:
@@ -304,11 +146,11 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
 
     all_rows, seqs, poss = [], [], []
     handles = []
-    bar = _progress(len(ids), f"capture {lm.name}", progress)
+    bar = progress(len(ids), f"capture {lm.name}", show)
     try:
         for rs in resolved:
-            handles.append(_register(rs, keeper(rs)))
-        for rows in _batches([len(x) for x in ids], batch_for(lm, batch_size)):
+            handles.append(register_reader(rs, keeper(rs)))
+        for rows in batches([len(x) for x in ids], batch_for(lm, batch_size)):
             lens = torch.tensor([len(ids[r]) for r in rows])
             if all_tokens:
                 b_idx = torch.cat([torch.full((int(n),), j) for j, n in enumerate(lens)])
@@ -321,9 +163,9 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
             # The selector keeps only the requested positions, so memory scales with them, not with T.
             state["select"] = lambda x, b=b_idx, t=t_idx: x[b.to(x.device), t.to(x.device)]
             batch = [ids[r] for r in rows]
-            state["ctx"] = {"input_ids": _pad(lm, batch)[0], "b": b_idx, "t": t_idx, "lengths": lens}
+            state["ctx"] = {"input_ids": pad(lm, batch)[0], "b": b_idx, "t": t_idx, "lengths": lens}
             state["rows"] = rows
-            _run_batch(lm, batch, base_only="hook_logits" not in sites)
+            run_batch(lm, batch, base_only="hook_logits" not in sites)
             release_freed_memory()
             all_rows.extend(rows)
             bar.update(len(rows))
@@ -336,8 +178,6 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
             h.remove()
         bar.close()
     if bad is not None:
-        from mechclaims.forward.nonfinite import nonfinite_error
-
         raise nonfinite_error(lm, ids, bad.site, bad.row, bad.token)
 
     out = {s: np.concatenate(chunks[s], axis=0) for s in sites}
@@ -352,65 +192,3 @@ def capture(lm: LoadedModel, ids: Sequence[Sequence[int]], sites: Sequence[str],
         inv[np.asarray(all_rows)] = np.arange(len(all_rows))
         out = {s: a[inv] for s, a in out.items()}
     return Activations(out, seq=seq, pos=pos, meta={"model": lm.name, "n_seq": len(ids)})
-
-
-def _first_tensor(x: Any) -> Any:
-    return x[0] if isinstance(x, tuple) else x
-
-
-@contextlib.contextmanager
-def intervene(lm: LoadedModel, site_name: str, edit: Callable[[Any], Any]) -> Iterator[None]:
-    """Replace ``site_name``'s tensor by ``edit(tensor)`` for forward passes inside the block.
-
-    ``edit`` receives the full ``[batch, seq, ...]`` tensor and returns one of the same shape (it may close over
-    per-row positions or masks). The hook is removed in ``finally``, so an exception inside the block, or in
-    ``edit`` itself, never leaves the shared model edited.
-    """
-    rs = resolve(lm.model, site_name)
-    cfg = lm.model.config
-    # Edits go through the site's own post-op inverse, so derived sites (per-head q/k, scaled sublayer outputs)
-    # are edited in their canonical view and written back in the module's raw form.
-    put = lambda raw: rs.spec.apply_edit(raw, edit, cfg)  # noqa: E731
-    if rs.spec.hook == "input":
-        def pre(mod, args, kwargs):
-            if args:
-                return (put(args[0]),) + tuple(args[1:]), kwargs
-            k = next(iter(kwargs))
-            return args, {**kwargs, k: put(kwargs[k])}
-        handle = rs.module.register_forward_pre_hook(pre, with_kwargs=True)
-    else:
-        handle = rs.module.register_forward_hook(lambda mod, args, out: put(out))
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-def _ours(fn: Any) -> bool:
-    # transformers installs persistent hooks of its own (output capturing for output_hidden_states); not ours.
-    return not getattr(fn, "__module__", "").startswith("transformers")
-
-
-def count_hooks(model: Any) -> int:
-    """Forward/pre hooks on every submodule, except transformers' own (the guard compares before and after)."""
-    return sum(sum(_ours(f) for f in m._forward_hooks.values()) + sum(_ours(f) for f in m._forward_pre_hooks.values())
-               for m in model.modules())
-
-
-def clear_hooks(model: Any) -> None:
-    """Remove every non-transformers hook (the guard's clean-up after a leaky test)."""
-    for m in model.modules():
-        for d in (m._forward_hooks, m._forward_pre_hooks):
-            for k in [k for k, f in d.items() if _ours(f)]:
-                del d[k]
-
-
-class _CallableModule(type(sys.modules[__name__])):
-    """``mechclaims.forward.capture`` is both this module and the function: importing the submodule rebinds the
-    package's ``capture`` attribute to the module, so the module calls :func:`capture` (``mc.capture(lm, ...)``)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Activations:
-        return capture(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -10,7 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+import torch
+
 from mechclaims.errors import NonFiniteActivationError
+from mechclaims.forward.engine import first_tensor, register_reader, run_batch
+from mechclaims.model.sites import resolve
 
 
 def _layer_of(site: str) -> str:
@@ -22,8 +26,6 @@ def _layer_of(site: str) -> str:
 
 def bad_parameters(model: Any, limit: int = 5) -> list[str]:
     """Names of parameters holding NaN/inf, with how many values are bad."""
-    import torch
-
     out = []
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -38,11 +40,6 @@ def bad_parameters(model: Any, limit: int = 5) -> list[str]:
 
 def first_nonfinite_site(lm: Any, seq: Sequence[int]) -> str | None:
     """The first residual-stream site (forward order) with a NaN/inf at any token of ``seq``, or None."""
-    import torch
-
-    from mechclaims.forward.capture import _first_tensor, _register, _run_batch
-    from mechclaims.model.sites import resolve
-
     names = [f"blocks.{l}.{k}" for l in range(lm.n_layers)
              for k in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out", "hook_resid_post")] + ["ln_final.hook_in"]
     fired: list[tuple[str, bool]] = []
@@ -56,12 +53,12 @@ def first_nonfinite_site(lm: Any, seq: Sequence[int]) -> str | None:
                 continue
 
             def hook(x, rs=rs):
-                x = _first_tensor(x)
+                x = first_tensor(x)
                 if rs.spec.post is not None:
                     x = rs.spec.post(x, cfg)
                 fired.append((rs.name, not bool(torch.isfinite(x).all())))
-            handles.append(_register(rs, hook))
-        _run_batch(lm, [list(seq)], base_only=True)
+            handles.append(register_reader(rs, hook))
+        run_batch(lm, [list(seq)], base_only=True)
     finally:
         for h in handles:
             h.remove()

@@ -15,6 +15,7 @@ from mechclaims.forward.capture import capture, single_token_id
 from mechclaims.datasets.patching import TokenizedPairs
 from mechclaims.forward.patching import PatchTable, run_patched
 from mechclaims.model.sites import site
+from mechclaims.stats.patching import attribution
 
 Ids = Sequence[Sequence[int]]
 
@@ -122,8 +123,6 @@ def attribution_runs(lm: Any, tp: TokenizedPairs, comps: Sequence[str],
     a, g, _ = capture_grad(lm, tp.corrupt, list(comps) + ["ln_final.hook_in"], tp.target, tp.foil)
     u = [single_token_id(lm, t) for t in control_tokens]
     _, gc, _ = capture_grad(lm, tp.corrupt, list(comps), np.full(n, u[0]), np.full(n, u[1]))
-    from mechclaims.stats.patching import attribution
-
     last = np.flatnonzero(a.pos == np.asarray([len(x) - 1 for x in tp.corrupt])[a.seq])
     out = {k: np.zeros((n, len(comps))) for k in ("attribution", "direct", "attribution_control")}
     gf = g["ln_final.hook_in"][last]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from mechclaims.harness.settings import add_options
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from mechclaims.harness.settings import add_options
-
     add_options(parser, prefix="--", ini=False)

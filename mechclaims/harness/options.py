@@ -129,3 +129,17 @@ def writable_dir(opt: str, path: str | Path, create: bool = True) -> Path:
     except OSError as e:
         raise OptionError(f"{opt} {p} cannot be written ({e.strerror or e}); pass a writable directory.") from None
     return p
+
+
+def worker_count() -> int:
+    """pytest-xdist's worker count from ``PYTEST_XDIST_WORKER_COUNT`` (0 without xdist); a value that is not a
+    whole number is an OptionError naming the variable, never an INTERNALERROR."""
+    raw = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "").strip()
+    if not raw:
+        return 0
+    try:
+        n = int(raw)
+    except ValueError:
+        raise OptionError(f"PYTEST_XDIST_WORKER_COUNT={raw!r} is not a whole number; pytest-xdist sets it itself, so "
+                          f"unset it (`unset PYTEST_XDIST_WORKER_COUNT`) and pass -n N instead.") from None
+    return max(0, n)

@@ -5,9 +5,14 @@ imported until a test asks for a model, so the plugin stays torch-free for suite
 """
 from __future__ import annotations
 
+import gc
+
 from typing import Any, Callable
 
 from mechclaims.harness.settings import Settings
+from mechclaims.model.cache import cache_root
+from mechclaims.model.registry import CAUSAL_BUILTIN, hub_kwargs, n_layers_of
+from mechclaims.store.statcache import code_version
 
 
 class ModelPool:
@@ -23,7 +28,6 @@ class ModelPool:
 
     def config(self, name: str) -> Any:
         """The model's config, without its weights (cached): its depth and architecture at collection time."""
-        from mechclaims.model.registry import hub_kwargs
         from mechclaims.model.load import resolve_config
 
         if name not in self._configs:
@@ -32,14 +36,12 @@ class ModelPool:
         return self._configs[name]
 
     def n_layers(self, name: str) -> int:
-        from mechclaims.model.registry import n_layers_of
-
         return n_layers_of(self.config(name))
 
     def kind(self, name: str) -> str:
         """causal, masked or encoder, from the config's architectures (no weights loaded)."""
         archs = getattr(self.config(name), "architectures", None) or []
-        if name in ("smollm2-135m", "tiny-gpt2", "tiny-llama", "gemma3-270m") or any(
+        if name in CAUSAL_BUILTIN or any(
                 a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
             return "causal"
         if name == "tiny-bert" or any(a.endswith("ForMaskedLM") for a in archs):
@@ -74,16 +76,19 @@ class ModelPool:
     @property
     def store(self) -> Any:
         from mechclaims.store.actcache import ActivationStore
-        from mechclaims.model.cache import cache_root
 
         if self._store is None:
             self._store = ActivationStore(cache_root(self.s.cache_dir) / "activations", self.s.activation_cache)
         return self._store
 
     @property
+    def stat_store_used(self) -> bool:
+        """Whether any claim asked the statistics store for something this session."""
+        return self._stat_store is not None
+
+    @property
     def stat_store(self) -> Any:
         from mechclaims.store.actcache import ActivationStore
-        from mechclaims.model.cache import cache_root
 
         if self._stat_store is None:
             self._stat_store = ActivationStore(cache_root(self.s.cache_dir) / "statistics", self.s.statistics_cache,
@@ -95,8 +100,6 @@ class ModelPool:
         arrays, dicts of them) runs once per model weights, dtype, device, library versions, ``tag``, ``parts`` (the
         claim's stimuli hashes, seed, draw counts, layer) and code version (the package and ``source``, the claim
         module's file). A value the store cannot encode stays a session memo only."""
-        from mechclaims.store.statcache import code_version
-
         dev = str(lm.device).split(":")[0]
         code = code_version(source)
         key = {"model": lm.name, "fingerprint": lm.fingerprint, "tag": tag, "parts": parts, "dtype": lm.dtype,
@@ -122,8 +125,9 @@ class ModelPool:
         for v in self.memo.values():
             if isinstance(v, LazyRandomCopy):
                 v.release()
-        from mechclaims.forward.capture import release_freed_memory
+        from mechclaims.forward.engine import release_freed_memory
 
+        gc.collect()
         release_freed_memory()
 
     def activations(self, lm: Any, tag: str, parts: tuple, fn: Callable[[], Any]) -> Any:

@@ -7,6 +7,7 @@ rootdir (the directory of the ini file, else the directory pytest was started in
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,11 @@ from typing import Any
 
 import pytest
 
+from mechclaims.datasets.io import check_stimuli_overrides
 from mechclaims.errors import OptionError
+from mechclaims.harness import options
+from mechclaims.model.registry import DEFAULT_MODEL, check_device_dtype
+from mechclaims.store.statcache import default_mode
 
 PREFIX = "--mc-"
 # (name, ini, help, default, kind): kind is "append" (repeatable), "flag" (store_true) or "store"
@@ -138,9 +143,7 @@ class Settings:
 
     def layer_list(self, n_layers: int) -> list[int]:
         """The --mc-layers selection that exists in a model of ``n_layers`` layers (checked at start-up)."""
-        from mechclaims.harness.options import layers_for
-
-        return layers_for(self.layers, n_layers)
+        return options.layers_for(self.layers, n_layers)
 
     def load_kwargs(self) -> dict[str, Any]:
         """What :func:`mechclaims.model.load.load_model` needs besides the name."""
@@ -162,10 +165,6 @@ def parse_stimuli(values: list[str]) -> dict[str, str]:
 
 def build(config: pytest.Config) -> Settings:
     """Settings from the options (OptionError on a bad value). Imports neither torch nor transformers."""
-    from mechclaims.harness import options
-    from mechclaims.model.registry import DEFAULT_MODEL, check_device_dtype
-    from mechclaims.datasets.io import check_stimuli_overrides
-
     vals, src = {}, {}
     for _, dest, _, default, _ in OPTIONS:
         vals[dest], src[dest] = _get(config, dest, default)
@@ -192,8 +191,6 @@ def build(config: pytest.Config) -> Settings:
     act_mode = vals["mechclaims_activation_cache"]
     if act_mode not in ("on", "off", "refresh"):
         raise OptionError(f"{flag('activation-cache')} {act_mode!r}: use on, off or refresh.")
-    from mechclaims.store.statcache import default_mode
-
     stat_mode = vals["mechclaims_statistics_cache"] or default_mode()
     if stat_mode not in ("on", "off", "refresh"):
         where = flag("statistics-cache") if vals["mechclaims_statistics_cache"] else "MECHCLAIMS_STATISTICS_CACHE"
@@ -229,14 +226,12 @@ def probe_dir(opt: str, p: Path) -> None:
     directory. Creates nothing: an inert session leaves no folder behind."""
     import tempfile
 
-    from mechclaims.harness.options import writable_dir
-
     existing = next((q for q in [p, *p.parents] if q.exists()), None)
     if existing is None or not existing.is_dir():
         raise OptionError(f"{opt} {p} cannot be written ({existing} is not a directory); pass a writable "
                           f"directory.")
     if p.exists():
-        writable_dir(opt, p, create=False)
+        options.writable_dir(opt, p, create=False)
         return
     try:
         with tempfile.TemporaryFile(dir=existing):
@@ -261,3 +256,19 @@ def check_baselines_dir(config: pytest.Config, s: Settings) -> None:
         raise OptionError(f"{err} ({why}.)") from None
     config.issue_config_time_warning(pytest.PytestConfigWarning(
         f"mechclaims: {err} Existing baselines are checked; a missing one cannot be written."), stacklevel=2)
+
+
+def header(s: Settings) -> list[str]:
+    """The report header: library versions (read from their metadata: nothing is imported), device and models."""
+    v = {d: _version(d) for d in ("torch", "transformers", "numpy")}
+    return [f"mechclaims: torch {v['torch']}, transformers {v['transformers']}, numpy {v['numpy']}; device "
+            f"{s.device}, dtype {s.dtype}, seed {s.seed}, permutations {s.permutations}",
+            f"mechclaims models: {', '.join(s.models)}; artifacts: {s.artifacts}; baselines: {s.baselines}; "
+            f"activation cache {s.activation_cache}, statistics cache {s.statistics_cache}"]
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

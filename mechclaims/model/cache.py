@@ -7,7 +7,6 @@ gives one CacheWarning and a build into a temp dir for this process only.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import os
 import shutil
@@ -19,20 +18,12 @@ from typing import Callable
 from filelock import FileLock
 
 from mechclaims.errors import CacheWarning, ModelError
-from mechclaims.store.diskio import NO_SPACE, UNWRITABLE, sweep_orphans
+from mechclaims.store.diskio import NO_SPACE, UNWRITABLE, file_sha256, sweep_orphans
 
 def cache_root(override: str | os.PathLike | None = None) -> Path:
     """Where converted weights and activation caches live: option > $MECHCLAIMS_CACHE > ~/.cache/mechclaims."""
     root = override or os.environ.get("MECHCLAIMS_CACHE") or Path.home() / ".cache" / "mechclaims"
     return Path(root).expanduser()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:

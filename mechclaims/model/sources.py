@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from mechclaims.errors import ModelError
-from mechclaims.model.cache import file_sha256
+from mechclaims.store.diskio import file_sha256
 from mechclaims.model.registry import GGUF_NAME
 
 

@@ -19,6 +19,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import gguf as gg
+import transformers
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE
+
 BUILDER = 1  # bump when build() changes what it writes
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp's token types
 SPACE = "\u2581"
@@ -41,8 +46,6 @@ def merges_from_scores(tokens: list[str], scores: list[float]) -> list[tuple[str
 
 def build(gguf: Path) -> Any:
     """:func:`from_vocab` of a SentencePiece ("llama") GGUF's metadata."""
-    import gguf as gg
-
     f = gg.GGUFReader(str(gguf)).fields
 
     def get(key: str, default: Any = None) -> Any:
@@ -62,9 +65,6 @@ def from_vocab(tokens: list[str], scores: list[float], types: list[int], unk: in
     """A ``tokenizers.Tokenizer`` for a SentencePiece vocabulary: spaces become U+2581, BPE with byte fallback,
     control tokens special, user-defined tokens (Gemma's runs of newlines, HTML tags) matched first, and BOS/EOS
     as the metadata says."""
-    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import BPE
-
     tk = Tokenizer(BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges_from_scores(tokens, scores),
                        unk_token=tokens[unk], fuse_unk=True, byte_fallback=True))
     tk.normalizer = normalizers.Replace(" ", SPACE)
@@ -84,8 +84,6 @@ def from_vocab(tokens: list[str], scores: list[float], types: list[int], unk: in
 def load(gguf: Path, digest: str, cache_dir: Path, special: dict[str, str]) -> Any:
     """A ``PreTrainedTokenizerFast`` around :func:`build`'s tokenizer, read from (or written to) the cache.
     ``special`` names the special tokens for transformers (bos_token, eos_token, unk_token, pad_token, ...)."""
-    from tokenizers import Tokenizer
-
     path = cache_dir / f"gguf-spm-{digest[:12]}-v{BUILDER}.json"
     try:
         tk = Tokenizer.from_file(str(path))
@@ -121,10 +119,7 @@ def _fast_class() -> type:
     """``PreTrainedTokenizerFast`` whose ``add_bos_token``/``add_eos_token`` setters rebuild the post-processor, as
     transformers' Llama and Gemma tokenizers do, so that :func:`mechclaims.model.tokenization.pin_special_tokens` can set
     the GGUF's rule on it under every version (4.57's base class has no such setters)."""
-    from tokenizers import processors
-    from transformers import PreTrainedTokenizerFast
-
-    class GGUFSentencePieceTokenizerFast(PreTrainedTokenizerFast):
+    class GGUFSentencePieceTokenizerFast(transformers.PreTrainedTokenizerFast):
         def __init__(self, *args: Any, add_bos_token: bool = True, add_eos_token: bool = False, **kw: Any):
             self._flags = {"bos": bool(add_bos_token), "eos": bool(add_eos_token)}
             super().__init__(*args, **kw)

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
-from mechclaims.model.sites import resolve, site
+from mechclaims.model.sites import base_of, resolve, site
+from mechclaims.stats.lesion import logit_direction as direction
 
 
 def w_out(lm: Any, layer: int) -> np.ndarray:
-    import torch
-
     mod = resolve(lm.model, site("mlp.hook_post", layer)).module
     w = mod.weight.detach().float().cpu().numpy()
     return w.T if isinstance(mod, torch.nn.Linear) else w
@@ -32,8 +32,6 @@ def _is_projection(mod: Any, d_in: int) -> bool:
 def qk_path(lm: Any, layer: int) -> Callable[[Any], tuple[Any, Any]]:
     """``f(X [n, d]) -> (Q [n, n_heads, d_head], K [n, n_kv_heads, d_head])`` (torch tensors, no grad), exactly what
     ``attn.hook_q``/``attn.hook_k`` capture when ``attn.hook_qk_in`` holds the rows of X."""
-    import torch
-
     cfg = lm.model.config
     rin = resolve(lm.model, site("attn.hook_qk_in", layer))
     rq, rk = resolve(lm.model, site("attn.hook_q", layer)), resolve(lm.model, site("attn.hook_k", layer))
@@ -72,3 +70,27 @@ def _parent(model: Any, site_name: str, module: Any) -> Any:
             if child is module:
                 return m
     raise LookupError(f"no parent module found for {site_name}")
+
+
+def logit_direction(lm: Any, target: int, foil: int) -> np.ndarray:
+    """``(u_target - u_foil)`` through the final norm's scale (centred for LayerNorm): the residual-space direction
+    whose dot product with the final norm's normalised input is the target-minus-foil logit (token ids)."""
+    norm = base_of(lm.model).get_submodule(lm.sitemap.final_norm)
+    u = lm.model.get_output_embeddings().weight.detach().float().cpu().numpy()
+    return direction(u[target], u[foil],
+                     norm.weight.detach().float().cpu().numpy(), center=isinstance(norm, torch.nn.LayerNorm))
+
+
+def model_path(lm: Any, layer: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The model's own q/k path at ``layer`` as a numpy function (see :func:`qk_path`): what the Q/K nulls run."""
+    f = qk_path(lm, layer)
+
+    def g(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q, k = f(X)
+        return q.float().cpu().numpy(), k.float().cpu().numpy()
+    return g
+
+
+def unembedding(lm: Any) -> np.ndarray:
+    """``[vocab, d_model]``: the output embedding's rows (logit of token t = final-norm state . row t, plus bias)."""
+    return lm.model.get_output_embeddings().weight.detach().float().cpu().numpy()

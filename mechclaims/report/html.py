@@ -17,6 +17,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from mechclaims.report.summary import build_outcomes
+from mechclaims.store.diskio import atomic_write
+from mechclaims.verdict.outcome import counts
+
 MAX_IMAGE_BYTES = 2_000_000      # one figure above this is linked, not embedded
 MAX_TOTAL_BYTES = 25_000_000     # keeps a many-layer, many-model run openable in a browser
 MAIN_FIGURES = 6                 # figures (or cross-model figure rows) shown per claim before "more figures"
@@ -262,8 +266,6 @@ def overview(outcomes: list[dict[str, Any]], order: list[tuple[str, bool]], by_c
              models: list[str]) -> str:
     """Claim x model: the claim's outcome (with its per-layer counts); each control indented under the claim it
     controls (linked by the control test's ``control_of``), with its own outcome."""
-    from mechclaims.verdict.outcome import counts
-
     head = "".join(f"<th>{escape(m)}</th>" for m in models)
     by = {(o["claim"], o["model"]): o for o in outcomes}
     rows = []
@@ -361,7 +363,6 @@ def render(summary: dict[str, Any], base: Path) -> str:
              for i, c in enumerate([main, *controls.get(main, [])])]
     outcomes = summary.get("outcomes")
     if outcomes is None:
-        from mechclaims.report.summary import build_outcomes
         outcomes = build_outcomes(records)
     imgs, multi = _Images(base), len(models) > 1
     c = _counts(records)
@@ -396,7 +397,5 @@ def render(summary: dict[str, Any], base: Path) -> str:
 def write_html(summary: dict[str, Any], path: Path) -> Path:
     """Write the report atomically (temp file + rename, the temp removed on any failure) and return its path.
     Relative figure paths are read against the report's folder."""
-    from mechclaims.store.diskio import atomic_write
-
     path = Path(path)
     return atomic_write(path, render(summary, path.parent))

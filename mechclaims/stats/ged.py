@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+from scipy import linalg, stats
 from sklearn.covariance import shrunk_covariance
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
@@ -61,8 +61,6 @@ class GEDFit:
 
 def fit_ged(Zs: np.ndarray, Zr: np.ndarray, pca: PCA, gamma: float) -> GEDFit:
     """``scipy.linalg.eigh(S, R~)`` on PCA scores; raises ValueError when R~ is not positive-definite."""
-    from scipy import linalg
-
     S, R = np.atleast_2d(np.cov(Zs, rowvar=False)), np.atleast_2d(np.cov(Zr, rowvar=False))
     Rs = shrink(R, gamma)
     r_min = float(np.linalg.eigvalsh(Rs)[0])

@@ -1,29 +1,18 @@
 """Draws of the spectrum-matched Q/K null: a q/k path fed with randomly rotated inputs.
 
-The statistics are in :mod:`mechclaims.stats.rsa_rotation`; this module only runs the projections (on a model:
-:func:`mechclaims.model.weights.qk_path`) on rotated copies of the captured ``attn.hook_qk_in`` rows, in chunks, and stops
+The statistics are in :mod:`mechclaims.stats.rsa_rotation`; this module only runs the projections it is given (on a
+model: :func:`mechclaims.model.weights.model_path`) on rotated copies of the captured ``attn.hook_qk_in`` rows, in chunks, and stops
 sequentially (:func:`mechclaims.stats.common.sequential_null`). Torch is touched only through ``path``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from mechclaims.stats.common import sequential_null
 from mechclaims.stats.rsa_rotation import (auc_cos, cos_upper, delta_batch, delta_cos, haar_frames, input_factor, rho_batch,
                                   rho_cos, rotated_inputs)
-from mechclaims.model.weights import qk_path
-
-
-def model_path(lm: Any, layer: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """The model's own q/k path at ``layer`` as a numpy function (see :func:`mechclaims.model.weights.qk_path`)."""
-    f = qk_path(lm, layer)
-
-    def g(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q, k = f(X)
-        return q.float().cpu().numpy(), k.float().cpu().numpy()
-    return g
 
 
 def rotation_null(path: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], X: np.ndarray, Q: np.ndarray,
@@ -31,7 +20,7 @@ def rotation_null(path: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], X
                   ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, float], int]:
     """Observed statistics, their rotated-weight nulls and sequential p-values at one layer.
 
-    ``path(X [m, d]) -> (Q [m, ...], K [m, ...])``: the q/k path (:func:`model_path` on a model; any numpy function
+    ``path(X [m, d]) -> (Q [m, ...], K [m, ...])``: the q/k path (:func:`mechclaims.model.weights.model_path` on a model; any numpy function
     in the calibration tests). ``X [n, d]``: the captured q/k input at each word; ``Q [n, ...]``, ``K [n, ...]``: the captured queries and keys;
     ``groupings``: name -> labels per word (the first is the categories). Keys: ``rho`` (Q-K RSA) and
     ``delta_q.<g>`` / ``delta_k.<g>`` per grouping, each with an upper tail (``<key>``) and a lower tail

@@ -17,7 +17,9 @@ under a file lock, so:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import tempfile
@@ -29,12 +31,18 @@ from typing import Any, Callable
 import numpy as np
 
 from mechclaims.errors import CacheWarning
-from mechclaims.model.cache import file_sha256
+import torch
+import transformers
+from filelock import FileLock
+
+from mechclaims.store.diskio import file_sha256, sweep_orphans
+from mechclaims.store.paths import safe_component
 
 FORMAT = 1  # bump when the stored structure or a capture's meaning changes
 # Result types the statistics cache may store (class name -> module): decoded by name from this list only.
 _DATACLASSES = {"Verdict": "mechclaims.verdict.verdict", "GEDLayer": "mechclaims.stats.ged",
                "SelectivityProfile": "mechclaims.stats.rsa"}
+ACTIVATIONS = ("mechclaims.forward.activations", "Activations")  # by name: the store sits below the forward wing
 MODES = ("on", "off", "refresh")
 
 
@@ -44,22 +52,17 @@ class ActivationCacheWarning(CacheWarning):
 
 
 def environment_key() -> dict[str, str]:
-    import torch
-    import transformers
-
     return {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__}
 
 
 def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
     """JSON-able description of ``obj``; its arrays are appended to ``arrays`` and referred to by index."""
-    from mechclaims.forward.capture import Activations
-
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
             raise TypeError("object arrays cannot be cached")
         arrays.append(obj)
         return {"t": "a", "i": len(arrays) - 1}
-    if isinstance(obj, Activations):
+    if (type(obj).__module__, type(obj).__name__) == ACTIVATIONS:
         return {"t": "Activations", "sites": _encode(obj.sites, arrays), "seq": _encode(obj.seq, arrays),
                 "pos": _encode(obj.pos, arrays), "meta": _encode(obj.meta, arrays)}
     if isinstance(obj, dict):
@@ -67,8 +70,6 @@ def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
             return {"t": "D", "items": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
         return {"t": "d", "items": [[k, _encode(v, arrays)] for k, v in obj.items()]}
     if type(obj).__name__ in _DATACLASSES and type(obj).__module__ == _DATACLASSES[type(obj).__name__]:
-        import dataclasses
-
         return {"t": "dc", "cls": type(obj).__name__,
                 "f": {f.name: _encode(getattr(obj, f.name), arrays) for f in dataclasses.fields(obj)}}
     if isinstance(obj, (list, tuple)):
@@ -81,21 +82,17 @@ def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
 
 
 def _decode(tree: Any, arrays: Any) -> Any:
-    from mechclaims.forward.capture import Activations
-
     t = tree["t"]
     if t == "a":
         return arrays[f"arr_{tree['i']}"]
     if t == "Activations":
-        return Activations(_decode(tree["sites"], arrays), _decode(tree["seq"], arrays),
+        return getattr(importlib.import_module(ACTIVATIONS[0]), ACTIVATIONS[1])(_decode(tree["sites"], arrays), _decode(tree["seq"], arrays),
                            _decode(tree["pos"], arrays), _decode(tree["meta"], arrays))
     if t == "d":
         return {k: _decode(v, arrays) for k, v in tree["items"]}
     if t == "D":
         return {_decode(k, arrays): _decode(v, arrays) for k, v in tree["items"]}
     if t == "dc":  # only the allow-listed result types: a manifest never names a class to import
-        import importlib
-
         cls = getattr(importlib.import_module(_DATACLASSES[tree["cls"]]), tree["cls"])
         obj = cls.__new__(cls)  # as stored: __post_init__ already ran when it was made (it would re-annotate)
         obj.__dict__.update({k: _decode(v, arrays) for k, v in tree["f"].items()})
@@ -104,6 +101,11 @@ def _decode(tree: Any, arrays: Any) -> Any:
         items = [_decode(v, arrays) for v in tree["items"]]
         return items if t == "l" else tuple(items)
     return tree["v"]
+
+
+def _stored_key(key: dict[str, Any]) -> dict[str, str]:
+    """The key as the manifest holds it (after a JSON round trip)."""
+    return json.loads(json.dumps({**environment_key(), **{k: repr(v) for k, v in key.items()}}))
 
 
 def _atomic_write(final: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -136,21 +138,17 @@ class ActivationStore:
     def paths(self, key: dict[str, Any]) -> tuple[Path, Path, Path]:
         full = {"format": FORMAT, **environment_key(), **key}
         digest = hashlib.sha256(json.dumps(full, sort_keys=True, default=repr).encode()).hexdigest()[:20]
-        from mechclaims.store.paths import safe_component
-
         stem = safe_component(f"{key.get('model', 'model')}-{key.get('tag', 'acts')}")
-        base = self.root / f"{stem}-{digest}"
-        return base.with_suffix(".npz"), base.with_suffix(".json"), base.with_suffix(".lock")
+        # Named, not with_suffix(): a stem with a dot in it (a function's qualified name) would lose its digest.
+        return tuple(self.root / f"{stem}-{digest}{ext}" for ext in (".npz", ".json", ".lock"))
 
     def get(self, key: dict[str, Any], fn: Callable[[], Any]) -> Any:
         if self.mode == "off" or self.degraded:
             return fn()  # "off" never touches the disk, not even to create the directory
-        from filelock import FileLock
-
         npz, man, lock = self.paths(key)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            if self.mode == "on" and (val := self._load(npz, man)) is not None:
+            if self.mode == "on" and (val := self._load(npz, man, key)) is not None:
                 self.hits += 1
                 return val
             held = FileLock(str(lock))
@@ -160,12 +158,10 @@ class ActivationStore:
             return fn()
         try:
             if not self._swept:
-                from mechclaims.store.diskio import sweep_orphans
-
                 sweep_orphans(self.root, (".*.tmp",))  # writes killed (SIGKILL) over an hour ago
                 self._swept = True
             # Another process may have finished the same entry while this one waited for the lock.
-            if self.mode == "on" and (val := self._load(npz, man)) is not None:
+            if self.mode == "on" and (val := self._load(npz, man, key)) is not None:
                 self.hits += 1
                 return val
             self.misses += 1
@@ -190,12 +186,14 @@ class ActivationStore:
             f"for this run (they are recomputed next time). Pass a writable --mc-cache-dir, free space, or "
             f"--mc-{self.what}-cache off."), stacklevel=3)
 
-    def _load(self, npz: Path, man: Path) -> Any | None:
+    def _load(self, npz: Path, man: Path, key: dict[str, Any]) -> Any | None:
         if not man.exists():
             return None
         try:
             meta = json.loads(man.read_text())
             if meta.get("format") != FORMAT:
+                return None
+            if meta.get("key") != _stored_key(key):  # a digest collision, or a file renamed by hand
                 return None
             if not npz.exists():
                 raise ValueError("the .npz named by its manifest is missing")
@@ -219,6 +217,6 @@ class ActivationStore:
             return  # not an array structure: memo only, never half-written
         man.unlink(missing_ok=True)  # a stale manifest must never vouch for the new npz
         _atomic_write(npz, lambda f: np.savez(f, *arrays))
-        meta = {"format": FORMAT, "key": {**environment_key(), **{k: repr(v) for k, v in key.items()}},
+        meta = {"format": FORMAT, "key": _stored_key(key),
                 "sha256": file_sha256(npz), "tree": tree}
         _atomic_write(man, lambda f: f.write(json.dumps(meta)), mode="w")

@@ -12,6 +12,7 @@ write in progress in another process (seconds long) is never touched; callers ho
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import time
@@ -86,3 +87,11 @@ def sweep_orphans(directory: str | Path, patterns: tuple[str, ...], max_age_s: f
             except OSError:
                 pass
     return gone
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()

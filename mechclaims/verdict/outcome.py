@@ -1,9 +1,12 @@
-"""The four outcomes of a claim, how controls gate them, and how per-unit outcomes add up.
+"""The five outcomes of a claim, how controls gate them, and how per-unit outcomes add up.
 
 A claim's pass rule alone never makes it ``supported``: its controls must fail their rules too.
 
-- ``supported``: the rule passes, and every control of the claim fails its rule;
+- ``supported``: the rule passes, the effect is not inside the smallest effect of interest, and every control of
+  the claim fails its rule;
 - ``confounded``: the rule passes, but a control passes too (the evidence is not specific to the claim);
+- ``negligible``: the rule passes (significant in the claimed direction), but an equivalence test shows the effect
+  inside the smallest effect of interest stated before looking: neither supported nor refuted;
 - ``refuted``: the effect is shown absent, by an equivalence test (TOST) against a smallest effect of interest
   stated before looking, or by a significant effect in the opposite direction;
 - ``inconclusive``: neither. Underpowered, untestable (nothing selected), a failed precondition (the model at
@@ -17,14 +20,15 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-OUTCOMES = ("supported", "confounded", "refuted", "inconclusive")
+OUTCOMES = ("supported", "confounded", "negligible", "refuted", "inconclusive")
 CONTROL_OUTCOMES = ("failed", "passed", "inconclusive")
 DEFAULT_EXPECTED = {"claim": "supported", "control": "failed"}
 
 
 def decide(passed: bool, testable: bool, absent: bool, controls: Mapping[str, str]) -> str:
-    """The claim outcome from its rule (``passed``), whether it could be tested, whether absence was shown, and
-    its controls' outcomes (``failed`` / ``passed`` / ``inconclusive``)."""
+    """The claim outcome from its rule (``passed``), whether it could be tested, whether absence was shown (the effect
+    inside the smallest effect of interest, or the opposite effect), and its controls' outcomes (``failed`` /
+    ``passed`` / ``inconclusive``). A rule that passes with its effect shown inside the SESOI is ``negligible``."""
     bad = [c for c in controls.values() if c not in CONTROL_OUTCOMES]
     if bad:
         raise ValueError(f"control outcomes must be one of {CONTROL_OUTCOMES}, got {bad}")
@@ -33,6 +37,8 @@ def decide(passed: bool, testable: bool, absent: bool, controls: Mapping[str, st
     if passed:
         if any(c == "passed" for c in controls.values()):
             return "confounded"
+        if absent:
+            return "negligible"
         if any(c == "inconclusive" for c in controls.values()):
             return "inconclusive"
         return "supported"
@@ -46,48 +52,37 @@ def control_outcome(passed: bool, testable: bool) -> str:
     return "passed" if passed else "failed"
 
 
-def aggregate(outcomes: Iterable[str], mode: str = "all") -> str:
-    """A model-level outcome from per-unit (per-layer) outcomes.
+def aggregate(outcomes: Iterable[str], mode: str = "all", controls: Mapping[str, str] | None = None) -> str:
+    """A model-level outcome from per-unit (per-layer) outcomes, gated on the model-level ``controls`` too.
 
     ``all``: the claim is that every unit holds (intersection-union): supported only if every unit is; refuted if
     any unit is refuted. ``any``: the claim is that some unit holds (each unit decided under a correction over all
-    units): supported if any unit is; refuted only if every unit is.
+    units): supported if any unit is and no unit is confounded (a confounded unit says the rule's evidence is not
+    specific somewhere: never ``supported`` beside it); refuted only if every unit is. Then, as for one unit, a
+    ``supported`` aggregate with a control that passes is ``confounded``, and with a control that could not be
+    evaluated ``inconclusive``.
     """
     o = list(outcomes)
     if any(x not in OUTCOMES for x in o):
         raise ValueError(f"unknown outcome in {o}; outcomes are {OUTCOMES}")
+    if mode not in ("all", "any"):
+        raise ValueError(f"aggregate mode must be 'all' or 'any', not {mode!r}")
     if not o:
         return "inconclusive"
     if mode == "all":
-        for x in ("refuted", "inconclusive", "confounded"):
-            if x in o:
-                return x
-        return "supported"
-    if mode == "any":
-        if "supported" in o:
-            return "supported"
-        if all(x == "refuted" for x in o):
-            return "refuted"
-        return "confounded" if "confounded" in o else "inconclusive"
-    raise ValueError(f"aggregate mode must be 'all' or 'any', not {mode!r}")
+        out = next((x for x in ("refuted", "inconclusive", "confounded", "negligible") if x in o), "supported")
+    elif "supported" in o:
+        out = "confounded" if "confounded" in o else "supported"
+    elif all(x == "refuted" for x in o):
+        out = "refuted"
+    else:
+        out = next((x for x in ("confounded", "negligible") if x in o), "inconclusive")
+    if out == "supported" and controls:
+        return decide(True, True, False, controls)
+    return out
 
 
 def counts(outcomes: Iterable[str]) -> str:
     """``'supported 6 · confounded 20 · inconclusive 4'`` in the order of OUTCOMES."""
     o = list(outcomes)
     return " · ".join(f"{k} {o.count(k)}" for k in dict.fromkeys(OUTCOMES + CONTROL_OUTCOMES) if o.count(k))
-
-
-def load_expected(module_file: str) -> dict[str, tuple[str, str]]:
-    """A claim module's recorded outcomes: ``<claims dir>/expected/<module name>.yml`` (test id -> {outcome,
-    reason}), written deliberately by ``python scripts/record_outcomes.py`` after a run and reviewed like a baseline.
-    Only outcomes other than the default (claim: supported; control: failed) are recorded."""
-    from pathlib import Path
-
-    import yaml
-
-    p = Path(module_file).with_suffix("").parent / "expected" / (Path(module_file).stem + ".yml")
-    if not p.exists():
-        return {}
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    return {k: (v["outcome"], v.get("reason", "")) for k, v in data.items()}

@@ -10,6 +10,7 @@ reason): it can never pass, and a control with a NaN statistic never counts as a
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,10 @@ class Verdict:
     # outcomes, each already gated on its own controls (mechclaims.verdict.outcome.aggregate).
     layers: dict[int, str] = field(default_factory=dict)
     aggregate: str | None = None
+    # Baseline tolerances declared beside the numbers they guard (number key -> {"rtol", "atol"}), e.g. a count of
+    # sequential null draws, which moves in whole steps when the last float bits move.
+    tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
+    inapplicable: list[str] = field(default_factory=list)  # declared controls that cannot apply here (see gate)
 
     def __post_init__(self) -> None:
         deciding = {"statistic": self.statistic}
@@ -86,19 +91,37 @@ class Verdict:
 
     @property
     def outcome(self) -> str:
-        """Claim: supported / confounded / refuted / inconclusive. Control: failed / passed / inconclusive."""
+        """Claim: supported / confounded / negligible / refuted / inconclusive. Control: failed / passed /
+        inconclusive. A model-level verdict (``aggregate`` set) is gated on its layers and on its own controls."""
         if self.role == "control":
             return control_outcome(self.passed, self.testable)
         if self.aggregate is not None:
-            return _aggregate(self.layers.values(), self.aggregate)
+            return _aggregate(self.layers.values(), self.aggregate, self.control_outcomes())
         return decide(self.passed, self.testable, self.absent, self.control_outcomes())
 
     def control_outcomes(self) -> dict[str, str]:
         return {k: (v.outcome if isinstance(v, Verdict) else str(v)) for k, v in self.controls.items()}
 
+    def copy(self) -> "Verdict":
+        """A deep copy (a memoised verdict is shared: add details to a copy)."""
+        return copy.deepcopy(self)
+
+    def note(self, key: str, value: float, tolerance: dict[str, float] | None = None) -> "Verdict":
+        """Add a reported number to ``details``, with its own baseline tolerance when it needs one; returns self."""
+        self.details[key] = float(value)
+        if tolerance is not None:
+            self.tolerances[key] = dict(tolerance)
+        return self
+
     def gate(self, controls: dict[str, Any]) -> "Verdict":
-        """Attach the claim's controls (name -> control Verdict or outcome); returns self."""
-        self.controls.update(controls)
+        """Attach the claim's controls (name -> control Verdict or outcome); returns self. A control given as
+        ``None`` cannot apply to this unit (e.g. "h one layer too early" at layer 0): it is listed in
+        ``inapplicable`` and does not gate."""
+        for name, c in controls.items():
+            if c is None:
+                self.inapplicable.append(name)
+            else:
+                self.controls[name] = c
         return self
 
     def numbers(self) -> dict[str, float]:

@@ -1,18 +1,20 @@
-"""The recorder: what each claim test recorded, its outcome against the recorded one, and its summary row.
+"""Records: what each claim test recorded, its outcome against the recorded one, and its summary row.
 
-``record`` and ``expect`` are the claim's fixtures; ``pytest_runtest_makereport`` packs one row per claim test into
-the report's ``user_properties`` (so pytest-xdist ships it to the controller), and :class:`Recorder`, registered per
-session, collects the rows on ``config.stash`` for summary.json and the terminal table.
+``Recording`` is the per-test state behind the ``record``/``expect``/``check`` fixtures; :func:`report_row` packs one
+row per claim test into the report's ``user_properties`` (so pytest-xdist ships it to the controller), where the
+:class:`~mechclaims.harness.session.Session` collects them for summary.json and the terminal table.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
-from mechclaims.errors import MechClaimsError
+from mechclaims.errors import ArtifactsWriteError, MechClaimsError, NonFiniteActivationError
+from mechclaims.harness.session import SESSION
+from mechclaims.verdict.expected import expected_for
+from mechclaims.verdict.outcome import DEFAULT_EXPECTED
 
-RECORDS = pytest.StashKey[list]()
 DRIFT = pytest.StashKey[list]()
 REC = pytest.StashKey[list]()
 OUT = pytest.StashKey[dict]()
@@ -20,21 +22,7 @@ ART_FILES = pytest.StashKey[list]()
 NEW_BASELINE = pytest.StashKey[str]()
 
 
-class Recorder:
-    """Per-session collector (registered by the plugin's ``pytest_configure``): state on ``config.stash``."""
-
-    def __init__(self, config: pytest.Config):
-        self.config = config
-        config.stash[RECORDS] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for k, v in getattr(report, "user_properties", []):
-            if k == "mechclaims":
-                self.config.stash[RECORDS].append(v)
-
-
-@pytest.fixture
-def record(request: pytest.FixtureRequest) -> Callable[..., None]:
+def recorder(request: pytest.FixtureRequest) -> Callable[..., None]:
     """``record(verdict, layer=..., site=..., **extra)``: adds the verdict to summary.json and the report. The
     first verdict recorded is the test's own: its outcome is the test's outcome (see ``expect``)."""
     recs = request.node.stash.setdefault(REC, [])
@@ -50,21 +38,10 @@ def _expected(request: pytest.FixtureRequest, role: str) -> tuple[str, str, bool
     """(expected outcome, its recorded reason, enforced) for this test id. Outcomes recorded in the claim module's
     ``EXPECTED_OUTCOMES`` were measured on its default stimuli: with --mc-stimuli overrides neither the outcome nor
     its reason (which quotes the default stimuli's numbers) applies, and the run gets its own outcomes."""
-    from mechclaims.verdict.outcome import CONTROL_OUTCOMES, DEFAULT_EXPECTED, OUTCOMES
-    from mechclaims.plugin import SETTINGS
-
-    s = request.config.stash.get(SETTINGS, None)
+    s = request.config.stash[SESSION].settings if SESSION in request.config.stash else None
     if s is not None and s.stimuli:
         return DEFAULT_EXPECTED[role], "", False
-    mapping = getattr(request.module, "EXPECTED_OUTCOMES", None) or {}
-    entry = mapping.get(request.node.name)
-    if entry is None:
-        return DEFAULT_EXPECTED[role], "", True
-    exp, why = (entry, "") if isinstance(entry, str) else entry
-    allowed = CONTROL_OUTCOMES if role == "control" else OUTCOMES
-    if exp not in allowed:
-        raise ValueError(f"EXPECTED_OUTCOMES[{request.node.name!r}] = {exp!r}: a {role}'s outcome is one of "
-                         f"{allowed}")
+    exp, why = expected_for(getattr(request.module, "EXPECTED_OUTCOMES", None) or {}, request.node.name, role)
     return exp, why, True
 
 
@@ -74,8 +51,7 @@ def _outcome_info(request: pytest.FixtureRequest, verdict: Any) -> dict[str, Any
             "role": verdict.role, "controls": verdict.control_outcomes()}
 
 
-@pytest.fixture
-def expect(request: pytest.FixtureRequest) -> Callable[[Any], None]:
+def expecter(request: pytest.FixtureRequest) -> Callable[[Any], None]:
     """``expect(verdict)``: the test's outcome must be the one recorded for this test id.
 
     Recorded outcomes live in the claim module's ``EXPECTED_OUTCOMES`` (test id -> (outcome, reason with the
@@ -85,8 +61,6 @@ def expect(request: pytest.FixtureRequest) -> Callable[[Any], None]:
     """
     def _expect(verdict: Any) -> None:
         __tracebackhide__ = True
-        from mechclaims.verdict.outcome import DEFAULT_EXPECTED
-
         info = _outcome_info(request, verdict)
         request.node.stash[OUT] = info
         got, exp, why = info["outcome"], info["expected"], info["expected_reason"]
@@ -99,18 +73,16 @@ def expect(request: pytest.FixtureRequest) -> Callable[[Any], None]:
         if got != exp:
             was = f"{exp} ({why})" if why else f"{exp} (the default for a {verdict.role})"
             pytest.fail(f"outcome changed: recorded {was}; now {got.upper()}.\n  {verdict.explain()}\n  If the new "
-                        f"outcome is right, record it deliberately: `python scripts/record_outcomes.py "
-                        f"<run>/summary.json` writes claims/expected/{request.module.__name__.split('.')[-1]}.yml "
-                        f"with the numbers (or EXPECTED_OUTCOMES in {request.module.__name__} for a claim of your "
-                        f"own).", pytrace=False)
+                        f"outcome is right, record it deliberately: `mechclaims record-outcomes <run>/summary.json` "
+                        f"writes claims/expected/{request.module.__name__.split('.')[-1]}.yml with the numbers (or "
+                        f"EXPECTED_OUTCOMES in {request.module.__name__} for a claim of your own).", pytrace=False)
         if exp != default:
             pytest.xfail(f"{got} (recorded): {why}")
     return _expect
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    rep = yield
+def report_row(item: pytest.Item, call: pytest.CallInfo, rep: pytest.TestReport) -> None:
+    """Attach this claim test's summary row to its report (the plugin's ``pytest_runtest_makereport`` wrapper)."""
     failure = _library_failure(item, rep, call)
     if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
         recs = item.stash.get(REC, [])
@@ -130,9 +102,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             rep.user_properties.append(("mechclaims", {
                 "test_id": item.nodeid, "claim": claim_name(item), "family": m.kwargs.get("family", "observational"),
                 "role": "control" if m.kwargs.get("control_of") else "claim",
-                "control_of": _fmt_name(m.kwargs.get("control_of"), params),
-                "declared_controls": [_fmt_name(c, params) for c in m.kwargs.get("controls", ())],
-                "aggregate": m.kwargs.get("aggregate"), "model": params.get("model_name"),
+                "control_of": format_name(m.kwargs.get("control_of"), params),
+                "declared_controls": [format_name(c, params) for c in m.kwargs.get("controls", ())],
+                "aggregate": m.kwargs.get("aggregate"), "model": params.get("mc_model"),
                 "layer": params.get("layer"), "outcome": outcome, "test_outcome": test_outcome,
                 # Not enforced (own stimuli): no recorded outcome applies, so none is shown next to the outcome.
                 "expected": info.get("expected") if info.get("enforced", True) else None,
@@ -141,17 +113,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 "verdicts": recs, "artifacts": [str(p) for p in art_files if p.exists()],
                 "baseline": "created" if NEW_BASELINE in item.stash else None,
                 "reason": _reason(rep), "drift": item.stash.get(DRIFT, []),
-                "statement": _statement(item),
+                "statement": _statement(item), "model_layers": _model_layers(item, params.get("mc_model")),
             }))
-    return rep
+
+
+def _model_layers(item: pytest.Item, model: Any) -> int | None:
+    """The model's depth, so that the report can tell a run that covered every layer from a ``-k`` slice."""
+    ses = item.config.stash.get(SESSION, None)
+    if model is None or ses is None or ses.pool is None:
+        return None
+    try:
+        return ses.pool.n_layers(model)
+    except MechClaimsError:
+        return None
 
 
 def _library_failure(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo) -> str | None:
     """A MechClaimsError inside a test shows as its one-paragraph message, never a traceback from deep inside the
     library. Returns ``"inconclusive"`` for non-finite activations (the claim could not be measured) and
     ``"stop"`` for an output that cannot be written (a full or read-only disk: the session stops at the first)."""
-    from mechclaims.errors import ArtifactsWriteError, NonFiniteActivationError
-
     if not (rep.failed and call.excinfo is not None and call.excinfo.errisinstance(MechClaimsError)):
         return None
     rep.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
@@ -163,7 +143,7 @@ def _library_failure(item: pytest.Item, rep: pytest.TestReport, call: pytest.Cal
     return None
 
 
-def _fmt_name(name: Any, params: dict[str, Any]) -> Any:
+def format_name(name: Any, params: dict[str, Any]) -> Any:
     """A claim name may use the test's parameters: ``"lesion_{rule}"`` -> ``"lesion_contrast"``."""
     if not isinstance(name, str) or "{" not in name:
         return name
@@ -176,7 +156,7 @@ def _fmt_name(name: Any, params: dict[str, Any]) -> Any:
 def claim_name(item: pytest.Item) -> str:
     m = item.get_closest_marker("claim")
     params = item.callspec.params if getattr(item, "callspec", None) else {}
-    return _fmt_name(m.args[0] if m is not None and m.args else item.originalname, params)
+    return format_name(m.args[0] if m is not None and m.args else item.originalname, params)
 
 
 def _reason(rep: pytest.TestReport) -> str:
@@ -201,3 +181,20 @@ def _statement(item: pytest.Item) -> dict[str, str]:
     falsified = next((l.split(":", 1)[1].strip() for l in doc.splitlines() if l.lower().startswith("falsified by")), "")
     return {"statement": (fn_doc or doc).strip()[:1500], "falsified_by": falsified}
 
+
+def hook_guard(request: pytest.FixtureRequest, pool: Any) -> Iterator[None]:
+    """Around each test: fail it if it left a hook on a shared model (hooks are read-only shared state), and clear
+    the hook so one leaky test does not poison the rest of the session."""
+    if pool is None or not pool.loaded():
+        yield
+        return
+    from mechclaims.forward.intervene import clear_hooks, count_hooks  # local: keeps the plugin torch-free
+
+    before = {n: count_hooks(m.model) for n, m in pool.loaded().items()}
+    yield
+    for n, m in pool.loaded().items():
+        after = count_hooks(m.model)
+        if after != before.get(n, 0):
+            clear_hooks(m.model)
+            pytest.fail(f"{request.node.nodeid} left {after - before.get(n, 0)} hook(s) on the shared model {n}; "
+                        f"use mechclaims.intervene(), whose hooks come off in finally.", pytrace=False)

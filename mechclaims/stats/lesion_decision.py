@@ -24,7 +24,10 @@ from mechclaims.verdict.verdict import Verdict
 from mechclaims.stats.common import needs_draws, tail_p  # noqa: F401  (re-exported for the lesion runner)
 from mechclaims.stats.equivalence import tost_t
 
-SIDES = ("her", "him")
+# Counts of sequential null draws and thresholded fractions move in whole steps when the last float bits move
+# (another thread count, another batch split): a tolerance of their resolution, never deciding.
+COUNT_TOL = {"rtol": 0.25, "atol": 0.05}
+COUNTS = ("n_null", "frac_lowered")
 
 
 @dataclass
@@ -91,7 +94,9 @@ def layer_verdict(sides: dict[str, Side], *, claim: str, alpha: float, sesoi: fl
     absence = "; ".join([f"{s}: excess over random sets {nums[s]['excess']:+.3g} inside +-{sesoi:g} (TOST p = "
                          f"{nums[s]['p_tost']:.3g})" for s in eq] +
                         [f"{s}: raises the target more than random sets (p = {nums[s]['p_opposite']:.3g})" for s in opp])
+    tol = {f"{s}.{k}": COUNT_TOL for s in nums for k in COUNTS}
     return Verdict(claim=claim, statistic_name="max_p", statistic=float(p) if np.isfinite(p) else 1.0, p=None,
+                   tolerances=tol,
                    rule=f"both sides: mean ablation lowers the target-minus-foil logit difference more than size-matched "
                         f"random sets (each p <= {alpha:.3g}, Bonferroni over the model's layers)",
                    passed=bool(passed), testable=testable, role=role, details=det, absent=bool(eq or opp),
