@@ -74,12 +74,14 @@ def blocks_from(lm: Any, start: int) -> Iterator[None]:
 
 @contextmanager
 def feed_block_input(lm: Any, start: int, value: Any) -> Iterator[None]:
-    """Cut the blocks to ``start..`` and replace block ``start``'s input by ``value(x)`` (a tensor of x's shape).
-    The feed hook goes on before the list is cut: the site resolves against the full block list."""
+    """Cut the blocks to ``start..`` and replace block ``start``'s input by ``value(x)`` (a tensor of x's shape),
+    before any edit of the caller's at that site. The feed hook goes on before the list is cut: the site resolves
+    against the full block list."""
     if start == 0:
         yield
         return
-    with intervene(lm, site("hook_resid_pre", start), lambda x: value(x).to(x.dtype)), blocks_from(lm, start):
+    with intervene(lm, site("hook_resid_pre", start), lambda x: value(x).to(x.dtype), first=True), \
+            blocks_from(lm, start):
         yield
 
 

@@ -12,12 +12,13 @@ from mechclaims.model.sites import resolve
 
 
 @contextlib.contextmanager
-def intervene(lm: Any, site_name: str, edit: Callable[[Any], Any]) -> Iterator[None]:
+def intervene(lm: Any, site_name: str, edit: Callable[[Any], Any], first: bool = False) -> Iterator[None]:
     """Replace ``site_name``'s tensor by ``edit(tensor)`` for forward passes inside the block.
 
     ``edit`` receives the full ``[batch, seq, ...]`` tensor and returns one of the same shape (it may close over
     per-row positions or masks). The hook is removed in ``finally``, so an exception inside the block, or in
-    ``edit`` itself, never leaves the shared model edited.
+    ``edit`` itself, never leaves the shared model edited. ``first``: run before the site's other hooks, whenever
+    installed (the fast path's block feed must come before a caller's edit at the same site).
     """
     rs = resolve(lm.model, site_name)
     cfg = lm.model.config
@@ -30,9 +31,9 @@ def intervene(lm: Any, site_name: str, edit: Callable[[Any], Any]) -> Iterator[N
                 return (put(args[0]),) + tuple(args[1:]), kwargs
             k = next(iter(kwargs))
             return args, {**kwargs, k: put(kwargs[k])}
-        handle = rs.module.register_forward_pre_hook(pre, with_kwargs=True)
+        handle = rs.module.register_forward_pre_hook(pre, with_kwargs=True, prepend=first)
     else:
-        handle = rs.module.register_forward_hook(lambda mod, args, out: put(out))
+        handle = rs.module.register_forward_hook(lambda mod, args, out: put(out), prepend=first)
     try:
         yield
     finally:
