@@ -12,7 +12,8 @@ from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModel
 
 from mechclaims.model.cache import cache_root
 from mechclaims.model.fingerprint import hub_fingerprint, weight_fingerprint
-from mechclaims.model.gguf import dtype_kw, gguf_dir, load_tokenizer
+from mechclaims.model.bundled_tokenizers import bundled_tokenizer
+from mechclaims.model.gguf import dtype_kw, gguf_dir
 from mechclaims.model.loaderrors import load_error
 from mechclaims.model.registry import (BUILTIN, DEFAULT_MODEL, GEMMA3, GGUF_MODELS, TINY, LoadedModel, check_device_dtype,
                                        hub_kwargs, kind_of, n_layers_of)
@@ -35,9 +36,8 @@ def _tiny_config(name: str, vocab_size: int, tok: Any):
 
 
 def _tokenizer_for(name: str, cache: Any):
-    if name == "tiny-bert":
-        return AutoTokenizer.from_pretrained(minilm_dir())
-    return load_tokenizer(name, cache)
+    """The tiny models' tokenizers ship in the wheel (mechclaims.model.bundled_tokenizers): no model package."""
+    return bundled_tokenizer(name)
 
 
 def resolve_config(name: str, cache: Any = None, **hub: Any) -> tuple[Any, str]:
