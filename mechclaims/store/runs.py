@@ -107,10 +107,75 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+NONFINITE = "nonfinite"  # summary.json's map of the values JSON cannot hold (see dumps)
+
+
 def dumps(obj: Any) -> str:
-    """JSON for summaries: NaN stays visible, and anything odd (a pytest NOTSET, a Path) becomes its string
-    instead of failing the whole write."""
-    return json.dumps(obj, indent=1, sort_keys=True, allow_nan=True, default=str)
+    """Strict JSON for summaries (RFC 8259: ``JSON.parse``, ``jq`` and every schema validator read it).
+
+    A NaN or infinite float (a p-value of a degenerate null, a margin of a broken model) is written as ``null``,
+    and the top-level ``"nonfinite"`` map says which value it was, by JSON Pointer (RFC 6901):
+    ``{"/records/3/verdicts/0/p": "NaN"}``; the value is ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``. The map is
+    absent when every number is finite. :func:`loads` puts the values back. Anything odd (a pytest NOTSET, a Path)
+    becomes its string instead of failing the whole write. The schema: mechclaims/report/summary.schema.json.
+    """
+    found: dict[str, str] = {}
+    clean = _finite(obj, "", found)
+    if found and isinstance(clean, dict):
+        clean[NONFINITE] = found
+    return json.dumps(clean, indent=1, sort_keys=True, allow_nan=False, default=str)
+
+
+def _pointer_token(key: Any) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _finite(obj: Any, where: str, found: dict[str, str]) -> Any:
+    if isinstance(obj, float):
+        if obj != obj:
+            found[where] = "NaN"
+            return None
+        if obj in (float("inf"), float("-inf")):
+            found[where] = "Infinity" if obj > 0 else "-Infinity"
+            return None
+        return obj
+    if isinstance(obj, dict):
+        return {k: _finite(v, f"{where}/{_pointer_token(k)}", found) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v, f"{where}/{i}", found) for i, v in enumerate(obj)]
+    if type(obj).__module__ == "numpy" and hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return _finite(obj.tolist(), where, found)
+    return obj
+
+
+def _reject(token: str) -> Any:
+    raise ValueError(f"summary.json holds the bare token {token}, which is not JSON")
+
+
+def loads(text: str, strict: bool = False) -> Any:
+    """Parse a summary written by :func:`dumps` and put its non-finite values back (as Python floats).
+
+    ``strict``: refuse the bare ``NaN``/``Infinity`` tokens (summaries written before the ``nonfinite`` map had
+    them); by default they are read as Python does.
+    """
+    data = json.loads(text, parse_constant=_reject) if strict else json.loads(text)
+    if isinstance(data, dict) and isinstance(data.get(NONFINITE), dict):
+        for pointer, value in data[NONFINITE].items():
+            _set(data, pointer, float({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}.get(value, "nan")))
+    return data
+
+
+def _set(doc: Any, pointer: str, value: Any) -> None:
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    try:
+        for p in parts[:-1]:
+            doc = doc[int(p)] if isinstance(doc, list) else doc[p]
+        if isinstance(doc, list):
+            doc[int(parts[-1])] = value
+        elif parts:
+            doc[parts[-1]] = value
+    except (KeyError, IndexError, ValueError, TypeError):
+        pass  # a pointer that no longer fits (an edited file): leave the null
 
 
 def _lock(root: Path):
