@@ -1,5 +1,6 @@
 """``mechclaims`` console script: ``mechclaims new-claim NAME`` writes a claim skeleton into ``claims/``;
-``mechclaims run [--bundled-baselines] [pytest args]`` runs the bundled claims here (``mechclaims.harness.bundled``).
+``mechclaims run [--bundled-baselines] [pytest args]`` runs the bundled claims here (``mechclaims.harness.bundled``);
+``mechclaims record-outcomes SUMMARY.json`` records a run's outcomes as the expected ones (mechclaims.report.record).
 
 ``mechclaims prepare ...`` is ``python -m mechclaims prepare ...`` (the model-cache preparation).
 """
@@ -69,13 +70,21 @@ def new_claim(name: str, where: Path) -> list[Path]:
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         raise SystemExit(f"mechclaims new-claim {name!r}: use a Python identifier in lower case, e.g. "
                          f"'my_claim'.")
+    blocked = next((p for p in (where, *where.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise SystemExit(f"mechclaims new-claim: --dir {where}: {blocked} is a file, not a folder; pass the folder "
+                         f"your claim modules live in (default: claims).")
     test, data = where / f"test_{name}.py", where / "data" / f"{name}.jsonl"
     for p in (test, data):
         if p.exists():
             raise SystemExit(f"mechclaims new-claim: {p} exists; pick another name or remove it.")
-    data.parent.mkdir(parents=True, exist_ok=True)
-    test.write_text(TEMPLATE.format(name=name))
-    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in SENTENCES))
+    try:
+        data.parent.mkdir(parents=True, exist_ok=True)
+        test.write_text(TEMPLATE.format(name=name))
+        data.write_text("".join(json.dumps({"text": t}) + "\n" for t in SENTENCES))
+    except OSError as e:
+        raise SystemExit(f"mechclaims new-claim: cannot write into {where} ({e.strerror or e}); pass a writable "
+                         f"folder with --dir.") from None
     return [test, data]
 
 
@@ -97,11 +106,27 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("prepare", help="prepare the converted model cache (see python -m mechclaims prepare -h)")
     sub.add_parser("run", help="run the bundled claims here: mechclaims run --model tiny-gpt2 [--bundled-baselines] "
                                "[pytest args]; baselines and artifacts go under the current directory")
+    ro = sub.add_parser("record-outcomes", help="record a run's outcomes as the expected ones (claims' expected/*.yml)",
+                        description="Record the outcomes in SUMMARY (a run's summary.json) as the expected ones, "
+                                    "deliberately, like --force-regen for baselines; review the diff afterwards.")
+    ro.add_argument("summary", nargs="+", help="summary.json of a run (artifacts/summary.json: the latest)")
+    ro.add_argument("--claims-dir", default=None,
+                    help="the folder of the claim modules (default: from the test ids, else the bundled claims)")
     a = ap.parse_args(argv)
     if a.cmd == "new-claim":
         for p in new_claim(a.name, Path(a.dir)):
             print(f"wrote {p}")
         print(f"run it: pytest {a.dir} --mc-model tiny-gpt2 (the first run writes its baseline; rerun to check)")
+    elif a.cmd == "record-outcomes":
+        from mechclaims.errors import MechClaimsError
+        from mechclaims.report.record import record_outcomes
+
+        try:
+            for f, n, total in record_outcomes(a.summary, a.claims_dir):
+                print(f"{f}: {n} recorded of {total} test ids")
+        except MechClaimsError as e:
+            print(f"mechclaims record-outcomes: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mechclaims.errors import ArtifactsWriteError
 from mechclaims.store.diskio import atomic_write, sweep_orphans, write_error
 
 RUNS, LATEST, RUNNING, LOCK = "runs", "latest", ".running", ".runs.lock"
@@ -196,7 +197,20 @@ def _symlink_swap(link: Path, target: str) -> None:
 
 
 def publish(root: Path, run_dir: Path) -> None:
-    """Make ``run_dir`` the latest run: one atomic symlink swap; summary.json/report.html at the root follow it."""
+    """Make ``run_dir`` the latest run: one atomic symlink swap; summary.json/report.html at the root follow it.
+
+    A ``latest`` that is a real folder or file (someone replaced the symlink, e.g. by copying the artifacts) is
+    never replaced: the root summary.json/report.html become copies of this run's, and an ArtifactsWriteError says
+    that ``latest`` is stale and how to fix it (before, it was silently left showing an older run)."""
+    link = root / LATEST
+    if link.exists() and not link.is_symlink():
+        _copy_published(root, run_dir)
+        kind = "folder" if link.is_dir() else "file"
+        raise ArtifactsWriteError(
+            f"{link} is a {kind}, not the symlink mechclaims keeps there, so it was left as it is and now shows an "
+            f"older run, not this one. This run is complete: its outputs are in {run_dir}, and {root / 'summary.json'} "
+            f"and {root / 'report.html'} are copies of its own. Move the {kind} away (`mv {link} {link}.old`) and "
+            f"the next complete run links {LATEST} again.")
     try:
         _symlink_swap(root / LATEST, os.path.relpath(run_dir, root))
         for name in PUBLISHED:
