@@ -88,6 +88,42 @@ def new_claim(name: str, where: Path) -> list[Path]:
     return [test, data]
 
 
+PYTEST_INI = """[pytest]
+# Written by `mechclaims new-claim` (there was no pytest configuration here). The claims run on the models below
+# (one per line: built-in names, hub ids or local folders); --mc-model on the command line overrides them.
+testpaths = {dir}
+mechclaims_models =
+    tiny-gpt2
+"""
+
+
+def has_pytest_config(cwd: Path) -> bool:
+    """Whether ``cwd`` holds a pytest configuration (pytest.ini, or a [tool.pytest.ini_options], [tool:pytest] or
+    [pytest] section), so that ``pytest`` run here reads it."""
+    if (cwd / "pytest.ini").is_file() or (cwd / ".pytest.ini").is_file():
+        return True
+    for name, marker in (("pyproject.toml", "[tool.pytest.ini_options]"), ("tox.ini", "[pytest]"),
+                         ("setup.cfg", "[tool:pytest]")):
+        f = cwd / name
+        if f.is_file() and marker in f.read_text(encoding="utf-8", errors="replace"):
+            return True
+    return False
+
+
+def scaffold_config(cwd: Path, where: Path) -> Path | None:
+    """A ``pytest.ini`` naming the claims folder and tiny-gpt2 (which needs no model package), so that a plain
+    ``pytest`` runs the new claim; only where no pytest configuration exists (never overwrites)."""
+    if has_pytest_config(cwd):
+        return None
+    try:
+        rel = where.resolve().relative_to(cwd.resolve()).as_posix()
+    except ValueError:
+        rel = str(where)
+    ini = cwd / "pytest.ini"
+    ini.write_text(PYTEST_INI.format(dir=rel))
+    return ini
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["prepare"]:
@@ -116,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "new-claim":
         for p in new_claim(a.name, Path(a.dir)):
             print(f"wrote {p}")
-        print(f"run it: pytest {a.dir} --mc-model tiny-gpt2 (the first run writes its baseline; rerun to check)")
+        ini = scaffold_config(Path.cwd(), Path(a.dir))
+        if ini is not None:
+            print(f"wrote {ini} (testpaths {a.dir}, model tiny-gpt2)")
+            print("run it: pytest (the first run writes its baseline; rerun to check)")
+        else:
+            print(f"run it: pytest {a.dir} --mc-model tiny-gpt2 (the first run writes its baseline; rerun to check)")
     elif a.cmd == "record-outcomes":
         from mechclaims.errors import MechClaimsError
         from mechclaims.report.record import record_outcomes
