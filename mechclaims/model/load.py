@@ -13,6 +13,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModel
 
 from mechclaims.errors import ModelError
 from mechclaims.model.cache import cache_root
+from mechclaims.model import gemma3
 from mechclaims.model.bundled_tokenizers import bundled_tokenizer
 from mechclaims.model.fingerprint import hub_fingerprint, weight_fingerprint
 from mechclaims.model.gguf import dtype_kw, gguf_dir
@@ -45,7 +46,10 @@ def _tokenizer_for(name: str, cache: Any):
 def resolve_config(name: str, cache: Any = None, **hub: Any) -> tuple[Any, str]:
     """Config and source without loading weights (cheap: used at collection to know the layer count). ``hub``:
     :func:`hub_kwargs` for a hub id."""
+    # A built-in real model needs its package even with a converted cache (its digest keys the cache): checked
+    # here, at start-up, so a missing package is one usage error instead of one error per test.
     if name == DEFAULT_MODEL:
+        smollm2_gguf()
         d = cache_root(cache)
         hits = sorted(d.glob("smollm2-135m-*/config.json")) if d.exists() else []
         if hits:
@@ -55,6 +59,7 @@ def resolve_config(name: str, cache: Any = None, **hub: Any) -> tuple[Any, str]:
         n = int(f.parts[f.data[0]][0])
         return LlamaConfig(num_hidden_layers=n), "gguf"
     if name == GEMMA3:
+        gemma3.package()
         d = cache_root(cache)
         hits = sorted(d.glob(f"{GEMMA3}-*/config.json")) if d.exists() else []
         # No cache yet: convert now (once, ~60 s) rather than parse the GGUF twice (GGUFReader: ~8 s on its vocab).
