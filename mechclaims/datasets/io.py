@@ -118,7 +118,7 @@ def read_text(path: str | Path, what: str = "stimuli file") -> str:
     wide = wide_encoding(raw)
     if wide is not None:
         enc, why = wide
-        raise StimuliError(f"{what} {p} is {enc} ({why}); stimuli files are UTF-8. Convert it: "
+        raise StimuliError(f"{what} {p} is not UTF-8 but {enc} ({why}). Convert it: "
                            f"`iconv -f {enc} -t UTF-8 {p.name} > {p.stem}-utf8{p.suffix}` and pass the new file.")
     try:
         text = raw.decode("utf-8-sig")
