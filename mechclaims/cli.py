@@ -41,7 +41,7 @@ def _rel_error(acts, mlp):
 def test_{name}(lm, mc, model_pool, stimuli_path, artifacts, baseline, record, expect):
     texts = [json.loads(line)["text"] for line in stimuli_path("{name}").read_text().splitlines() if line.strip()]
     acts = model_pool.cached((lm.name, lm.fingerprint, "{name}", tuple(texts)),
-                             lambda: mechclaims.forward.capture(lm, mechclaims.encode(lm, texts), SITES, "all"))
+                             lambda: mechclaims.capture(lm, mechclaims.encode(lm, texts), SITES, "all"))
     err = _rel_error(acts, acts[SITES[2]])
     rng = np.random.default_rng(mc.seed)
     shuffled = acts[SITES[2]][rng.permutation(len(acts[SITES[2]]))]
