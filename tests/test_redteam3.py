@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from claimrun import ROOT, env, run, runs, synthetic
+from claimrun import ROOT, _default_signals, env, run, runs, synthetic
 
 BASE_CLAIM = '''
 import pytest
@@ -117,6 +117,41 @@ def test_row07_corrupt_or_empty_baseline_is_one_clear_error(tmp_path, content, s
     fixed = run(str(d), "--model", "tiny-gpt2", "--baselines-dir", str(tmp_path / "bl"), "--artifacts-dir",
                 str(tmp_path / "art"), "--force-regen", cwd=tmp_path)
     assert "numbers" in target.read_text(), fixed.stdout + fixed.stderr
+
+
+# --- row 4: mc.run interrupted as Jupyter does ----------------------------------------------------------------------
+
+MC_RUN_CHILD = """
+import sys
+
+import mechclaims as mc
+
+try:
+    mc.run(claims_dir=sys.argv[1], models=["tiny-gpt2"], artifacts_dir=sys.argv[2])
+except KeyboardInterrupt as e:
+    print("KeyboardInterrupt:", e, flush=True)
+    sys.exit(130)
+"""
+
+
+def test_row04_mc_run_interrupted_as_jupyter_does_forwards_sigint_and_waits(tmp_path):
+    """Jupyter's interrupt is a SIGINT to the kernel process only: subprocess.run SIGKILLed the pytest child, whose
+    run folder kept ``.running`` and no summary. Now the child gets one SIGINT, writes its interrupted summary, and
+    only then does KeyboardInterrupt reach the caller."""
+    d, art, progress = synthetic(tmp_path), tmp_path / "art", tmp_path / "progress"
+    p = subprocess.Popen([sys.executable, "-c", MC_RUN_CHILD, str(d), str(art)], cwd=tmp_path,
+                         env=env(MC_N="8", MC_SLEEP="0.5", MC_PROGRESS=str(progress)), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, preexec_fn=_default_signals)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (progress.exists() and progress.read_text() >= "2"):
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGINT)  # the notebook's process only, not its children
+    out, _ = p.communicate(timeout=180)
+    assert p.returncode == 130 and "KeyboardInterrupt: mechclaims.run: interrupted" in out, out
+    (s,) = runs(art).values()
+    assert s["interrupted"] is True and "KeyboardInterrupt" in s["reason"], out
+    assert 2 <= len(s["records"]) < 8 and not list(art.rglob(".running")), out
+    assert str(art / "runs") in out  # the message names the interrupted run's summary
 
 
 # --- row 5: duplicated GED pairs and NUL bytes ---------------------------------------------------------------------
