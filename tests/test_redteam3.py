@@ -31,7 +31,7 @@ from mechclaims.verdict.verdict import Verdict
 
 
 @pytest.mark.claim("base")
-def test_base(model_name, record, baseline, expect):
+def test_base(mc_model, record, baseline, expect):
     v = Verdict(claim="base", statistic_name="x", statistic=1.0, rule="x > 0", passed=True, p=0.01)
     record(v)
     baseline.check(v.numbers())
