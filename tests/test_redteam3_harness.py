@@ -283,7 +283,6 @@ def test_broken(mc_model, i, record, expect):
 '''
 
 
-@LEAD
 def test_a_run_whose_every_claim_test_errored_never_becomes_latest(tmp_path):
     art = tmp_path / "art"
     ok = run(str(synthetic(tmp_path)), "--model", "tiny-gpt2", "--artifacts-dir", str(art), cwd=tmp_path,

@@ -15,7 +15,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mechclaims.errors import OptionError, StimuliError
 
@@ -52,8 +52,23 @@ def warn_if_large(p: Path, size: int, what: str) -> None:
            f"over 4 minutes and 3.5 GB on tiny-gpt2). Progress bars show on a terminal; a sample of the file is "
            f"usually enough.")
     warnings.warn(StimuliSizeWarning(msg), stacklevel=3)
-    if sys.__stderr__ is not None:  # pytest holds warnings until the end; the user waits now
+    # pytest holds warnings until the end, and its fd capture swallows a print to stderr; the user waits now. The
+    # harness registers a notifier that writes through pytest's terminal reporter (set_notifier); outside pytest the
+    # message goes to stderr.
+    if _NOTIFY is not None:
+        _NOTIFY(f"mechclaims: warning: {msg}")
+    elif sys.__stderr__ is not None:
         print(f"\nmechclaims: warning: {msg}", file=sys.__stderr__, flush=True)
+
+
+_NOTIFY: Callable[[str], None] | None = None
+
+
+def set_notifier(fn: Callable[[str], None] | None) -> None:
+    """Where messages the user must see at once (a large stimuli file) go: the pytest harness passes a function
+    that writes a line through its terminal reporter (with capture suspended); None restores stderr."""
+    global _NOTIFY
+    _NOTIFY = fn
 
 
 def check_stimuli_overrides(overrides: Mapping[str, str], names: Iterable[str] | None = tuple(STIMULI_NAMES)

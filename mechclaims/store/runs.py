@@ -88,20 +88,29 @@ class Run:
 
     def finish(self, summary: dict[str, Any], write_report: Callable[[dict, Path], Any] | None,
                complete: bool, keep: int = DEFAULT_KEEP) -> dict[str, str]:
-        """Write this run's summary.json (always) and report.html, then, if ``complete``, move ``latest`` here.
+        """Write this run's summary.json (always) and report.html, then, if ``complete`` and some claim test got
+        past an error, move ``latest`` here.
 
-        Returns the paths written; raises ArtifactsWriteError (temp files removed) when the disk refuses.
+        A run whose every claim test errored (a model that cannot load, a broken install) measured nothing: it keeps
+        its own folder and summary but never replaces a ``latest`` that holds results. Returns the paths written;
+        raises ArtifactsWriteError (temp files removed) when the disk refuses.
         """
         paths = {"summary": str(atomic_write(self.dir / "summary.json", dumps(summary))), "run": str(self.dir)}
         if write_report is not None:
             paths["report"] = str(write_report(summary, self.dir / "report.html"))
         (self.dir / RUNNING).unlink(missing_ok=True)
         with _lock(self.root):
-            if complete:
+            if complete and measured(summary):
                 publish(self.root, self.dir)
                 paths["latest"] = str(self.root / LATEST)
             housekeeping(self.root, keep)
         return paths
+
+
+def measured(summary: dict[str, Any]) -> bool:
+    """Whether some record of the summary is not an error (stand-ins that are not dicts count as measured)."""
+    recs = summary.get("records") or []
+    return not recs or any(not isinstance(r, dict) or r.get("outcome") != "error" for r in recs)
 
 
 def _iso(t: float) -> str:
