@@ -1,5 +1,6 @@
 """``mechclaims`` console script: ``mechclaims new-claim NAME`` writes a claim skeleton into ``claims/``;
-``mechclaims run [--bundled-baselines] [pytest args]`` runs the bundled claims here (``mechclaims.harness.bundled``).
+``mechclaims run [--bundled-baselines] [pytest args]`` runs the bundled claims here (``mechclaims.harness.bundled``);
+``mechclaims record-outcomes SUMMARY.json`` records a run's outcomes as the expected ones (mechclaims.report.record).
 
 ``mechclaims prepare ...`` is ``python -m mechclaims prepare ...`` (the model-cache preparation).
 """
@@ -40,7 +41,7 @@ def _rel_error(acts, mlp):
 def test_{name}(lm, mc, model_pool, stimuli_path, artifacts, baseline, record, expect):
     texts = [json.loads(line)["text"] for line in stimuli_path("{name}").read_text().splitlines() if line.strip()]
     acts = model_pool.cached((lm.name, lm.fingerprint, "{name}", tuple(texts)),
-                             lambda: mechclaims.forward.capture(lm, mechclaims.encode(lm, texts), SITES, "all"))
+                             lambda: mechclaims.capture(lm, mechclaims.encode(lm, texts), SITES, "all"))
     err = _rel_error(acts, acts[SITES[2]])
     rng = np.random.default_rng(mc.seed)
     shuffled = acts[SITES[2]][rng.permutation(len(acts[SITES[2]]))]
@@ -69,14 +70,58 @@ def new_claim(name: str, where: Path) -> list[Path]:
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         raise SystemExit(f"mechclaims new-claim {name!r}: use a Python identifier in lower case, e.g. "
                          f"'my_claim'.")
+    blocked = next((p for p in (where, *where.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise SystemExit(f"mechclaims new-claim: --dir {where}: {blocked} is a file, not a folder; pass the folder "
+                         f"your claim modules live in (default: claims).")
     test, data = where / f"test_{name}.py", where / "data" / f"{name}.jsonl"
     for p in (test, data):
         if p.exists():
             raise SystemExit(f"mechclaims new-claim: {p} exists; pick another name or remove it.")
-    data.parent.mkdir(parents=True, exist_ok=True)
-    test.write_text(TEMPLATE.format(name=name))
-    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in SENTENCES))
+    try:
+        data.parent.mkdir(parents=True, exist_ok=True)
+        test.write_text(TEMPLATE.format(name=name))
+        data.write_text("".join(json.dumps({"text": t}) + "\n" for t in SENTENCES))
+    except OSError as e:
+        raise SystemExit(f"mechclaims new-claim: cannot write into {where} ({e.strerror or e}); pass a writable "
+                         f"folder with --dir.") from None
     return [test, data]
+
+
+PYTEST_INI = """[pytest]
+# Written by `mechclaims new-claim` (there was no pytest configuration here). The claims run on the models below
+# (one per line: built-in names, hub ids or local folders); --mc-model on the command line overrides them.
+testpaths = {dir}
+mechclaims_models =
+    tiny-gpt2
+"""
+
+
+def has_pytest_config(cwd: Path) -> bool:
+    """Whether ``cwd`` holds a pytest configuration (pytest.ini, or a [tool.pytest.ini_options], [tool:pytest] or
+    [pytest] section), so that ``pytest`` run here reads it."""
+    if (cwd / "pytest.ini").is_file() or (cwd / ".pytest.ini").is_file():
+        return True
+    for name, marker in (("pyproject.toml", "[tool.pytest.ini_options]"), ("tox.ini", "[pytest]"),
+                         ("setup.cfg", "[tool:pytest]")):
+        f = cwd / name
+        if f.is_file() and marker in f.read_text(encoding="utf-8", errors="replace"):
+            return True
+    return False
+
+
+def scaffold_config(cwd: Path, where: Path) -> Path | None:
+    """A ``pytest.ini`` naming the claims folder and tiny-gpt2 (which needs no model package), so that a plain
+    ``pytest`` runs the new claim; only where no pytest configuration exists (never overwrites)."""
+    if has_pytest_config(cwd):
+        return None
+    try:
+        rel = where.resolve().relative_to(cwd.resolve()).as_posix()
+    except ValueError:
+        rel = str(where)
+    ini = cwd / "pytest.ini"
+    ini.write_text(PYTEST_INI.format(dir=rel))
+    return ini
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,11 +142,32 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("prepare", help="prepare the converted model cache (see python -m mechclaims prepare -h)")
     sub.add_parser("run", help="run the bundled claims here: mechclaims run --model tiny-gpt2 [--bundled-baselines] "
                                "[pytest args]; baselines and artifacts go under the current directory")
+    ro = sub.add_parser("record-outcomes", help="record a run's outcomes as the expected ones (claims' expected/*.yml)",
+                        description="Record the outcomes in SUMMARY (a run's summary.json) as the expected ones, "
+                                    "deliberately, like --force-regen for baselines; review the diff afterwards.")
+    ro.add_argument("summary", nargs="+", help="summary.json of a run (artifacts/summary.json: the latest)")
+    ro.add_argument("--claims-dir", default=None,
+                    help="the folder of the claim modules (default: from the test ids, else the bundled claims)")
     a = ap.parse_args(argv)
     if a.cmd == "new-claim":
         for p in new_claim(a.name, Path(a.dir)):
             print(f"wrote {p}")
-        print(f"run it: pytest {a.dir} --mc-model tiny-gpt2 (the first run writes its baseline; rerun to check)")
+        ini = scaffold_config(Path.cwd(), Path(a.dir))
+        if ini is not None:
+            print(f"wrote {ini} (testpaths {a.dir}, model tiny-gpt2)")
+            print("run it: pytest (the first run writes its baseline; rerun to check)")
+        else:
+            print(f"run it: pytest {a.dir} --mc-model tiny-gpt2 (the first run writes its baseline; rerun to check)")
+    elif a.cmd == "record-outcomes":
+        from mechclaims.errors import MechClaimsError
+        from mechclaims.report.record import record_outcomes
+
+        try:
+            for f, n, total in record_outcomes(a.summary, a.claims_dir):
+                print(f"{f}: {n} recorded of {total} test ids")
+        except MechClaimsError as e:
+            print(f"mechclaims record-outcomes: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

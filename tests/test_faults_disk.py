@@ -75,7 +75,8 @@ def test_unwritable_cache_dir_warns_once_and_runs_in_memory(tmp_path, mode):
     assert "Traceback" not in out and "OSError" not in out
     n_act = out.count("keeping activations in memory")
     assert n_act == (1 if mode == "on" else 0), out  # off: the activation cache is never touched
-    assert out.count("converting smollm2-tokenizer") == 1, out  # the tokenizer conversion falls back once
+    # The tiny models' tokenizer ships in the wheel (mechclaims.model.bundled_tokenizers): nothing is converted.
+    assert "converting" not in out, out
 
 
 def _store_value():

@@ -5,6 +5,7 @@ fails the same way: a :class:`StimuliError` naming the file, the line, and what 
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import glob
@@ -14,7 +15,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mechclaims.errors import OptionError, StimuliError
 
@@ -51,8 +52,23 @@ def warn_if_large(p: Path, size: int, what: str) -> None:
            f"over 4 minutes and 3.5 GB on tiny-gpt2). Progress bars show on a terminal; a sample of the file is "
            f"usually enough.")
     warnings.warn(StimuliSizeWarning(msg), stacklevel=3)
-    if sys.__stderr__ is not None:  # pytest holds warnings until the end; the user waits now
+    # pytest holds warnings until the end, and its fd capture swallows a print to stderr; the user waits now. The
+    # harness registers a notifier that writes through pytest's terminal reporter (set_notifier); outside pytest the
+    # message goes to stderr.
+    if _NOTIFY is not None:
+        _NOTIFY(f"mechclaims: warning: {msg}")
+    elif sys.__stderr__ is not None:
         print(f"\nmechclaims: warning: {msg}", file=sys.__stderr__, flush=True)
+
+
+_NOTIFY: Callable[[str], None] | None = None
+
+
+def set_notifier(fn: Callable[[str], None] | None) -> None:
+    """Where messages the user must see at once (a large stimuli file) go: the pytest harness passes a function
+    that writes a line through its terminal reporter (with capture suspended); None restores stderr."""
+    global _NOTIFY
+    _NOTIFY = fn
 
 
 def check_stimuli_overrides(overrides: Mapping[str, str], names: Iterable[str] | None = tuple(STIMULI_NAMES)
@@ -114,15 +130,50 @@ def read_text(path: str | Path, what: str = "stimuli file") -> str:
         raise StimuliError(f"{what} {p} is a directory; pass the file inside it.")
     raw = p.read_bytes()
     warn_if_large(p, len(raw), what)
+    wide = wide_encoding(raw)
+    if wide is not None:
+        enc, why = wide
+        raise StimuliError(f"{what} {p} is not UTF-8 but {enc} ({why}). Convert it: "
+                           f"`iconv -f {enc} -t UTF-8 {p.name} > {p.stem}-utf8{p.suffix}` and pass the new file.")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise StimuliError(f"{what} {p} is not UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r}). "
-                           f"Re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {p.name}`.") from None
+        raise StimuliError(f"{what} {p} is not UTF-8 (byte {e.start}: {raw[e.start:e.start + 4]!r}). It is in "
+                           f"an 8-bit encoding: find which (`file {p.name}`), then re-save it as UTF-8, e.g. for "
+                           f"Windows' Western encoding `iconv -f WINDOWS-1252 -t UTF-8 {p.name} > "
+                           f"{p.stem}-utf8{p.suffix}`.") from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        col = nul - (text.rfind("\n", 0, nul) + 1) + 1
+        raise StimuliError(f"{what} {p}, line {line}: a NUL byte (\\x00) at column {col}. Text stimuli hold none: "
+                           f"it would reach the tokenizer as a character and change the numbers. Remove it (e.g. "
+                           f"`tr -d '\\000' < {p.name} > {p.stem}-clean{p.suffix}`), or check that the file is "
+                           f"the text you meant (not a binary file).")
     if not text.strip():
         raise StimuliError(f"{what} {p} is empty. It needs at least one record; see fixtures/README.md "
                            f"for the format.")
     return text
+
+
+# UTF-32 LE first: its byte-order mark begins with UTF-16 LE's.
+_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"),
+         (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def wide_encoding(raw: bytes) -> tuple[str, str] | None:
+    """(iconv's name of the encoding, how it was told) for a UTF-16/UTF-32 file, by its byte-order mark, or, with
+    none, by NUL bytes at every other position (ASCII text in UTF-16); None for anything else."""
+    for bom, enc in _BOMS:
+        if raw.startswith(bom):
+            return enc, f"it starts with the {enc} byte-order mark {bom.hex(' ')}"
+    head = raw[:4096]
+    if len(head) >= 8 and head.count(0) >= len(head) // 3:
+        odd, even = head[1::2].count(0), head[0::2].count(0)
+        if max(odd, even) >= 0.8 * (len(head) // 2):  # ASCII in UTF-16: one byte of every two is NUL
+            enc = "UTF-16LE" if odd > even else "UTF-16BE"
+            return enc, "no byte-order mark, but every other byte is NUL"
+    return None
 
 
 def read_jsonl(path: str | Path, required: Sequence[str], what: str = "stimuli file") -> list[dict[str, Any]]:

@@ -182,6 +182,7 @@ def load_pairs(path: str | os.PathLike) -> PronounPairs:
     numbered = read_records_numbered(path, ("id",), what=what)
     rows = [r for _, r in numbered]
     seen: set[str] = set()
+    same: dict[tuple[str, str], tuple[str, int]] = {}  # the pair's two sentences -> (id, line) of its first record
     for k, (line, r) in enumerate(numbered, 1):
         where = f"{what} {path}, line {line} (record {k}, id {r['id']!r})"
         r["id"] = record_id(r["id"], f"{what} {path}, line {line} (record {k})")
@@ -204,6 +205,14 @@ def load_pairs(path: str | os.PathLike) -> PronounPairs:
             raise StimuliError(f"{where}: the sentences are not matched. Replacing {wa!r} by {wb!r} in {sa!r} "
                                f"must give exactly {sb!r}.")
         r["_words"] = (wa, wb)
+        texts = (" ".join(sa.split()), " ".join(sb.split()))
+        if texts in same:
+            first_id, first_line = same[texts]
+            raise StimuliError(f"{where}: the same pair as id {first_id!r} (line {first_line}) under another id. A "
+                               f"pair listed twice can land in both the training and the held-out split, so the "
+                               f"held-out test would score a pair it was trained on. Delete one of {first_id!r} and "
+                               f"{r['id']!r}.")
+        same[texts] = (str(r["id"]), line)
     if len(rows) < MIN_PAIRS:
         raise StimuliError(f"{what} {path}: {len(rows)} pairs; the claim needs at least {MIN_PAIRS} (it splits them "
                            f"into train and test and fits covariances). Add pairs.")

@@ -78,8 +78,11 @@ def _config_file(cwd: Path) -> str:
 
 def pytest_args(rest: list[str], cwd: Path) -> list[str]:
     """The pytest command line of ``mechclaims run``: the bundled claims, rootdir and configuration from ``cwd``."""
+    # `mechclaims run` imports mechclaims before pytest starts, so pytest's assertion rewriting cannot take the
+    # plugin's module: a warning on every run that says nothing to the user (the claims' asserts are rewritten).
+    quiet = ["-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"]
     return [str(claims_dir()), "--rootdir", str(cwd), "-c", _config_file(cwd), "-p", "mechclaims.plugin",
-            "-p", "mechclaims.harness.aliases", "-p", "no:cacheprovider", *rest]
+            "-p", "mechclaims.harness.aliases", "-p", "no:cacheprovider", *quiet, *rest]
 
 
 def run(argv: list[str]) -> int:

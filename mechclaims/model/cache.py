@@ -18,12 +18,24 @@ from typing import Callable
 from filelock import FileLock
 
 from mechclaims.errors import CacheWarning, ModelError
-from mechclaims.store.diskio import NO_SPACE, UNWRITABLE, file_sha256, sweep_orphans
+from mechclaims.store.diskio import cannot_write, file_sha256, sweep_orphans
+
+# A conversion killed with SIGKILL (or out of memory) leaves ``<name>.tmp<pid>/`` (517 MB for smollm2): swept the
+# first time a process touches the cache root, not only on a cache miss (which a warm cache never has).
+CONVERSION_ORPHANS = ("*.tmp[0-9]*",)
+_SWEPT: set[Path] = set()
+
 
 def cache_root(override: str | os.PathLike | None = None) -> Path:
-    """Where converted weights and activation caches live: option > $MECHCLAIMS_CACHE > ~/.cache/mechclaims."""
-    root = override or os.environ.get("MECHCLAIMS_CACHE") or Path.home() / ".cache" / "mechclaims"
-    return Path(root).expanduser()
+    """Where converted weights and activation caches live: option > $MECHCLAIMS_CACHE > ~/.cache/mechclaims.
+
+    The first call for a root in a process removes the conversion folders that killed runs left there over an hour
+    ago (:func:`mechclaims.store.diskio.sweep_orphans`: never raises, never touches a younger one)."""
+    root = Path(override or os.environ.get("MECHCLAIMS_CACHE") or Path.home() / ".cache" / "mechclaims").expanduser()
+    if root not in _SWEPT:
+        _SWEPT.add(root)
+        sweep_orphans(root, CONVERSION_ORPHANS)
+    return root
 
 
 def atomic_dir(final: Path, build: Callable[[Path], None]) -> Path:
@@ -59,23 +71,28 @@ def cached_dir(final: Path, build: Callable[[Path], None]) -> Path:
         return _FALLBACK[final]
     try:
         return atomic_dir(final, build)
-    except OSError as e:
-        if e.errno not in NO_SPACE | UNWRITABLE:
+    except Exception as e:  # noqa: BLE001 - tokenizers and safetensors raise their own types for ENOSPC
+        no = cannot_write(e)
+        if no is None:
             raise
         warnings.warn(CacheWarning(
-            f"mechclaims: the cache dir {final.parent} cannot be written ({e.strerror}); converting {final.name} into "
-            f"a temporary dir for this run only. Pass a writable --mc-cache-dir (or set $MECHCLAIMS_CACHE) to keep it."),
-            stacklevel=3)
-        tmp = Path(tempfile.mkdtemp(prefix=f"mechclaims-{final.name[:40]}-"))
-        atexit.register(shutil.rmtree, tmp, True)
-        try:
-            build(tmp)
-        except OSError as e2:
-            raise ModelError(f"cannot convert {final.name}: neither the cache dir {final.parent} nor the temp dir "
-                             f"{tmp.parent} can be written ({e2.strerror}). Free space, or pass a writable "
-                             f"--mc-cache-dir.") from None
-        _FALLBACK[final] = tmp
-        return tmp
+            f"mechclaims: the cache dir {final.parent} cannot be written ({os.strerror(no)}); converting {final.name} "
+            f"into a temporary dir for this run only. Pass a writable --mc-cache-dir (or set $MECHCLAIMS_CACHE) to "
+            f"keep it."), stacklevel=3)
+    tmp = Path(tempfile.mkdtemp(prefix=f"mechclaims-{final.name[:40]}-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    try:
+        build(tmp)
+    except Exception as e2:  # noqa: BLE001 - as above
+        no2 = cannot_write(e2)
+        if no2 is None:
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelError(f"cannot convert {final.name}: neither the cache dir {final.parent} nor the temp dir "
+                         f"{tmp.parent} can be written ({os.strerror(no2)}). Free space, or pass a writable "
+                         f"--mc-cache-dir.") from None
+    _FALLBACK[final] = tmp
+    return tmp
 
 
 def write_manifest(d: Path) -> None:

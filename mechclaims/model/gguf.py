@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from mechclaims.errors import ModelError
 from mechclaims.model import gemma3
 from mechclaims.model.cache import cache_ok, cache_root, cached_dir
-from mechclaims.model.registry import DEFAULT_MODEL, GEMMA3, GGUF_MODELS
+from mechclaims.model.registry import DEFAULT_MODEL, GEMMA3, GGUF_MODELS, TINY
 from mechclaims.model.sources import smollm2_digest, smollm2_gguf
 from mechclaims.model.tokenization import pin_special_tokens
 
@@ -78,10 +78,14 @@ def gguf_dir(name: str, cache: str | os.PathLike | None = None, tokenizer_only: 
 
 
 def load_tokenizer(name: str, cache: str | os.PathLike | None = None) -> Any:
-    """A built-in GGUF model's tokenizer (or the tiny models', which share SmolLM2's), with its BOS/EOS rule
-    pinned to the GGUF's own metadata (mechclaims/tokenization.py), so every transformers version gives the same
-    ids. Cheap: the tokenizer-only cache, no weights."""
-    src = DEFAULT_MODEL if name in ("tiny-gpt2", "tiny-llama") else name
+    """A built-in GGUF model's tokenizer, with its BOS/EOS rule pinned to the GGUF's own metadata
+    (mechclaims/tokenization.py), so every transformers version gives the same ids. Cheap: the tokenizer-only
+    cache, no weights. The tiny models' tokenizers ship in the wheel (mechclaims.model.bundled_tokenizers)."""
+    if name in TINY:
+        from mechclaims.model.bundled_tokenizers import bundled_tokenizer
+
+        return bundled_tokenizer(name)
+    src = name
     if src not in GGUF_MODELS:
         raise ModelError(f"load_tokenizer({name!r}): only the GGUF-backed models {GGUF_MODELS} (and the tiny "
                          f"models that share SmolLM2's tokenizer) have a pinned tokenizer.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import gguf
@@ -10,12 +11,15 @@ import torch
 from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, BertConfig,
                           BertForMaskedLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM)
 
+from mechclaims.errors import ModelError
 from mechclaims.model.cache import cache_root
+from mechclaims.model import gemma3
+from mechclaims.model.bundled_tokenizers import bundled_tokenizer
 from mechclaims.model.fingerprint import hub_fingerprint, weight_fingerprint
-from mechclaims.model.gguf import dtype_kw, gguf_dir, load_tokenizer
+from mechclaims.model.gguf import dtype_kw, gguf_dir
 from mechclaims.model.loaderrors import load_error
 from mechclaims.model.registry import (BUILTIN, DEFAULT_MODEL, GEMMA3, GGUF_MODELS, TINY, LoadedModel, check_device_dtype,
-                                       hub_kwargs, kind_of, n_layers_of)
+                                       closest_builtin, hub_kwargs, kind_of, n_layers_of)
 from mechclaims.model.sites import sitemap_for
 from mechclaims.model.sources import minilm_dir, smollm2_gguf
 from mechclaims.model.tokenization import pin_special_tokens
@@ -35,15 +39,17 @@ def _tiny_config(name: str, vocab_size: int, tok: Any):
 
 
 def _tokenizer_for(name: str, cache: Any):
-    if name == "tiny-bert":
-        return AutoTokenizer.from_pretrained(minilm_dir())
-    return load_tokenizer(name, cache)
+    """The tiny models' tokenizers ship in the wheel (mechclaims.model.bundled_tokenizers): no model package."""
+    return bundled_tokenizer(name)
 
 
 def resolve_config(name: str, cache: Any = None, **hub: Any) -> tuple[Any, str]:
     """Config and source without loading weights (cheap: used at collection to know the layer count). ``hub``:
     :func:`hub_kwargs` for a hub id."""
+    # A built-in real model needs its package even with a converted cache (its digest keys the cache): checked
+    # here, at start-up, so a missing package is one usage error instead of one error per test.
     if name == DEFAULT_MODEL:
+        smollm2_gguf()
         d = cache_root(cache)
         hits = sorted(d.glob("smollm2-135m-*/config.json")) if d.exists() else []
         if hits:
@@ -53,6 +59,7 @@ def resolve_config(name: str, cache: Any = None, **hub: Any) -> tuple[Any, str]:
         n = int(f.parts[f.data[0]][0])
         return LlamaConfig(num_hidden_layers=n), "gguf"
     if name == GEMMA3:
+        gemma3.package()
         d = cache_root(cache)
         hits = sorted(d.glob(f"{GEMMA3}-*/config.json")) if d.exists() else []
         # No cache yet: convert now (once, ~60 s) rather than parse the GGUF twice (GGUFReader: ~8 s on its vocab).
@@ -62,10 +69,33 @@ def resolve_config(name: str, cache: Any = None, **hub: Any) -> tuple[Any, str]:
     if name in TINY:
             return {"tiny-gpt2": GPT2Config(n_layer=4), "tiny-llama": LlamaConfig(num_hidden_layers=4),
                 "tiny-bert": BertConfig(num_hidden_layers=4)}[name], "code"
+    check_not_a_typo(name)
     try:
         return AutoConfig.from_pretrained(name, **hub), "hf"
     except Exception as e:  # transformers raises OSError/ValueError/HF errors: "not here", or a broken directory
         raise load_error(name, e) from None
+
+
+def check_not_a_typo(name: str) -> None:
+    """A name that is not a built-in, not a local folder and not in the HF cache, but close to a built-in name
+    (``tiny-gtp2``), is a ModelError with "did you mean", before any hub call (which retried for 26 s)."""
+    if name in BUILTIN or Path(name).expanduser().exists():
+        return
+    close = closest_builtin(name)
+    if close is None or _in_hf_cache(name):
+        return
+    raise ModelError(f"model {name!r} is not a built-in model or a local folder: did you mean {close}? (The built-in "
+                     f"models: {', '.join(BUILTIN)}.) Being this close to a built-in name, it was not looked up on the "
+                     f"Hugging Face hub; for a hub model give its full id, with the organisation (org/name).")
+
+
+def _in_hf_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an id the hub library refuses is not in its cache
+        return False
 
 
 def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32",

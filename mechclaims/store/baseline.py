@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from mechclaims.errors import MechClaimsError
+
 DEFAULT_TOL = {"rtol": 1e-3, "atol": 1e-6}
 
 
@@ -31,9 +33,39 @@ def environment(lm: Any) -> dict[str, str]:
             "device": str(getattr(lm, "device", "?")), "model_fingerprint": str(getattr(lm, "fingerprint", "?"))}
 
 
+class BaselineFileError(MechClaimsError):
+    """A baseline file that cannot be read as one: empty, not YAML, or not a mapping with ``numbers``. A
+    MechClaimsError, so the test fails with this one message (no PyYAML traceback), and not an AssertionError, so
+    no expected-failure marker swallows it."""
+
+
+def _fix(path: Path) -> str:
+    return (f"Restore it if it is committed (`git checkout -- {path}`), or delete it and rerun to write it again "
+            f"(`--force-regen` rewrites it in place).")
+
+
 def _load(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    """The baseline at ``path``; a :class:`BaselineFileError` naming the file and the fix if it is not one."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise BaselineFileError(f"baseline {path} cannot be read ({e.strerror or e}).") from None
+    if not raw.strip():
+        raise BaselineFileError(f"empty baseline: {path} is {len(raw)} bytes long, so there are no numbers to check "
+                                f"against (a write that was cut short, e.g. by a full disk, leaves such a file). "
+                                f"{_fix(path)}")
+    try:
+        doc = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise BaselineFileError(f"baseline {path} is not valid YAML ({what}{where}): it was damaged (a merge "
+                                f"conflict, an edit, a write cut short). {_fix(path)}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("numbers"), dict):
+        raise BaselineFileError(f"baseline {path} is YAML but not a mechclaims baseline (it needs a 'numbers' "
+                                f"mapping; it holds a {type(doc).__name__}). {_fix(path)}")
+    return doc
 
 
 def compare(expected: Mapping[str, float], obtained: Mapping[str, float],
@@ -101,14 +133,22 @@ def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[s
     force = bool(request.config.getoption("force_regen", False)) or bool(
         request.config.getoption("regen_all", False))
 
+    text = yaml.safe_dump(doc, sort_keys=True, default_flow_style=False)
+
     def dump(target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "w", encoding="utf-8") as f:
-            yaml.safe_dump(doc, f, sort_keys=True, default_flow_style=False)
+        # Whole or not at all (temp file + rename): a full disk leaves the old baseline, or none, never a 0-byte one.
+        from mechclaims.store.diskio import atomic_write
+
+        atomic_write(target, text, fix="pass a writable --mc-baselines-dir")
 
     def check_fn(obtained_file: Path, expected_file: Path) -> None:
         __tracebackhide__ = True
-        exp = _load(expected_file)
+        try:
+            exp = _load(expected_file)
+        except BaselineFileError as e:
+            if force:  # pytest-regressions rewrites the file only when check_fn raises AssertionError
+                raise AssertionError(str(e)) from None
+            raise
         rows, keys = compare(exp.get("numbers", {}), numbers, tolerances, default_tolerance)
         if rows or keys:
             if on_drift is not None:  # the report's drift section lists what moved, from which env to which
@@ -122,12 +162,7 @@ def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[s
     force = bool(request.config.getoption("force_regen", False)) or bool(
         request.config.getoption("regen_all", False))
     if not force and not path.exists():
-        try:
-            dump(path)
-        except OSError as e:
-            from mechclaims.store.diskio import write_error
-
-            raise write_error(path, e, "pass a writable --mc-baselines-dir") from None
+        dump(path)  # an ArtifactsWriteError (a MechClaimsError) names the file, the cause and the fix
         return True
     try:
         perform_regression_check(datadir=path.parent, original_datadir=path.parent, request=request,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mechclaims.errors import ArtifactsWriteError
 from mechclaims.store.diskio import atomic_write, sweep_orphans, write_error
 
 RUNS, LATEST, RUNNING, LOCK = "runs", "latest", ".running", ".runs.lock"
@@ -87,30 +88,104 @@ class Run:
 
     def finish(self, summary: dict[str, Any], write_report: Callable[[dict, Path], Any] | None,
                complete: bool, keep: int = DEFAULT_KEEP) -> dict[str, str]:
-        """Write this run's summary.json (always) and report.html, then, if ``complete``, move ``latest`` here.
+        """Write this run's summary.json (always) and report.html, then, if ``complete`` and some claim test got
+        past an error, move ``latest`` here.
 
-        Returns the paths written; raises ArtifactsWriteError (temp files removed) when the disk refuses.
+        A run whose every claim test errored (a model that cannot load, a broken install) measured nothing: it keeps
+        its own folder and summary but never replaces a ``latest`` that holds results. Returns the paths written;
+        raises ArtifactsWriteError (temp files removed) when the disk refuses.
         """
         paths = {"summary": str(atomic_write(self.dir / "summary.json", dumps(summary))), "run": str(self.dir)}
         if write_report is not None:
             paths["report"] = str(write_report(summary, self.dir / "report.html"))
         (self.dir / RUNNING).unlink(missing_ok=True)
         with _lock(self.root):
-            if complete:
+            if complete and measured(summary):
                 publish(self.root, self.dir)
                 paths["latest"] = str(self.root / LATEST)
             housekeeping(self.root, keep)
         return paths
 
 
+def measured(summary: dict[str, Any]) -> bool:
+    """Whether some record of the summary is not an error (stand-ins that are not dicts count as measured)."""
+    recs = summary.get("records") or []
+    return not recs or any(not isinstance(r, dict) or r.get("outcome") != "error" for r in recs)
+
+
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+NONFINITE = "nonfinite"  # summary.json's map of the values JSON cannot hold (see dumps)
+
+
 def dumps(obj: Any) -> str:
-    """JSON for summaries: NaN stays visible, and anything odd (a pytest NOTSET, a Path) becomes its string
-    instead of failing the whole write."""
-    return json.dumps(obj, indent=1, sort_keys=True, allow_nan=True, default=str)
+    """Strict JSON for summaries (RFC 8259: ``JSON.parse``, ``jq`` and every schema validator read it).
+
+    A NaN or infinite float (a p-value of a degenerate null, a margin of a broken model) is written as ``null``,
+    and the top-level ``"nonfinite"`` map says which value it was, by JSON Pointer (RFC 6901):
+    ``{"/records/3/verdicts/0/p": "NaN"}``; the value is ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``. The map is
+    absent when every number is finite. :func:`loads` puts the values back. Anything odd (a pytest NOTSET, a Path)
+    becomes its string instead of failing the whole write. The schema: mechclaims/report/summary.schema.json.
+    """
+    found: dict[str, str] = {}
+    clean = _finite(obj, "", found)
+    if found and isinstance(clean, dict):
+        clean[NONFINITE] = found
+    return json.dumps(clean, indent=1, sort_keys=True, allow_nan=False, default=str)
+
+
+def _pointer_token(key: Any) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _finite(obj: Any, where: str, found: dict[str, str]) -> Any:
+    if isinstance(obj, float):
+        if obj != obj:
+            found[where] = "NaN"
+            return None
+        if obj in (float("inf"), float("-inf")):
+            found[where] = "Infinity" if obj > 0 else "-Infinity"
+            return None
+        return obj
+    if isinstance(obj, dict):
+        return {k: _finite(v, f"{where}/{_pointer_token(k)}", found) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v, f"{where}/{i}", found) for i, v in enumerate(obj)]
+    if type(obj).__module__ == "numpy" and hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return _finite(obj.tolist(), where, found)
+    return obj
+
+
+def _reject(token: str) -> Any:
+    raise ValueError(f"summary.json holds the bare token {token}, which is not JSON")
+
+
+def loads(text: str, strict: bool = False) -> Any:
+    """Parse a summary written by :func:`dumps` and put its non-finite values back (as Python floats).
+
+    ``strict``: refuse the bare ``NaN``/``Infinity`` tokens (summaries written before the ``nonfinite`` map had
+    them); by default they are read as Python does.
+    """
+    data = json.loads(text, parse_constant=_reject) if strict else json.loads(text)
+    if isinstance(data, dict) and isinstance(data.get(NONFINITE), dict):
+        for pointer, value in data[NONFINITE].items():
+            _set(data, pointer, float({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}.get(value, "nan")))
+    return data
+
+
+def _set(doc: Any, pointer: str, value: Any) -> None:
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+    try:
+        for p in parts[:-1]:
+            doc = doc[int(p)] if isinstance(doc, list) else doc[p]
+        if isinstance(doc, list):
+            doc[int(parts[-1])] = value
+        elif parts:
+            doc[parts[-1]] = value
+    except (KeyError, IndexError, ValueError, TypeError):
+        pass  # a pointer that no longer fits (an edited file): leave the null
 
 
 def _lock(root: Path):
@@ -131,7 +206,20 @@ def _symlink_swap(link: Path, target: str) -> None:
 
 
 def publish(root: Path, run_dir: Path) -> None:
-    """Make ``run_dir`` the latest run: one atomic symlink swap; summary.json/report.html at the root follow it."""
+    """Make ``run_dir`` the latest run: one atomic symlink swap; summary.json/report.html at the root follow it.
+
+    A ``latest`` that is a real folder or file (someone replaced the symlink, e.g. by copying the artifacts) is
+    never replaced: the root summary.json/report.html become copies of this run's, and an ArtifactsWriteError says
+    that ``latest`` is stale and how to fix it (before, it was silently left showing an older run)."""
+    link = root / LATEST
+    if link.exists() and not link.is_symlink():
+        _copy_published(root, run_dir)
+        kind = "folder" if link.is_dir() else "file"
+        raise ArtifactsWriteError(
+            f"{link} is a {kind}, not the symlink mechclaims keeps there, so it was left as it is and now shows an "
+            f"older run, not this one. This run is complete: its outputs are in {run_dir}, and {root / 'summary.json'} "
+            f"and {root / 'report.html'} are copies of its own. Move the {kind} away (`mv {link} {link}.old`) and "
+            f"the next complete run links {LATEST} again.")
     try:
         _symlink_swap(root / LATEST, os.path.relpath(run_dir, root))
         for name in PUBLISHED:
