@@ -1,6 +1,6 @@
 """``mechclaims`` console script: ``mechclaims new-claim NAME`` writes a claim skeleton into ``claims/``;
 ``mechclaims run [--bundled-baselines] [pytest args]`` runs the bundled claims here (``mechclaims.harness.bundled``);
-``mechclaims record-outcomes SUMMARY.json`` records a run's outcomes as the expected ones (mechclaims.report.record).
+``mechclaims record-outcomes SUMMARY.json`` records a run's outcomes as the expected ones (mechclaims.harness.record).
 
 ``mechclaims prepare ...`` is ``python -m mechclaims prepare ...`` (the model-cache preparation).
 """
@@ -12,11 +12,16 @@ import re
 import sys
 from pathlib import Path
 
+from mechclaims.errors import MechClaimsError
+from mechclaims.harness.bundled import run
+from mechclaims.harness.record import record_outcomes
+
 TEMPLATE = '''"""Claim {name}: the residual stream at layer 0 is the sum of its parts (resid_post = resid_pre + attn_out +
 mlp_out, to float precision). Statement and rule are fixed before looking at data.
 
 Falsified by: a relative error above 1e-4 at any token.
-Control: the same identity with mlp_out taken from another token (shuffled) must fail.
+Control: the same identity with mlp_out taken from another token (shuffled) must fail; if it holds too, the verdict
+is `confounded`.
 """
 import json
 
@@ -24,6 +29,7 @@ import numpy as np
 import pytest
 
 import mechclaims
+from mechclaims.claim import Verdict
 from mechclaims.plots import plt, save_figure
 
 STIMULI = {{"{name}": "data/{name}.jsonl"}}  # override with --mc-stimuli {name}=PATH
@@ -31,34 +37,34 @@ SITES = ["blocks.0.hook_resid_pre", "blocks.0.hook_attn_out", "blocks.0.hook_mlp
 TOL = 1e-4
 
 
-def _rel_error(acts, mlp):
+def activations(ctx):
+    """The four sites on every stimulus (ctx.memo: computed once per model and session)."""
+    texts = [json.loads(line)["text"] for line in ctx.stimuli_path("{name}").read_text().splitlines() if line.strip()]
+    return mechclaims.capture(ctx.lm, mechclaims.encode(ctx.lm, texts), SITES, "all")
+
+
+def rel_error(acts, mlp):
     parts = acts[SITES[0]] + acts[SITES[1]] + mlp
     post = acts[SITES[3]]
     return float(np.abs(parts - post).max() / (np.abs(post).max() + 1e-12))
 
 
 @pytest.mark.claim("{name}", family="observational", controls=("{name}_shuffled",))
-def test_{name}(lm, mc, model_pool, stimuli_path, artifacts, baseline, record, expect):
-    texts = [json.loads(line)["text"] for line in stimuli_path("{name}").read_text().splitlines() if line.strip()]
-    acts = model_pool.cached((lm.name, lm.fingerprint, "{name}", tuple(texts)),
-                             lambda: mechclaims.capture(lm, mechclaims.encode(lm, texts), SITES, "all"))
-    err = _rel_error(acts, acts[SITES[2]])
-    rng = np.random.default_rng(mc.seed)
-    shuffled = acts[SITES[2]][rng.permutation(len(acts[SITES[2]]))]
-    ctl_err = _rel_error(acts, shuffled)
-    control = mechclaims.Verdict(claim="{name}_shuffled", statistic_name="max_rel_error", statistic=ctl_err,
-                                 rule=f"max relative error <= {{TOL}}", passed=ctl_err <= TOL, role="control")
-    v = mechclaims.Verdict(claim="{name}", statistic_name="max_rel_error", statistic=err,
-                           rule=f"max relative error <= {{TOL}}", passed=err <= TOL)
-    v.gate({{"{name}_shuffled": control}})
+def test_{name}(ctx, check, artifacts):
+    acts = ctx.memo(activations)
+    err = rel_error(acts, acts[SITES[2]])
+    shuffled = acts[SITES[2]][np.random.default_rng(ctx.seed).permutation(len(acts[SITES[2]]))]
+    ctl_err = rel_error(acts, shuffled)
+    control = Verdict(claim="{name}_shuffled", statistic_name="max_rel_error", statistic=ctl_err,
+                      rule=f"max relative error <= {{TOL}}", passed=ctl_err <= TOL, role="control")
+    v = Verdict(claim="{name}", statistic_name="max_rel_error", statistic=err,
+                rule=f"max relative error <= {{TOL}}", passed=err <= TOL).gate({{"{name}_shuffled": control}})
     fig, ax = plt.subplots()
     ax.bar(["claim", "shuffled control"], [err, ctl_err])
     ax.axhline(TOL, ls="--", color="k")
-    ax.set(yscale="log", ylabel="max relative error", title=f"{{lm.name}}: {{v.outcome}}")
+    ax.set(yscale="log", ylabel="max relative error", title=f"{{ctx.lm.name}}: {{v.outcome}}")
     save_figure(fig, artifacts.path("{name}.png"))
-    record(v)
-    baseline.check(v.numbers(), lm, default_tolerance={{"rtol": 1e-2, "atol": 1e-5}})
-    expect(v)
+    check(v, tolerance={{"rtol": 1e-2, "atol": 1e-5}})  # record, baseline, recorded outcome: in that order
 '''
 
 SENTENCES = ["The cat sat on the mat.", "Paris is the capital of France.", "She gave him the book.",
@@ -131,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return prepare(argv) or 0
     if argv[:1] == ["run"]:  # everything after "run" goes to pytest
-        from mechclaims.harness.bundled import run
-
         return run(argv[1:])
     ap = argparse.ArgumentParser(prog="mechclaims", description="mechclaims: claims as pytest tests.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -159,9 +163,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"run it: pytest {a.dir} --mc-model tiny-gpt2 (the first run writes its baseline; rerun to check)")
     elif a.cmd == "record-outcomes":
-        from mechclaims.errors import MechClaimsError
-        from mechclaims.report.record import record_outcomes
-
         try:
             for f, n, total in record_outcomes(a.summary, a.claims_dir):
                 print(f"{f}: {n} recorded of {total} test ids")

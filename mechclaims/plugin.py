@@ -46,6 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     ses = config.stash.get(SESSION, None)
     if ses is not None:
+        ses.close()
         config.pluginmanager.unregister(ses)
 
 

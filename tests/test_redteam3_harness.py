@@ -22,7 +22,6 @@ import pytest
 
 from claimrun import ROOT, _default_signals, cmd, env, run, runs, synthetic
 
-LEAD = pytest.mark.xfail(strict=True, reason="lead: harness rewrite")
 
 
 def _wait_for(path: Path, timeout: float = 120) -> None:
@@ -119,7 +118,6 @@ lm.tokenizer.save_pretrained(sys.argv[1])
 '''
 
 
-@LEAD
 def test_row02_nan_only_in_the_logits_is_inconclusive_not_refuted(tmp_path):
     """``ln_f.weight`` = NaN: lesion_clean_preference came out refuted (0/48, p 3.6e-15, margins NaN) and both
     unrelated_pair controls passed green; the lesion path skips the finiteness check that capture() makes."""
@@ -164,7 +162,6 @@ def test_layered(mc_model, layer):
 '''
 
 
-@LEAD
 def test_row10_same_folder_name_models_get_ids_independent_of_order(tmp_path):
     """Today the ids are ``m-L0_0`` and ``m-L0_1`` (pytest's duplicate suffixes), so the baseline file names depend on
     the order of ``--model``. The plugin should use mechclaims.model.registry.model_param_id for the id."""
@@ -209,7 +206,6 @@ def test_big(mc_model):
 '''
 
 
-@LEAD
 def test_row13_large_stimuli_warning_reaches_the_terminal_while_it_runs(tmp_path):
     """The 10 MB stimuli warning must be on the user's terminal while the slow work runs (through pytest's terminal
     reporter or ``warnings`` shown at once), not only in a summary at the end, and never lost in captured stderr."""

@@ -67,7 +67,7 @@ def extract_windows(docs: Iterable[tuple[str, str]], left_words: int = 16, right
     return out, why
 
 
-def _parquet_docs(path: str, text_column: str = "text", max_docs: int = 200_000) -> Iterable[tuple[str, str]]:
+def parquet_docs(path: str, text_column: str = "text", max_docs: int = 200_000) -> Iterable[tuple[str, str]]:
     try:
         import pandas as pd
     except ImportError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import logging
 import difflib
 import glob
 import hashlib
@@ -35,7 +36,7 @@ _GLOB_OK = frozenset({"ged_heldout"})  # Parquet shards may be given as a direct
 # token at every layer, plus its next-token logits), so time and memory grow with the file: a 10 MB passages file
 # ran for over 4 minutes and 3.5 GB on tiny-gpt2 before it was stopped. Past this size a file gets a warning.
 LARGE_STIMULI_BYTES = 2_000_000
-_WARNED: set[str] = set()
+LOG = logging.getLogger("mechclaims")  # messages the user must see at once; the pytest session shows them live
 
 
 class StimuliSizeWarning(UserWarning):
@@ -43,32 +44,18 @@ class StimuliSizeWarning(UserWarning):
 
 
 def warn_if_large(p: Path, size: int, what: str) -> None:
-    """One warning per file past LARGE_STIMULI_BYTES: shown at once on the terminal and in pytest's summary."""
-    if size <= LARGE_STIMULI_BYTES or str(p) in _WARNED:
+    """A warning for a file past LARGE_STIMULI_BYTES: in pytest's warnings summary (one per file: the warnings
+    filter keeps one per message), and at once on the terminal through the ``mechclaims`` logger, which the pytest
+    session writes through its terminal reporter (pytest holds warnings to the end, and its fd capture swallows a
+    print to stderr while the user waits)."""
+    if size <= LARGE_STIMULI_BYTES:
         return
-    _WARNED.add(str(p))
     msg = (f"{what} {p} is {size / 1e6:.1f} MB, past {LARGE_STIMULI_BYTES / 1e6:.0f} MB: the claims keep "
            f"activations for every token they read, so expect minutes and gigabytes (a 10 MB passages file took "
            f"over 4 minutes and 3.5 GB on tiny-gpt2). Progress bars show on a terminal; a sample of the file is "
            f"usually enough.")
     warnings.warn(StimuliSizeWarning(msg), stacklevel=3)
-    # pytest holds warnings until the end, and its fd capture swallows a print to stderr; the user waits now. The
-    # harness registers a notifier that writes through pytest's terminal reporter (set_notifier); outside pytest the
-    # message goes to stderr.
-    if _NOTIFY is not None:
-        _NOTIFY(f"mechclaims: warning: {msg}")
-    elif sys.__stderr__ is not None:
-        print(f"\nmechclaims: warning: {msg}", file=sys.__stderr__, flush=True)
-
-
-_NOTIFY: Callable[[str], None] | None = None
-
-
-def set_notifier(fn: Callable[[str], None] | None) -> None:
-    """Where messages the user must see at once (a large stimuli file) go: the pytest harness passes a function
-    that writes a line through its terminal reporter (with capture suspended); None restores stderr."""
-    global _NOTIFY
-    _NOTIFY = fn
+    LOG.warning(msg)
 
 
 def check_stimuli_overrides(overrides: Mapping[str, str], names: Iterable[str] | None = tuple(STIMULI_NAMES)
@@ -201,7 +188,7 @@ def read_jsonl_numbered(path: str | Path, required: Sequence[str], what: str = "
         if not isinstance(obj, dict):
             raise StimuliError(f"{what} {path}, line {i}: expected a JSON object with keys "
                                f"{list(required)}, got {type(obj).__name__}.")
-        _check_keys(obj, required, path, i, what)
+        check_keys(obj, required, path, i, what)
         rows.append((i, obj))
     if not rows:
         raise StimuliError(f"{what} {path} has no records (only comments or blank lines).")
@@ -227,7 +214,7 @@ def _read_csv(path: str | Path, required: Sequence[str], what: str) -> list[tupl
             if None in row:
                 raise StimuliError(f"{what} {path}, line {i}: more fields than the header has columns "
                                    f"(quote fields that contain commas).")
-            _check_keys(row, required, path, i, what)
+            check_keys(row, required, path, i, what)
             rows.append((i, row))
     except csv.Error as e:
         raise StimuliError(f"{what} {path}: malformed CSV ({e}).") from None
@@ -252,7 +239,7 @@ def read_records_numbered(path: str | Path, required: Sequence[str], what: str =
     raise StimuliError(f"{what} {path}: unsupported extension {suffix!r}; use .jsonl or .csv.")
 
 
-def _check_keys(obj: dict, required: Iterable[str], path: Any, line: int, what: str) -> None:
+def check_keys(obj: dict, required: Iterable[str], path: Any, line: int, what: str) -> None:
     for k in required:
         if k not in obj:
             raise StimuliError(f"{what} {path}, line {line}: missing field {k!r} (has {sorted(obj)}). Every "

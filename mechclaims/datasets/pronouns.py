@@ -34,9 +34,9 @@ import numpy as np
 
 from mechclaims.errors import StimuliError
 from mechclaims.harness.options import MIN_HELDOUT_PER_LABEL
-from mechclaims.datasets.io import _check_keys, read_records_numbered, read_text, record_id, stimuli_hash
+from mechclaims.datasets.io import check_keys, read_records_numbered, read_text, record_id, stimuli_hash
 from mechclaims.datasets.contrast import Contrast, any_case, default, find_one, hits, read_contrast
-from mechclaims.datasets.corpus import OBJECT_NEXT, _parquet_docs, extract_windows, is_object_position  # noqa: F401  (re-exported)
+from mechclaims.datasets.corpus import OBJECT_NEXT, parquet_docs, extract_windows, is_object_position  # noqa: F401  (re-exported)
 
 PRONOUNS = ("him", "her")
 _OTHER = {"him": "her", "her": "him"}
@@ -189,7 +189,7 @@ def load_pairs(path: str | os.PathLike) -> PronounPairs:
         lacks = missing_partner(r, con.names)
         if lacks is not None:
             raise StimuliError(partner_message(where, con.other(lacks), lacks))
-        _check_keys(r, con.names, path, line, what)
+        check_keys(r, con.names, path, line, what)
         if r["id"] in seen:
             raise StimuliError(f"{where}: duplicate id; ids must be unique.")
         seen.add(str(r["id"]))
@@ -258,7 +258,7 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: 
         rows, why = extract_windows(docs, **extract)
     elif p.endswith(".parquet") or os.path.isdir(p) or any(c in p for c in "*?["):
         what = "GED held-out Parquet source"
-        rows, why = extract_windows(_parquet_docs(p), **extract)
+        rows, why = extract_windows(parquet_docs(p), **extract)
     else:
         what = "GED held-out file"
         numbered = read_records_numbered(p, ("id", "label", "text"), what=what)

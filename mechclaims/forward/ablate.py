@@ -23,6 +23,7 @@ from mechclaims.forward.capture import single_token_id
 from mechclaims.forward.edit import Edit, edit_fn
 from mechclaims.forward.engine import device_of, run_batch
 from mechclaims.forward.intervene import intervene
+from mechclaims.forward.nonfinite import nonfinite_error
 from mechclaims.model.sites import site
 from mechclaims.stats.common import needs_draws
 from mechclaims.stats.lesion import random_sets
@@ -63,6 +64,9 @@ class Runner:
                                       else self.prefix.hidden(torch.arange(len(ids))), torch.arange(len(ids)))
         else:
             self.clean = self.run(None, np.arange(len(ids)))
+        bad = np.flatnonzero(~np.isfinite(np.asarray(self.clean).reshape(len(ids), -1)).all(1))
+        if bad.size:  # NaN logits (e.g. a NaN final norm) must never read as "the model prefers the other word"
+            raise nonfinite_error(lm, ids, "hook_logits", int(bad[0]), len(ids[bad[0]]) - 1)
 
     def run(self, layer: int | None, prompt: np.ndarray, keep: np.ndarray | None = None,
             fill: np.ndarray | None = None) -> np.ndarray:

@@ -19,30 +19,13 @@ from mechclaims.forward.engine import (batch_for, batches, check_context, contex
 from mechclaims.forward.intervene import clear_hooks, count_hooks, intervene
 from mechclaims.forward.nonfinite import nonfinite_error
 from mechclaims.model.registry import LoadedModel
+from mechclaims.model.tokens import encode, single_token_id
 from mechclaims.model.sites import resolve
 
 __all__ = ["capture", "encode", "single_token_id", "locate_word", "Activations", "intervene", "count_hooks",
            "clear_hooks", "Positions"]
 
 Positions = str | Sequence[int] | np.ndarray  # "all" | "last" | one index per sequence
-
-
-def encode(lm: LoadedModel, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids per text, with the model's own special tokens (BERT's [CLS]/[SEP]; none for SmolLM2)."""
-    if isinstance(texts, str):
-        raise TypeError("encode() takes a list of texts, not one string")
-    return [list(ids) for ids in lm.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
-
-
-def single_token_id(lm: LoadedModel, word: str, source: str = "") -> int:
-    """Id of ``word`` as one token (spell BPE words with their leading space, e.g. ``" her"``)."""
-    ids = lm.tokenizer(word, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        pieces = [lm.tokenizer.decode([i]) for i in ids]
-        raise StimuliError(f"{source + ': ' if source else ''}the word {word!r} is {len(ids)} tokens for model "
-                           f"{lm.name} ({pieces}); it must be a single token. Choose another word, or check "
-                           f"the leading space (BPE vocabularies spell words as ' word').")
-    return ids[0]
 
 
 def locate_word(lm: LoadedModel, text: str, word: str, source: str = "") -> int:

@@ -13,6 +13,7 @@ import numpy as np
 from mechclaims.forward.attribution import capture_grad
 from mechclaims.forward.capture import capture, single_token_id
 from mechclaims.datasets.patching import TokenizedPairs
+from mechclaims.forward.nonfinite import nonfinite_error
 from mechclaims.forward.patching import PatchTable, run_patched
 from mechclaims.model.sites import site
 from mechclaims.stats.patching import attribution
@@ -22,6 +23,9 @@ Ids = Sequence[Sequence[int]]
 
 def _ld(lm: Any, ids: Ids, table: PatchTable | None, target: np.ndarray, foil: np.ndarray) -> np.ndarray:
     lg = run_patched(lm, ids, table, read_tokens=np.stack([target, foil], 1))
+    bad = np.flatnonzero(~np.isfinite(lg).all(1))
+    if bad.size:  # a NaN logit difference is no evidence either way: stop with the diagnosis
+        raise nonfinite_error(lm, ids, "hook_logits", int(bad[0]), len(ids[bad[0]]) - 1)
     return lg[:, 0] - lg[:, 1]
 
 

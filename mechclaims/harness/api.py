@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mechclaims.errors import OptionError
+from mechclaims.harness.bundled import pytest_args
+from mechclaims.store.runs import loads
 
 
 @dataclass
@@ -83,8 +85,6 @@ def run(claims: Iterable[str] | str | None = None, models: Iterable[str] | str |
                           f"your claim modules) or claims=[paths to claim files], or leave both out to run the "
                           f"claims bundled with mechclaims.")
     if bundled:
-        from mechclaims.harness.bundled import pytest_args
-
         cmd = [sys.executable, "-m", "pytest", "-q", *pytest_args([], cwd)]
     else:
         cmd = [sys.executable, "-m", "pytest", "-p", "mechclaims.plugin", "-q", "-p", "no:cacheprovider",
@@ -159,8 +159,6 @@ def _run_child(cmd: list[str], cwd: Path, timeout: float | None) -> tuple[int, s
 def _read_summary(path: Path | None) -> dict[str, Any]:
     if path is None or not path.is_file():
         return {}
-    from mechclaims.store.runs import loads
-
     return loads(path.read_text(encoding="utf-8"))
 
 

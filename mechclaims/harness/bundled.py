@@ -23,6 +23,10 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
+from mechclaims.model.registry import DEFAULT_MODEL
+
 PKG = Path(__file__).resolve().parents[1]  # the mechclaims package
 
 
@@ -87,13 +91,9 @@ def pytest_args(rest: list[str], cwd: Path) -> list[str]:
 
 def run(argv: list[str]) -> int:
     """``mechclaims run`` (see the module docstring); returns pytest's exit code."""
-    import pytest
-
     rest = [a for a in argv if a != "--bundled-baselines"]
     cwd = Path.cwd()
     if "--bundled-baselines" in argv:
-        from mechclaims.model.registry import DEFAULT_MODEL
-
         models = _values(rest, ("--model", "--mc-model")) or [DEFAULT_MODEL]
         given = _values(rest, ("--baselines-dir", "--mc-baselines-dir"))
         dest = Path(given[-1]).expanduser() if given else cwd / "baselines"

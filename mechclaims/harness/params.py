@@ -7,14 +7,13 @@ as if the plugin were not installed, and no run folder is made for it.
 """
 from __future__ import annotations
 
-import os
-import re
 from typing import Any
 
 import pytest
 
 from mechclaims.datasets.io import STIMULI_NAMES, check_stimuli_overrides
 from mechclaims.errors import MechClaimsError
+from mechclaims.model.registry import model_param_id
 from mechclaims.harness.session import Session
 
 ASKS = frozenset({"lm", "ctx", "mc_model"})
@@ -24,9 +23,10 @@ def wants_models(metafunc: pytest.Metafunc) -> bool:
     return bool(ASKS & set(metafunc.fixturenames))
 
 
-def model_id(name: str) -> str:
-    """A short, filesystem-safe id for a model name: the folder name of a path or hub id."""
-    return re.sub(r"[^\w.-]", "_", name.split("/")[-1]) if "/" in name or os.sep in name else name
+def model_id(config: pytest.Config, name: str) -> str:
+    """The model's part of a test id: its name, a hub id's last part, or a local folder's name with a short hash of
+    its path (mechclaims.model.registry.model_param_id), so ids never depend on the order of ``--mc-model``."""
+    return model_param_id(name, cwd=config.invocation_params.dir)
 
 
 def generate(session: Session, metafunc: pytest.Metafunc) -> None:
@@ -44,7 +44,7 @@ def generate(session: Session, metafunc: pytest.Metafunc) -> None:
             marks = [pytest.mark.skip(reason=f"claim needs a {' or '.join(kinds)} model and {name} is "
                                              f"{pool.kind(name)}; run it with --mc-model on a {kinds[0]} model "
                                              f"(e.g. {'tiny-bert' if kinds[0] == 'masked' else 'smollm2-135m'})")]
-        short = model_id(name)
+        short = model_id(metafunc.config, name)
         if with_layer and marks:
             # One skip per model, not one per layer: the claim does not apply to this kind of model at all.
             params.append(pytest.param(name, -1, id=f"{short}-not-applicable", marks=marks))

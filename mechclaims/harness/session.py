@@ -11,10 +11,11 @@ written with SIGINT held off.
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,6 +41,25 @@ def get(config: pytest.Config) -> "Session":
     return config.stash[SESSION]
 
 
+class TerminalHandler(logging.Handler):
+    """The ``mechclaims`` logger's messages (a large stimuli file, progress of long work) on the terminal while the
+    work runs: written through pytest's terminal reporter with output capture suspended, as pytest's own live
+    logging does. Without a terminal reporter (xdist workers) nothing is written."""
+
+    def __init__(self, config: pytest.Config):
+        super().__init__(logging.INFO)
+        self.config = config
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None:
+            return
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        with capman.global_and_fixture_disabled() if capman is not None else nullcontext():
+            tr.write_line(f"mechclaims: {level}{record.getMessage()}", yellow=record.levelno >= logging.WARNING)
+
+
 @dataclass(eq=False)  # a plugin object: hashed by identity
 class Session:
     config: pytest.Config
@@ -55,6 +75,13 @@ class Session:
     mutated: list[str] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
     _old_handlers: dict[int, Any] = field(default_factory=dict)
+    _log: TerminalHandler | None = None
+
+    def __post_init__(self) -> None:
+        self._log = TerminalHandler(self.config)
+        logger = logging.getLogger("mechclaims")
+        logger.addHandler(self._log)
+        logger.setLevel(logging.INFO)
 
     # ----------------------------------------------------------------------------------------------- activation
     @property
@@ -206,8 +233,12 @@ class Session:
         for line, colour in summary_lines(self):
             terminalreporter.write_line(line, **({colour: True} if colour else {}))
 
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
+    def close(self) -> None:
+        """At unconfigure (called by the plugin, which then unregisters the session)."""
         self._restore_signal_handlers()
+        if self._log is not None:
+            logging.getLogger("mechclaims").removeHandler(self._log)
+            self._log = None
 
     # ------------------------------------------------------------------------------------------------ the end
     def reasons(self, session: pytest.Session, exitstatus: int) -> list[str]:

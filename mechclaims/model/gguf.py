@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mechclaims.errors import ModelError
 from mechclaims.model import gemma3
+from mechclaims.model.bundled_tokenizers import bundled_tokenizer
 from mechclaims.model.cache import cache_ok, cache_root, cached_dir
 from mechclaims.model.registry import DEFAULT_MODEL, GEMMA3, GGUF_MODELS, TINY
 from mechclaims.model.sources import smollm2_digest, smollm2_gguf
@@ -82,8 +83,6 @@ def load_tokenizer(name: str, cache: str | os.PathLike | None = None) -> Any:
     (mechclaims/tokenization.py), so every transformers version gives the same ids. Cheap: the tokenizer-only
     cache, no weights. The tiny models' tokenizers ship in the wheel (mechclaims.model.bundled_tokenizers)."""
     if name in TINY:
-        from mechclaims.model.bundled_tokenizers import bundled_tokenizer
-
         return bundled_tokenizer(name)
     src = name
     if src not in GGUF_MODELS:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+from huggingface_hub import try_to_load_from_cache
 
 import torch
 from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, BertConfig,
@@ -91,8 +92,6 @@ def check_not_a_typo(name: str) -> None:
 
 def _in_hf_cache(name: str) -> bool:
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         return isinstance(try_to_load_from_cache(name, "config.json"), str)
     except Exception:  # noqa: BLE001 - an id the hub library refuses is not in its cache
         return False

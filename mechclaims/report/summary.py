@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from mechclaims.verdict.outcome import aggregate, counts
+from mechclaims.versions import library_versions
+
 
 def _key_stat(rec: dict[str, Any]) -> str:
     vs = rec.get("verdicts") or []
@@ -28,8 +31,6 @@ def build_outcomes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     layers only) gets the aggregate of its layers only when its ``aggregate`` mode is declared and every layer ran;
     otherwise its outcome says ``partial``. Claims not applicable to a model (skipped for its kind) are left out.
     """
-    from mechclaims.verdict.outcome import aggregate
-
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         if r.get("role", "claim") == "claim" and r.get("outcome") != "skipped":
@@ -63,8 +64,6 @@ def build_outcomes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def terminal_table(records: list[dict[str, Any]]) -> list[str]:
     """Claim x model rows: outcome (and the recorded one if it differs), controls, per-layer outcome counts."""
-    from mechclaims.verdict.outcome import counts
-
     lines = [f"{'claim':<40} {'model':<14} {'outcome':<13} {'controls':<34} layers"]
     for o in build_outcomes(records):
         flag = "" if o["expected"] in (None, o["outcome"]) else f" (recorded {o['expected']}!)"
@@ -83,13 +82,8 @@ def terminal_table(records: list[dict[str, Any]]) -> list[str]:
 def build_summary(records: list[dict[str, Any]], settings: Any, pool: Any) -> dict[str, Any]:
     """summary.json's content: records sorted by test id (so serial and xdist runs match), the outcomes per claim
     and model, the environment and the drift rows. The run folder (mechclaims.store.runs) adds how the run ended."""
-    import numpy
-    import torch
-    import transformers
-
     recs = sorted(records, key=lambda r: str(r["test_id"]))
-    return {"environment": {"torch": str(torch.__version__), "transformers": str(transformers.__version__),
-                            "numpy": numpy.__version__, "device": settings.device, "dtype": settings.dtype,
+    return {"environment": {**library_versions(), "device": settings.device, "dtype": settings.dtype,
                             "seed": settings.seed, "permutations": settings.permutations},
             "models": settings.models, "records": recs, "outcomes": build_outcomes(recs),
             "model_fingerprints": {n: m.fingerprint for n, m in pool.loaded().items()},

@@ -11,7 +11,12 @@ import platform
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import yaml
+from pytest_regressions.common import perform_regression_check
+
+from mechclaims.store.diskio import atomic_write, write_error
+from mechclaims.versions import library_versions
 
 from mechclaims.errors import MechClaimsError
 
@@ -24,12 +29,7 @@ class BaselineMismatch(Exception):
 
 
 def environment(lm: Any) -> dict[str, str]:
-    import numpy
-    import torch
-    import transformers
-
-    return {"torch": str(torch.__version__), "transformers": str(transformers.__version__), "numpy": str(numpy.__version__),
-            "python": platform.python_version(), "dtype": str(getattr(lm, "dtype", "?")),
+    return {**library_versions(), "python": platform.python_version(), "dtype": str(getattr(lm, "dtype", "?")),
             "device": str(getattr(lm, "device", "?")), "model_fingerprint": str(getattr(lm, "fingerprint", "?"))}
 
 
@@ -95,8 +95,6 @@ def compare(expected: Mapping[str, float], obtained: Mapping[str, float],
 
 def format_mismatch(path: Path, rows: list[dict[str, Any]], keys: list[str], env_then: Mapping[str, str],
                     env_now: Mapping[str, str], limit: int = 12) -> str:
-    import numpy as np
-
     lines = [f"baseline {path} does not match ({len(rows)} number(s) moved, {len(keys)} key change(s))."]
     if rows:
         errs = np.array([r["abs"] for r in rows if not math.isnan(r["abs"])] or [float("nan")])
@@ -124,8 +122,6 @@ def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[s
           on_drift: Any = None) -> bool:
     """Compare ``numbers`` against the baseline at ``path``. A missing baseline is written, and True returned: the
     caller reports it as created (unlike pytest-regressions, whose first run fails every test)."""
-    from pytest_regressions.common import perform_regression_check
-
     __tracebackhide__ = True
     numbers = {k: (None if v is None else float(v)) for k, v in numbers.items()}
     doc = {"environment": dict(env), "numbers": numbers}
@@ -137,8 +133,6 @@ def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[s
 
     def dump(target: Path) -> None:
         # Whole or not at all (temp file + rename): a full disk leaves the old baseline, or none, never a 0-byte one.
-        from mechclaims.store.diskio import atomic_write
-
         atomic_write(target, text, fix="pass a writable --mc-baselines-dir")
 
     def check_fn(obtained_file: Path, expected_file: Path) -> None:
@@ -169,8 +163,6 @@ def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[s
                                  check_fn=check_fn, dump_fn=dump, extension=".yml", fullpath=path, force_regen=force,
                                  obtained_filename=obtained)
     except OSError as e:  # a read-only --mc-baselines-dir, or a full disk: one line naming the file, not a traceback
-        from mechclaims.store.diskio import write_error
-
         where = Path(e.filename) if getattr(e, "filename", None) else path
         raise write_error(where, e, "pass a writable --mc-baselines-dir (the obtained copy goes to "
                                     "--mc-artifacts-dir)") from None

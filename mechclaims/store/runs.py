@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mechclaims.errors import ArtifactsWriteError
+from filelock import FileLock
+
 from mechclaims.store.diskio import atomic_write, sweep_orphans, write_error
 
 RUNS, LATEST, RUNNING, LOCK = "runs", "latest", ".running", ".runs.lock"
@@ -189,8 +192,6 @@ def _set(doc: Any, pointer: str, value: Any) -> None:
 
 
 def _lock(root: Path):
-    from filelock import FileLock
-
     return FileLock(str(root / LOCK), timeout=600)
 
 
@@ -288,8 +289,6 @@ def _alive(pid: int) -> bool:
 
 
 def _prune(runs: Path, keep: int, current: Path | None) -> None:
-    import shutil
-
     done = [d for d in sorted(runs.iterdir()) if d.is_dir() and not (d / RUNNING).exists()
             and (d / "summary.json").exists() and (current is None or d.resolve() != current)]
     for d in done[:max(0, len(done) - keep)]:

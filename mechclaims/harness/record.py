@@ -17,6 +17,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
+import yaml
+
+from mechclaims.errors import MechClaimsError
+from mechclaims.harness.bundled import claims_dir as bundled
+from mechclaims.store.diskio import atomic_write
+from mechclaims.store.runs import loads
+
 DEFAULT = {"claim": "supported", "control": "failed"}
 
 
@@ -54,7 +61,6 @@ def expected_file(module: str, claims_dir: str | os.PathLike | None = None, cwd:
     here = (cwd or Path.cwd()) / name
     if here.is_file():
         return here.parent / "expected" / f"{name.stem}.yml"
-    from mechclaims.harness.bundled import claims_dir as bundled
 
     if (bundled() / name.name).is_file():
         return bundled() / "expected" / f"{name.stem}.yml"
@@ -64,10 +70,6 @@ def expected_file(module: str, claims_dir: str | os.PathLike | None = None, cwd:
 def record_outcomes(summaries: Iterable[str | os.PathLike], claims_dir: str | os.PathLike | None = None
                     ) -> list[tuple[Path, int, int]]:
     """Write the recorded outcomes of every claim module in ``summaries``; returns (file, recorded, test ids)."""
-    import yaml
-
-    from mechclaims.errors import MechClaimsError
-    from mechclaims.store.runs import loads
 
     by_module: dict[str, dict[str, dict]] = {}
     seen: dict[str, set[str]] = {}
@@ -94,7 +96,6 @@ def record_outcomes(summaries: Iterable[str | os.PathLike], claims_dir: str | os
                                   f"before recording into it.") from None
         old = {k: v for k, v in (old or {}).items() if k not in names}
         new = {**old, **by_module.get(module, {})}
-        from mechclaims.store.diskio import atomic_write
 
         atomic_write(f, yaml.safe_dump(dict(sorted(new.items())), width=120, sort_keys=False, allow_unicode=True),
                      fix="pass --claims-dir with a writable folder of claim modules")
