@@ -59,24 +59,35 @@ def _attn_parts(lm: LoadedModel, layer: int) -> dict:
     raise NotImplementedError(f"{lm.name}: the gender channel knows GPT-2's c_attn and q/v/o_proj attention only")
 
 
-def channel_direction(d: int, seed: int, centred: bool) -> np.ndarray:
+def channel_direction(d: int, seed: int, centred: bool, avoid: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """A seeded random unit direction (zero-mean under a LayerNorm), orthogonal to every direction in ``avoid``."""
     w = np.random.default_rng([seed, 7177]).standard_normal(d)
-    return unit(w - w.mean() if centred else w)
+    basis = [np.ones(d) / np.sqrt(d)] if centred else []
+    for a in avoid:
+        a = np.asarray(a, np.float64)
+        for b in basis:
+            a = a - (a @ b) * b
+        basis.append(unit(a))
+    for b in basis:
+        w = w - (w @ b) * b
+    return unit(w)
 
 
 def plant_gender_channel(lm: LoadedModel, female: Sequence[int], male: Sequence[int], *, gain: float = 3.0,
                          layer: int = 0, head: int = 0, level: float = 1.0, texts: Sequence[str] = (),
-                         seed: int = 0) -> LoadedModel:
+                         avoid: Sequence[np.ndarray] = (), seed: int = 0) -> LoadedModel:
     """Plant the channel (see the module docstring). ``female``/``male``: token ids. ``level``: the channel's size at
     the last position of ``texts`` (median |w . resid|), in units of the median norm of the rest of the residual
-    there, after the mover at ``layer``; without ``texts`` the mover's output gain is 1. Returns a new model; its
+    there, after the mover at ``layer``; without ``texts`` the mover's output gain is 1. ``avoid``: residual
+    directions the channel must be orthogonal to (e.g. the logit directions the claims read, so the channel itself
+    writes nothing on them at the last layer; ``pronoun_logit_directions``). Returns a new model; its
     ``extra["plant"].details["direction"]`` is ``w``."""
     new = planted_copy(lm)
     untied = untie_unembedding(new)
     norm = _attn_parts(new, layer)["norm"]
     centred = isinstance(norm, torch.nn.LayerNorm)
     d = embeddings(new).shape[1]
-    w = channel_direction(d, seed, centred)
+    w = channel_direction(d, seed, centred, avoid)
     wt = torch.as_tensor(w, dtype=embeddings(new).dtype)
     edited = []
     with torch.no_grad():

@@ -53,7 +53,12 @@ def finish(new: LoadedModel, base: LoadedModel, info: PlantInfo, tag: str) -> Lo
     """Name, fingerprint and label the planted copy (``tag`` like ``"lesion@L2:s0.5"``)."""
     info.base = f"{base.name}@{base.fingerprint}"
     info.parent = _as_dict(base.extra.get("plant"))
-    info.edited = sorted(set(info.edited))
+    a, b = base.model.state_dict(), new.model.state_dict()
+    changed = {n for n in b if n in a and not torch.equal(a[n], b[n])}
+    stray = changed - set(info.edited)
+    if stray:  # a plant may write only what it declares
+        raise AssertionError(f"plant {info.mechanism} changed undeclared weights: {sorted(stray)}")
+    info.edited = sorted(changed)  # declared and actually changed (a zero bias scaled by 0 is not an edit)
     new.name = f"{base.name}+plant:{tag}"
     new.fingerprint = weight_fingerprint(new.model)
     new.extra["plant"] = info

@@ -38,7 +38,7 @@ def _write(lm: LoadedModel, layer: int, neurons: np.ndarray, rows: np.ndarray) -
         w[torch.as_tensor(neurons)] = torch.as_tensor(rows, dtype=w.dtype)
 
 
-def _runner(lm: LoadedModel, ids: dict) -> tuple[Runner, dict]:
+def lesion_runner(lm: LoadedModel, ids: dict) -> tuple[Runner, dict]:
     allids = ids["her"] + ids["him"]
     n = len(ids["her"])
     sign = np.r_[np.ones(n), -np.ones(len(ids["him"]))]
@@ -86,8 +86,8 @@ def plant_lesion(lm: LoadedModel, layer: int, size: float, *, k: int = 8, unrela
     idx = np.asarray(neurons, int) if neurons is not None else pick_units(d_mlp, 2 * k, seed)
     sel = {"her": idx[:k], "him": idx[k:2 * k]}
     dirs = pronoun_directions(new)
-    edited = install(new, layer, sel["her"], r, fire, None) + install(new, layer, sel["him"], -r, fire, None)
     allx = np.r_[X["her"], X["him"]]
+    edited = install(new, layer, sel["her"], r, fire, None) + install(new, layer, sel["him"], -r, fire, None)
     mean = {s: activations(new, layer, allx, sel[s]).mean(0) for s in sel}
     sgn = {"her": 1.0, "him": -1.0}
     # Direct path per unit of output gain: mean over the side's prompts of 1/scale * sum_i (a_i - mean_i).
@@ -102,7 +102,7 @@ def plant_lesion(lm: LoadedModel, layer: int, size: float, *, k: int = 8, unrela
     for it in range(calibrate + 1):
         for s in sel:
             _write(new, layer, sel[s], rows(s))
-        runner, prompts = _runner(new, ids)
+        runner, prompts = lesion_runner(new, ids)
         for s in sel:
             eff = ablation_effect(runner, layer, prompts[s], sel[s], mean[s]).mean(0)
             measured[s] = {"target": float(eff[0]), "unrelated": float(eff[1])}
@@ -121,7 +121,7 @@ def plant_lesion(lm: LoadedModel, layer: int, size: float, *, k: int = 8, unrela
 def plant_lesion_prior(lm: LoadedModel, layer: int, size: float, *, side: str = "her", k: int = 8, seed: int = 0,
                        split_seed: int = 0, calibrate: int = 3) -> LoadedModel:
     """Plant a target prior (the shuffled-labels confound): k neurons at ``layer`` that fire on every prompt, whatever
-    its label (they read the inputs' mean direction with the her/him contrast projected out), and write ``side``'s
+    its label (they read the inputs' mean direction with the her-minus-him mean difference projected out), and write ``side``'s
     target along the pronoun logit direction. ``size``: their zero-ablation effect on ``side``'s target-minus-foil
     logit difference, averaged over all training prompts (both labels). Mean ablation removes only their variation,
     which carries no label: its effect is ~0 (measured and recorded). A claim must then find: no label-specific effect
@@ -130,9 +130,9 @@ def plant_lesion_prior(lm: LoadedModel, layer: int, size: float, *, side: str = 
     X = {s: mlp_input(lm, ids[s], layer) for s in ("her", "him")}
     allx, allids = np.r_[X["her"], X["him"]], ids["her"] + ids["him"]
     inv = norm_scale(lm, allids)
-    r = unit(centred_contrast(X["her"], X["him"]))
+    dlab = unit(X["her"].mean(0) - X["him"].mean(0))  # the label's mean difference: read nothing of it
     m = allx.mean(0)
-    read = m - (m @ r) * r
+    read = m - (m @ dlab) * dlab
     fire = float(np.mean(allx @ unit(read)))
     new = planted_copy(lm)
     idx = pick_units(mlp_parts(new, layer).d_mlp, k, seed)
@@ -144,7 +144,7 @@ def plant_lesion_prior(lm: LoadedModel, layer: int, size: float, *, side: str = 
     measured = {}
     for it in range(calibrate + 1):
         _write(new, layer, idx, np.tile(sgn * alpha * dirs["u"], (k, 1)))
-        runner, prompts = _runner(new, ids)
+        runner, prompts = lesion_runner(new, ids)
         rows = np.r_[prompts["her"], prompts["him"]]
         side_sign = np.r_[np.ones(len(prompts["her"])), -np.ones(len(prompts["him"]))] * sgn
         zero = (ablation_effect(runner, layer, rows, idx, None)[:, 0] * side_sign).mean()
@@ -187,6 +187,7 @@ def plant_patching(lm: LoadedModel, layer: int, size: float, *, k: int = 8, seed
     idx = pick_units(mlp_parts(new, layer).d_mlp, 2 * k, seed)
     sel = {"her": idx[:k], "him": idx[k:]}
     dirs = pronoun_directions(new)
+    allx = np.r_[X["her"], X["him"]]
     edited = install(new, layer, sel["her"], r, fire, None) + install(new, layer, sel["him"], -r, fire, None)
 
     def push(s: str) -> np.ndarray:  # her-minus-him direct push per unit gain on prompts of side s
