@@ -8,9 +8,10 @@ The claim modules are imported from claims/ and called with a :class:`mechclaims
 (statistics and activation caches off), exactly the functions their tests call:
 - additivity: ``test_additivity.layer_verdict(ctx, layer)`` per layer (planted: ``plant_silent_mlp`` at ``--layer``);
 - lesion: ``test_lesion.layer_results(ctx, layer)`` per layer, both rules, with its two controls gated (planted:
-  ``referent_channel`` + ``plant_lesion``; twin: the channel model; confound: ``plant_lesion(unrelated=size)``);
-- qk: ``test_rsa.claim_a`` and ``test_rsa.claim_bc`` (claim C) with their controls (``test_rsa.gated``) (planted:
-  ``plant_qk`` at every layer, since the rule asks for more than half the layers).
+  ``referent_channel`` + ``plant_lesion``; twin: the channel model; confounds: ``plant_lesion(unrelated=size)`` and
+  ``plant_lesion_prior``);
+- qk: claims A and C with their controls (``test_rsa.gated``) (planted: ``plant_qk`` at every layer, since the rule
+  asks for more than half the layers; confound: ``plant_qk_mean_projection`` at every layer).
 Runs longer than ~30 s: ``flock /tmp/mechclaims-heavy.lock nice -n 5 python scripts/plant_check.py ...``.
 """
 from __future__ import annotations
@@ -30,7 +31,8 @@ from mechclaims.claim.context import Context  # noqa: E402
 from mechclaims.harness.pool import ModelPool  # noqa: E402
 from mechclaims.harness.settings import Settings  # noqa: E402
 from mechclaims.model.load import load_model  # noqa: E402
-from mechclaims.model.plant import plant_lesion, plant_qk, plant_silent_mlp, referent_channel  # noqa: E402
+from mechclaims.model.plant import (plant_lesion, plant_lesion_prior, plant_qk, plant_qk_mean_projection,  # noqa: E402
+                                    plant_silent_mlp, referent_channel)
 
 
 def context(lm, module, tmp: str, null_sets: int = 200, permutations: int = 1000) -> Context:
@@ -64,7 +66,8 @@ def lesion(args, tmp: str) -> None:
     lm = load_model(args.model)
     twin = referent_channel(lm)
     for m in (twin, plant_lesion(twin, args.layer, args.size), plant_lesion(twin, args.layer, args.size,
-                                                                             unrelated=args.size)):
+                                                                             unrelated=args.size),
+              plant_lesion_prior(twin, args.layer, args.size)):
         ctx = context(m, T, tmp, args.null_sets)
         print(m.name, {s: round(v["p"], 4) for s, v in T.preconditions(ctx).items()}, "(precondition p per side)")
         for layer in range(m.n_layers):
@@ -78,10 +81,11 @@ def qk(args, tmp: str) -> None:
     import test_rsa as T
 
     lm = load_model(args.model)
-    planted = lm
+    planted, meanproj = lm, lm
     for layer in range(lm.n_layers):
         planted = plant_qk(planted, layer, args.size)
-    for m in (lm, planted):
+        meanproj = plant_qk_mean_projection(meanproj, layer)
+    for m in (lm, planted, meanproj):
         ctx = context(m, T, tmp, permutations=args.permutations)
         print(m.name)
         for which in (T.A, T.C):
