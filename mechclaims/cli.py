@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     ro.add_argument("summary", nargs="+", help="summary.json of a run (artifacts/summary.json: the latest)")
     ro.add_argument("--claims-dir", default=None,
                     help="the folder of the claim modules (default: from the test ids, else the bundled claims)")
+    ro.add_argument("--new-design", action="store_true",
+                    help="record outcomes of claims whose design hash (rule, alpha, SESOI, thresholds) changed since "
+                         "their outcomes were recorded: a deliberate new design (see mechclaims.verdict.design)")
     a = ap.parse_args(argv)
     if a.cmd == "new-claim":
         for p in new_claim(a.name, Path(a.dir)):
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run it: pytest {a.dir} --mc-model tiny-gpt2 (the first run writes its baseline; rerun to check)")
     elif a.cmd == "record-outcomes":
         try:
-            for f, n, total in record_outcomes(a.summary, a.claims_dir):
+            for f, n, total in record_outcomes(a.summary, a.claims_dir, new_design=a.new_design):
                 print(f"{f}: {n} recorded of {total} test ids")
         except MechClaimsError as e:
             print(f"mechclaims record-outcomes: {e}", file=sys.stderr)
