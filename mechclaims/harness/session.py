@@ -74,6 +74,7 @@ class Session:
     claim_items: int = 0
     mutated: list[str] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
+    store_lines: list[str] = field(default_factory=list)  # what the end-of-run store eviction removed
     _old_handlers: dict[int, Any] = field(default_factory=dict)
     _log: TerminalHandler | None = None
 
@@ -226,6 +227,8 @@ class Session:
         if self.settings is not None and not hasattr(self.config, "workerinput"):
             with self._held():
                 self.finish(session, exitstatus)
+        if self.pool is not None:  # every process that wrote to a store keeps it within its budget
+            self.store_lines = self.pool.prune_stores()
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         from mechclaims.harness.terminal import summary_lines  # local: the report wing is read only at the end
