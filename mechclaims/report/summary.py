@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from mechclaims.verdict.outcome import aggregate, counts
-from mechclaims.versions import git_commit, library_versions
+from mechclaims.versions import library_versions
 
 
 def _key_stat(rec: dict[str, Any]) -> str:
@@ -87,13 +87,13 @@ def terminal_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def build_summary(records: list[dict[str, Any]], settings: Any, pool: Any) -> dict[str, Any]:
+def build_summary(records: list[dict[str, Any]], settings: Any, pool: Any, commit: str | None = None) -> dict[str, Any]:
     """summary.json's content: records sorted by test id (so serial and xdist runs match), the outcomes per claim
     and model, the environment and the drift rows. The run folder (mechclaims.store.runs) adds how the run ended."""
     recs = sorted(records, key=lambda r: str(r["test_id"]))
     return {"environment": {**library_versions(), "device": settings.device, "dtype": settings.dtype,
                             "seed": settings.seed, "permutations": settings.permutations,
-                            "commit": git_commit(".")},
+                            "commit": commit},
             "models": settings.models, "records": recs, "outcomes": build_outcomes(recs),
             "model_fingerprints": {n: m.fingerprint for n, m in pool.loaded().items()},
             "claims": {r["claim"]: r.get("statement", {}) for r in recs if r.get("statement")},
