@@ -9,7 +9,9 @@ Nuisances (issue 28), each present in every draw:
 - label-free activations: no neuron's activation depends on the label (except planted ones);
 - prompts' effects correlated across neurons: a pair factor shared by a pair's two prompts and a prompt factor, both
   loading on every neuron (``N_FACTORS``), so t-statistics and ablation effects are correlated across neurons;
-- the final norm's per-prompt scale (1 / rms), label-free.
+- the final norm's per-prompt scale (1 / rms), ``NORM_GAP`` larger on him prompts than on her prompts (the residual's
+  norm differs by label; the scale multiplies every neuron's write, so ablation moves the two sides by different
+  amounts even for a label-free neuron).
 
 Mean ablation in a linearised model: setting neuron j to its training mean ``m_j`` on prompt p changes the side's
 target-minus-foil difference by ``sign_side * (m_j - a_pj) * v_j * inv_p`` (sign +1 her, -1 him); a set's change is the
@@ -33,6 +35,7 @@ N_FACTORS, PAIR_SD, PROMPT_SD, NOISE_SD = 3, 0.5, 0.4, 0.4  # log-activation: pa
 V_SCALE, V_DF = 0.05, 3  # v_j ~ V_SCALE * t(V_DF): random 20-sets move the logit by ~0.3 (SD over sets; measured)
 N_BIAS, BIAS_BASE, BIAS_V = 3, 3.0, 0.3  # the prior's neurons: active on every prompt, writing " her"
 PRIOR, TASK, LD_SD = 0.65, 0.7, 0.8  # clean logit differences (smollm2-135m: her +1.35, him +0.06 margins)
+NORM_GAP = 0.1  # him prompts' 1 / rms is 10% larger than her prompts'
 N_PLANTED, DELTA = 10, 1.0  # planted neurons per side, extra activation on their side (base units)
 SIDES = ("her", "him")
 
@@ -59,6 +62,19 @@ class Layer:
         """[N_TEST, D]: each neuron's mean-ablation change of the side's difference on each held-out prompt."""
         sign = 1.0 if side == SIDES[0] else -1.0
         return sign * (self.mean[None] - self.test[side]) * self.v[None] * self.inv_test[side][:, None]
+
+    def pair_change(self, side: str, idx: np.ndarray, ablation: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+        """The side's set ablated on both prompts of every held-out pair: (change of the own-side prompt's LD, change
+        of the other prompt's LD), each read with that prompt's own target (``stats.lesion_pairflip``). ``ablation``:
+        "mean" sets each neuron to its training mean (the claim's); "pair" to the mean of the pair's two prompts."""
+        idx = np.asarray(idx, int)
+        other = SIDES[1] if side == SIDES[0] else SIDES[0]
+        if ablation == "mean":
+            return self.change(side)[:, idx].sum(axis=1), self.change(other)[:, idx].sum(axis=1)
+        mid = (self.test[SIDES[0]] + self.test[SIDES[1]])[:, idx] / 2.0
+        sign = {SIDES[0]: 1.0, SIDES[1]: -1.0}
+        ch = {s: sign[s] * ((mid - self.test[s][:, idx]) * self.v[idx]).sum(axis=1) * self.inv_test[s] for s in SIDES}
+        return ch[side], ch[other]
 
     def effects_fn(self):
         """``effects(sets) -> {side: [n_sets, N_TEST]}`` per-prompt changes (an empty set: NaN, not evaluated)."""
@@ -114,8 +130,8 @@ def make_layer(rng: np.random.Generator, theta: dict | None = None, *, n_planted
             a[:, planted[side]] += DELTA * base[planted[side]]
         return a
 
-    def inv(n: int) -> np.ndarray:
-        return np.exp(0.1 * rng.normal(size=n))
+    def inv(n: int, side: str) -> np.ndarray:
+        return np.exp(0.1 * rng.normal(size=n)) * (1.0 + NORM_GAP * (side == SIDES[1]))
 
     ptr, pte = rng.normal(size=(N_TRAIN, N_FACTORS)), rng.normal(size=(N_TEST, N_FACTORS))
     her, him = acts(N_TRAIN, ptr, SIDES[0]), acts(N_TRAIN, ptr, SIDES[1])
@@ -123,4 +139,5 @@ def make_layer(rng: np.random.Generator, theta: dict | None = None, *, n_planted
     shared = rng.normal(size=N_TEST)  # a pair's two prompts share part of their clean margin
     ld = {SIDES[0]: TASK + PRIOR + LD_SD * (0.6 * shared + 0.8 * rng.normal(size=N_TEST)),
           SIDES[1]: TASK - PRIOR + LD_SD * (0.6 * shared + 0.8 * rng.normal(size=N_TEST))}
-    return Layer(her, him, inv(N_TRAIN), inv(N_TRAIN), test, {s: inv(N_TEST) for s in SIDES}, v, ld, planted)
+    return Layer(her, him, inv(N_TRAIN, SIDES[0]), inv(N_TRAIN, SIDES[1]), test, {s: inv(N_TEST, s) for s in SIDES}, v,
+                 ld, planted)

@@ -191,8 +191,8 @@ def side_result(name: str, delta: np.ndarray, null: np.ndarray, *, alpha: float,
     if n < 2:
         why.append(f"{n} held-out prompts")
     decided = N > 0 and min(int(np.sum(nm <= eff)), int(np.sum(nm >= eff))) >= h  # both tails stopped: p's fixed
-    if not decided and 1.0 / (N + 1) > alpha:  # draws ran out (skipped swaps) before p could reach alpha
-        why.append(f"{N} null draws: the smallest p, 1/{N + 1}, cannot reach {alpha:.3g}")
+    if not decided and 2.0 / (N + 1) > alpha:  # too few draws: the floor 1/(N+1) would decide (min_draws' margin 2)
+        why.append(f"{N} null draws: the smallest p, 1/{N + 1}, is not below {alpha:.3g} / 2")
     testable = not why
     if N and n > 1:
         d = delta - (null.mean(axis=0) if null.ndim == 2 and null.shape[1] == n else nm.mean())
