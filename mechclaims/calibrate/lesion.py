@@ -82,6 +82,9 @@ class SideRun:
     old_opposite: bool = False
     old_precondition: bool = True  # main's per-side accuracy precondition held on both sides
     precondition: bool = True  # the paired sign test held
+    p: float = float("nan")
+    p_opposite: float = float("nan")
+    effect: float = float("nan")
 
 
 def other(side: str) -> str:
@@ -139,18 +142,26 @@ def side_run(seed: tuple, rule: str, side: str, *, decider: str = "pairflip", al
     r, (ck, mm) = decide_side(lay, rule, side, obs, rng, decider=decider, alpha=alpha,
                               n_max=N_MAX[decider] if n_max is None else n_max, h=h, pre=pre, ablation=ablation, sel=sel)
     old = old_rule(lay, side, obs[side], rng, alpha) if with_old else (False, False)
-    return SideRun(r.testable, r.significant, r.opposite, r.outcome, r.n_null, ck, mm, *old, _old_precondition(lay), pre)
+    return SideRun(r.testable, r.significant, r.opposite, r.outcome, r.n_null, ck, mm, *old, _old_precondition(lay), pre,
+                   r.p, r.p_opposite, r.effect)
+
+
+def side_runs(rule: str, side: str, n_testable: int, seed: int = 0, max_runs: int | None = None,
+              **kw) -> list[SideRun]:
+    """Null layers for one rule and side until ``n_testable`` were testable (or ``max_runs``, default 10 x)."""
+    code = (RULES.index(rule), LD.SIDES.index(side), DECIDERS.index(kw.get("decider", "pairflip")))
+    runs: list[SideRun] = []
+    n_t = 0
+    while n_t < n_testable and len(runs) < (max_runs or 10 * n_testable):
+        runs.append(side_run((seed, *code, len(runs)), rule, side, **kw))
+        n_t += runs[-1].testable
+    return runs
 
 
 def side_rates(rule: str, side: str, n_testable: int, seed: int = 0, max_runs: int | None = None, **kw) -> dict:
-    """Run null layers for one rule and side until ``n_testable`` were testable (or ``max_runs``, default 10 x)."""
-    code = (RULES.index(rule), LD.SIDES.index(side), DECIDERS.index(kw.get("decider", "pairflip")))
-    runs: list[SideRun] = []
-    t: list[SideRun] = []
-    while len(t) < n_testable and len(runs) < (max_runs or 10 * n_testable):
-        runs.append(side_run((seed, *code, len(runs)), rule, side, **kw))
-        if runs[-1].testable:
-            t.append(runs[-1])
+    """Counts over :func:`side_runs`."""
+    runs = side_runs(rule, side, n_testable, seed, max_runs, **kw)
+    t = [r for r in runs if r.testable]
     return {"rule": rule, "side": side, "decider": kw.get("decider", "pairflip"), "n_runs": len(runs),
             "testable": len(t), "significant": sum(r.significant for r in t), "opposite": sum(r.opposite for r in t),
             "outcomes": {o: sum(r.outcome == o for r in t) for o in ("supported", "negligible", "refuted",
