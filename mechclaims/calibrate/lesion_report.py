@@ -1,6 +1,6 @@
 """The lesion calibration's full count: ``python -m mechclaims.calibrate.lesion [n_testable]`` (under the heavy lock).
 
-Writes ``calibration/lesion.json`` and ``calibration/lesion.md``: per rule, side and decider the claimed-direction and
+Writes ``calibration/lesion_<part>.json`` and ``.md``: per rule, side and decider the claimed-direction and
 opposite-direction rates at 0.05 / 30 with their Clopper-Pearson bounds and testable counts (other side planted); main's
 random-set rule on the same null (the defect, reported); the power curve and the minimum detectable effect; outcome
 agreement at two draw budgets; the time taken. Every number in the lesion note comes from this file.
@@ -25,47 +25,56 @@ def _row(s: Size) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """``[n_testable] [part]``: part "pairflip" (the recommended decider: sizes, main's rule beside it, power, budgets),
+    "selection" (the training-label null and the pair-mean ablation, fewer runs) or "all" (default). Each part writes
+    ``calibration/lesion_<part>.json`` and ``.md``."""
     argv = sys.argv[1:] if argv is None else argv
     n = int(argv[0]) if argv else C.runs_for(C.ALPHA)
-    small = max(min(n, 1000), n // 10)  # the pair-ablation sizes and the budget agreement
-    n_old, n_pow, n_pow_sel = max(50, min(2000, n // 20)), max(20, min(400, n // 100)), max(10, min(60, n // 600))
-    t0, out = time.time(), {"alpha": C.ALPHA, "n_testable": n, "structure": {
+    part = argv[1] if len(argv) > 1 else "all"
+    small = max(min(n, 1000), n // 10)  # the pair-ablation sizes and the pair-flip budget agreement
+    n_old, n_pow = max(50, min(2000, n // 20)), max(20, min(400, n // 100))
+    n_sel, n_pow_sel = max(min(n, 500), n // 40), max(10, min(30, n // 1000))
+    t0, out = time.time(), {"alpha": C.ALPHA, "n_testable": n, "part": part, "structure": {
         "D": LD.D, "N_TRAIN": LD.N_TRAIN, "N_TEST": LD.N_TEST, "K": LD.K, "NORM_GAP": LD.NORM_GAP, "PRIOR": LD.PRIOR,
         "THETA_LFC": C.THETA_LFC, "N_LFC": C.N_LFC, "N_PLANTED": LD.N_PLANTED, "DELTA": LD.DELTA}}
 
     def stamp(key: str, value) -> None:
         out[key] = value
         out.setdefault("seconds", {})[key] = round(time.time() - t0, 1)
-        print(f"[{time.time() - t0:7.0f} s] {key}: {json.dumps(value)[:400]}", flush=True)
+        print(f"[{time.time() - t0:7.0f} s] {key}: {json.dumps(value, default=float)[:600]}", flush=True)
 
-    # 1. the recommended decider at full count, the claim's mean ablation
-    raw: list = []
-    stamp("sizes_pairflip", [_row(s) for s in C.sizes(n, 0, rates=raw, decider="pairflip")])
-    stamp("counts_pairflip", raw)
-    # 2. main's random-set rule and the per-side precondition on the same null (reported: the defects)
-    stamp("old_rule", [C.side_rates(r, s, n_old, 1, decider="pairflip", with_old=True) for r in C.RULES for s in LD.SIDES])
-    # 3. pair-mean ablation, the training-label selection null (fewer runs: documented, not recommended)
-    raw = []
-    stamp("sizes_pairflip_pair_ablation", [_row(s) for s in C.sizes(small, 2, rates=raw, decider="pairflip",
-                                                                      ablation="pair")])
-    raw = []
-    stamp("sizes_selection", [_row(s) for s in C.sizes(max(min(n, 1000), n // 20), 3, rates=raw, decider="selection")])
-    stamp("counts_selection", raw)
-    # 4. power and the minimum detectable effect (80%), both deciders
-    for d, runs in (("pairflip", n_pow), ("selection", n_pow_sel)):
-        rows = [C.power(t, r, runs, 4, decider=d) for r in C.RULES for t in GRID]
-        stamp(f"power_{d}", rows)
-        stamp(f"mde_{d}", {r: C.mde([x for x in rows if x["rule"] == r]) for r in C.RULES})
-    # 5. two draw budgets: null runs and planted runs near the MDE
-    stamp("agreement_null", [C.agreement(r, "her", small, (C.N_MAX[d], 2 * C.N_MAX[d] + 1), 5, decider=d)
-                             for d in C.DECIDERS for r in C.RULES])
-    stamp("agreement_planted", [C.power(out["mde_pairflip"][r] if out["mde_pairflip"][r] == out["mde_pairflip"][r]
-                                        else 1.0, r, n_pow, 6, budgets=(2 * C.N_MAX["pairflip"] + 1,))
-                                for r in C.RULES])
+    if part in ("pairflip", "all"):
+        raw: list = []
+        stamp("sizes_pairflip", [_row(s) for s in C.sizes(n, 0, rates=raw, decider="pairflip")])
+        stamp("counts_pairflip", raw)
+        stamp("old_rule", [C.side_rates(r, s, n_old, 1, decider="pairflip", with_old=True)
+                           for r in C.RULES for s in LD.SIDES])
+        rows = [C.power(t, r, n_pow, 4, decider="pairflip") for r in C.RULES for t in GRID]
+        stamp("power_pairflip", rows)
+        stamp("mde_pairflip", {r: C.mde([x for x in rows if x["rule"] == r]) for r in C.RULES})
+        stamp("agreement_null_pairflip", [C.agreement(r, "her", small, (C.N_MAX["pairflip"],
+                                                                          2 * C.N_MAX["pairflip"] + 1), 5)
+                                          for r in C.RULES])
+        mde = {r: (v if v == v else 1.0) for r, v in out["mde_pairflip"].items()}
+        stamp("agreement_planted_pairflip", [C.power(mde[r], r, n_pow, 6, budgets=(2 * C.N_MAX["pairflip"] + 1,))
+                                             for r in C.RULES])
+    if part in ("selection", "all"):
+        raw = []
+        stamp("sizes_pairflip_pair_ablation", [_row(s) for s in C.sizes(small, 2, rates=raw, decider="pairflip",
+                                                                          ablation="pair")])
+        raw = []
+        stamp("sizes_selection", [_row(s) for s in C.sizes(n_sel, 3, rates=raw, decider="selection")])
+        stamp("counts_selection", raw)
+        rows = [C.power(t, r, n_pow_sel, 4, decider="selection") for r in C.RULES for t in GRID]
+        stamp("power_selection", rows)
+        stamp("mde_selection", {r: C.mde([x for x in rows if x["rule"] == r]) for r in C.RULES})
+        stamp("agreement_null_selection", [C.agreement(r, "her", n_sel, (C.N_MAX["selection"],
+                                                                          2 * C.N_MAX["selection"] + 1), 5,
+                                                       decider="selection") for r in C.RULES])
     out["seconds_total"] = round(time.time() - t0, 1)
     OUT.mkdir(exist_ok=True)
-    (OUT / "lesion.json").write_text(json.dumps(out, indent=1, default=float) + "\n", encoding="utf-8")
-    (OUT / "lesion.md").write_text(markdown(out), encoding="utf-8")
+    (OUT / f"lesion_{part}.json").write_text(json.dumps(out, indent=1, default=float) + "\n", encoding="utf-8")
+    (OUT / f"lesion_{part}.md").write_text(markdown(out), encoding="utf-8")
     print(markdown(out))
     return out
 

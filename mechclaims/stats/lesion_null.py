@@ -1,31 +1,34 @@
-"""Deciding the lesion claim at one layer against a permute-then-select null.
+"""The lesion claim's outcome table and layer decision, and the training-label permute-then-select null.
+
+Which null decides: :mod:`mechclaims.stats.lesion_pairflip` (sign flips over held-out pairs, no reselection), because
+the null here, though valid, loses all power on strong mechanisms under rule ``contribution`` (numbers there). This
+module keeps the shared parts: :class:`SideResult`, the per-side outcome table (:func:`side_result` for draws from
+:func:`selection_null`; ``pair_flip_side`` follows the same table), :func:`layer_decision` and the reported random-set
+baseline.
 
 Claim, per side (a "her" prompt's target is " her", a "him" prompt's " him"): mean-ablating the neurons that the rule
-selects on the training pairs lowers the target-minus-foil logit difference on the side's held-out prompts more than
-the sets that the same rule selects on label-swapped training pairs. Layer rule (intersection-union): both sides, each
-at ``alpha`` (= 0.05 / n_layers, Bonferroni over every layer of the model).
-Falsified at a side by: a significant effect in the opposite direction, or an excess over the null inside
-+-``sesoi`` (TOST) without significance.
+selects on the training pairs lowers the target-minus-foil logit difference on the side's held-out prompts. Layer rule
+(intersection-union): both sides, each at ``alpha`` (= 0.05 / n_layers, Bonferroni over every layer of the model).
+Falsified at a side by: a significant effect in the opposite direction, or an excess inside +-``sesoi`` (TOST) without
+significance.
 
-Why this null. A rule that picks neurons for a large |W_out . d| picks sets whose ablation moves the logit more than a
-random set does, with or without label information (measured on main's structured null: SD 3.1-3.5 against 1.6 for
-random sets; the random-set test rejected at 0.145 per side at a nominal 0.05). Redoing the selection on training
-pairs whose labels are swapped within random pairs gives sets made by the same rule from data that carry no label:
-under H0 (no neuron's activation depends on the label) every swap leaves the training data's distribution unchanged,
-so the observed effect and the null effects are exchangeable (a group-invariance randomization test). The null sets
-have the observed set's size (:mod:`mechclaims.stats.lesion_select`). Size-matched random sets stay as a reported
-baseline (:func:`random_baseline`); they never decide.
-
+The training-label null (:func:`selection_null`). A rule that picks neurons for a large |W_out . d| picks sets whose
+ablation moves the logit more than a random set does, with or without label information (main's structured null: SD
+3.1-3.5 against 1.6 for random sets; the random-set test rejected at 0.145 per side at a nominal 0.05). Redoing the
+selection on training pairs whose labels are swapped within random pairs gives sets made by the same rule from data
+that carry no label: under H0 (no neuron's activation depends on the label) every swap leaves the training data's
+distribution unchanged, so the observed effect and the null effects are exchangeable (a group-invariance
+randomization test). The null sets have the observed set's size (:mod:`mechclaims.stats.lesion_select`).
 p-value, one method only: Besag-Clifford sequential Monte Carlo (``stats.common.sequential_mc_p``): stop a tail at its
 ``h``-th draw at least as extreme (p = h / n), else after ``n_max`` draws p = (g + 1) / (n_max + 1). No normal tail, no
 switch. With ``n_max >= stats.common.min_draws(n_layers, 0.05)`` (1,199 at 30 layers) the smallest p is half the
-deciding alpha, so the draw count never decides; ``mechclaims.calibrate.lesion`` shows outcomes agree at n_max and
-2 n_max.
+deciding alpha; a side whose draws ran out before that is untestable, never decided by the floor.
 
 Side outcome (``side_result``), with ``sig`` = effect < 0 and p <= alpha, ``opp`` = p_opposite <= alpha, ``eq`` = TOST
 of the excess over the null mean inside +-sesoi at alpha:
 
-    not testable (nothing selected, too few null draws for p to reach alpha, failed precondition) -> inconclusive
+    not testable (nothing selected, too few null draws: the floor 1/(N+1) above alpha/2, failed precondition)
+                                                                                                -> inconclusive
     sig and eq                                                                                  -> negligible
     sig                                                                                         -> supported
     opp, or eq without sig                                                                      -> refuted
