@@ -80,7 +80,7 @@ class SideRun:
     mismatched: int = 0
     old_significant: bool = False  # main's random-set rule on the same side (the broken baseline, reported)
     old_opposite: bool = False
-    old_precondition: bool = True  # main's per-side accuracy precondition held on both sides
+    old_precondition: bool = True  # main's per-side accuracy precondition held on both sides (with_old runs only)
     precondition: bool = True  # the paired sign test held
     p: float = float("nan")
     p_opposite: float = float("nan")
@@ -142,8 +142,8 @@ def side_run(seed: tuple, rule: str, side: str, *, decider: str = "pairflip", al
     r, (ck, mm) = decide_side(lay, rule, side, obs, rng, decider=decider, alpha=alpha,
                               n_max=N_MAX[decider] if n_max is None else n_max, h=h, pre=pre, ablation=ablation, sel=sel)
     old = old_rule(lay, side, obs[side], rng, alpha) if with_old else (False, False)
-    return SideRun(r.testable, r.significant, r.opposite, r.outcome, r.n_null, ck, mm, *old, _old_precondition(lay), pre,
-                   r.p, r.p_opposite, r.effect)
+    return SideRun(r.testable, r.significant, r.opposite, r.outcome, r.n_null, ck, mm, *old,
+                   _old_precondition(lay) if with_old else True, pre, r.p, r.p_opposite, r.effect)
 
 
 def side_runs(rule: str, side: str, n_testable: int, seed: int = 0, max_runs: int | None = None,
@@ -174,13 +174,13 @@ def side_rates(rule: str, side: str, n_testable: int, seed: int = 0, max_runs: i
 
 
 def sizes(n_runs: int | None = None, seed: int = 0, *, alpha: float = ALPHA, rates: list | None = None,
-          **kw) -> list[Size]:
+          rules: tuple[str, ...] = RULES, **kw) -> list[Size]:
     """Per rule and side, the claimed-direction and opposite-direction rejection rates at ``alpha`` with the other
     side planted non-null, over ``n_runs`` TESTABLE runs (default :func:`runs_for` (alpha)); ``Size.testable`` holds
     the testable count and the name the total run count. ``rates``: a list that receives :func:`side_rates`' counts."""
     n_runs = runs_for(alpha) if n_runs is None else int(n_runs)
     out = []
-    for rule in RULES:
+    for rule in rules:
         for side in LD.SIDES:
             r = side_rates(rule, side, n_runs, seed, alpha=alpha, **kw)
             if rates is not None:

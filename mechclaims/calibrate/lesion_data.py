@@ -114,7 +114,7 @@ def make_layer(rng: np.random.Generator, theta: dict | None = None, *, n_planted
     v = v_scale * rng.standard_t(V_DF, D)
     bias = rng.choice(D, N_BIAS, replace=False)
     base[bias], v[bias] = BIAS_BASE, BIAS_V
-    free = np.setdiff1d(np.arange(D), bias)
+    free = np.flatnonzero(~np.isin(np.arange(D), bias))
     pick = rng.choice(free, npl[SIDES[0]] + npl[SIDES[1]], replace=False)
     planted = {SIDES[0]: pick[:npl[SIDES[0]]], SIDES[1]: pick[npl[SIDES[0]]:]}
     for i, s in enumerate(SIDES):
@@ -123,9 +123,13 @@ def make_layer(rng: np.random.Generator, theta: dict | None = None, *, n_planted
             gamma = 2.0 * t / (npl[s] * DELTA)
             v[planted[s]] = (1.0 if i == 0 else -1.0) * gamma / base[planted[s]]
 
-    def acts(n: int, pair: np.ndarray, side: str) -> np.ndarray:
-        z = (PAIR_SD * pair + PROMPT_SD * rng.normal(size=(n, N_FACTORS))) @ lam + NOISE_SD * rng.normal(size=(n, D))
-        a = base * np.exp(z - 0.5 * (PAIR_SD ** 2 + PROMPT_SD ** 2 + NOISE_SD ** 2))  # mean base_j
+    lam32 = lam.astype(np.float32)
+    shift = np.float32(0.5 * (PAIR_SD ** 2 + PROMPT_SD ** 2 + NOISE_SD ** 2))  # so that each neuron's mean is base_j
+
+    def acts(n: int, pair: np.ndarray, side: str) -> np.ndarray:  # float32 draws: twice as fast, same law
+        f = PAIR_SD * pair + PROMPT_SD * rng.standard_normal((n, N_FACTORS), dtype=np.float32)
+        z = f.astype(np.float32) @ lam32 + NOISE_SD * rng.standard_normal((n, D), dtype=np.float32)
+        a = base * np.exp(z - shift)
         if theta.get(side, 0.0) > 0:
             a[:, planted[side]] += DELTA * base[planted[side]]
         return a

@@ -25,9 +25,10 @@ def _row(s: Size) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """``[n_testable] [part]``: part "pairflip" (the recommended decider: sizes, main's rule beside it, power, budgets),
-    "selection" (the training-label null and the pair-mean ablation, fewer runs) or "all" (default). Each part writes
-    ``calibration/lesion_<part>.json`` and ``.md``."""
+    """``[n_testable] [part]``: part "sizes-contrast" / "sizes-contribution" (the recommended decider at full count),
+    "extras" (main's rule beside it, power, two budgets), "pairflip" (the three), "selection" (the training-label
+    null and the pair-mean ablation, fewer runs) or "all" (default). Each part writes
+    ``calibration/lesion_<part>.json`` and ``.md``; :func:`merge` joins them into ``calibration/lesion.md``."""
     argv = sys.argv[1:] if argv is None else argv
     n = int(argv[0]) if argv else C.runs_for(C.ALPHA)
     part = argv[1] if len(argv) > 1 else "all"
@@ -43,10 +44,13 @@ def main(argv: list[str] | None = None) -> dict:
         out.setdefault("seconds", {})[key] = round(time.time() - t0, 1)
         print(f"[{time.time() - t0:7.0f} s] {key}: {json.dumps(value, default=float)[:600]}", flush=True)
 
-    if part in ("pairflip", "all"):
-        raw: list = []
-        stamp("sizes_pairflip", [_row(s) for s in C.sizes(n, 0, rates=raw, decider="pairflip")])
-        stamp("counts_pairflip", raw)
+    for rule in C.RULES:  # the full count, one rule per part so that the heavy lock is held for less at a time
+        if part in (f"sizes-{rule}", "pairflip", "all"):
+            raw: list = []
+            stamp(f"sizes_pairflip_{rule}", [_row(s) for s in C.sizes(n, 0, rates=raw, decider="pairflip",
+                                                                       rules=(rule,))])
+            stamp(f"counts_pairflip_{rule}", raw)
+    if part in ("extras", "pairflip", "all"):
         stamp("old_rule", [C.side_rates(r, s, n_old, 1, decider="pairflip", with_old=True)
                            for r in C.RULES for s in LD.SIDES])
         rows = [C.power(t, r, n_pow, 4, decider="pairflip") for r in C.RULES for t in GRID]
@@ -80,9 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def markdown(out: dict) -> str:
-    lines = [f"# Lesion calibration (alpha {out['alpha']:.5g}; {out['seconds_total']:.0f} s)", "",
+    lines = [f"# Lesion calibration (alpha {out['alpha']:.5g}; {out.get('seconds_total', 0):.0f} s)", "",
              "| decider | rate | k / testable | rate | CP 95% upper | limit | ok |", "|---|---|---|---|---|---|---|"]
-    for key in ("sizes_pairflip", "sizes_pairflip_pair_ablation", "sizes_selection"):
+    for key in ("sizes_pairflip_contrast", "sizes_pairflip_contribution", "sizes_pairflip_pair_ablation",
+                "sizes_selection"):
         for r in out.get(key, []):
             lines.append(f"| {key} | {r['name']} | {r['k']} / {r['n']} | {r['rate']:.5f} | {r['cp_upper']:.5f} | "
                          f"{r['limit']:.5f} | {r['ok']} |")
@@ -94,6 +99,19 @@ def markdown(out: dict) -> str:
                          f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] |")
         lines.append(f"\nMDE (80%): {out.get(f'mde_{d}')}")
     return "\n".join(lines) + "\n"
+
+
+def merge() -> dict:
+    """Join every ``calibration/lesion_<part>.json`` into ``calibration/lesion.json`` and ``lesion.md``."""
+    out: dict = {"seconds_total": 0.0}
+    for f in sorted(p for p in OUT.glob("lesion_*.json") if not p.name.startswith("lesion_model")):
+        part = json.loads(f.read_text(encoding="utf-8"))
+        out["seconds_total"] += part.pop("seconds_total", 0.0)
+        out.setdefault("seconds_by_part", {})[part.get("part", f.stem)] = part.pop("seconds", {})
+        out.update(part)
+    (OUT / "lesion.json").write_text(json.dumps(out, indent=1, default=float) + "\n", encoding="utf-8")
+    (OUT / "lesion.md").write_text(markdown(out), encoding="utf-8")
+    return out
 
 
 if __name__ == "__main__":
