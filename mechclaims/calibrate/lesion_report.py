@@ -32,10 +32,11 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     n = int(argv[0]) if argv else C.runs_for(C.ALPHA)
     part = argv[1] if len(argv) > 1 else "all"
+    abl = argv[2] if len(argv) > 2 else "mean"  # the ablation of the pair-flip decider: "mean" (the claim's) or "pair"
     small = max(min(n, 1000), n // 10)  # the pair-ablation sizes and the pair-flip budget agreement
     n_old, n_pow = max(50, min(2000, n // 20)), max(20, min(400, n // 100))
     n_sel, n_pow_sel = max(min(n, 500), n // 40), max(10, min(30, n // 1000))
-    t0, out = time.time(), {"alpha": C.ALPHA, "n_testable": n, "part": part, "structure": {
+    t0, out = time.time(), {"alpha": C.ALPHA, "n_testable": n, "part": f"{part}_{abl}", "structure": {
         "D": LD.D, "N_TRAIN": LD.N_TRAIN, "N_TEST": LD.N_TEST, "K": LD.K, "NORM_GAP": LD.NORM_GAP, "PRIOR": LD.PRIOR,
         "THETA_LFC": C.THETA_LFC, "N_LFC": C.N_LFC, "N_PLANTED": LD.N_PLANTED, "DELTA": LD.DELTA}}
 
@@ -47,25 +48,23 @@ def main(argv: list[str] | None = None) -> dict:
     for rule in C.RULES:  # the full count, one rule per part so that the heavy lock is held for less at a time
         if part in (f"sizes-{rule}", "pairflip", "all"):
             raw: list = []
-            stamp(f"sizes_pairflip_{rule}", [_row(s) for s in C.sizes(n, 0, rates=raw, decider="pairflip",
-                                                                       rules=(rule,))])
-            stamp(f"counts_pairflip_{rule}", raw)
+            stamp(f"sizes_pairflip_{rule}_{abl}", [_row(s) for s in C.sizes(n, 0, rates=raw, decider="pairflip",
+                                                                              rules=(rule,), ablation=abl)])
+            stamp(f"counts_pairflip_{rule}_{abl}", raw)
     if part in ("extras", "pairflip", "all"):
-        stamp("old_rule", [C.side_rates(r, s, n_old, 1, decider="pairflip", with_old=True)
-                           for r in C.RULES for s in LD.SIDES])
-        rows = [C.power(t, r, n_pow, 4, decider="pairflip") for r in C.RULES for t in GRID]
-        stamp("power_pairflip", rows)
-        stamp("mde_pairflip", {r: C.mde([x for x in rows if x["rule"] == r]) for r in C.RULES})
-        stamp("agreement_null_pairflip", [C.agreement(r, "her", small, (C.N_MAX["pairflip"],
-                                                                          2 * C.N_MAX["pairflip"] + 1), 5)
-                                          for r in C.RULES])
-        mde = {r: (v if v == v else 1.0) for r, v in out["mde_pairflip"].items()}
-        stamp("agreement_planted_pairflip", [C.power(mde[r], r, n_pow, 6, budgets=(2 * C.N_MAX["pairflip"] + 1,))
-                                             for r in C.RULES])
+        if abl == "mean":  # main's rule and precondition beside ours (once)
+            stamp("old_rule", [C.side_rates(r, s, n_old, 1, decider="pairflip", with_old=True)
+                               for r in C.RULES for s in LD.SIDES])
+        rows = [C.power(t, r, n_pow, 4, decider="pairflip", ablation=abl) for r in C.RULES for t in GRID]
+        stamp(f"power_pairflip_{abl}", rows)
+        stamp(f"mde_pairflip_{abl}", {r: C.mde([x for x in rows if x["rule"] == r]) for r in C.RULES})
+        stamp(f"agreement_null_pairflip_{abl}", [C.agreement(r, "her", small, (C.N_MAX["pairflip"],
+                                                                                2 * C.N_MAX["pairflip"] + 1), 5,
+                                                             ablation=abl) for r in C.RULES])
+        mde = {r: (v if v == v else 1.0) for r, v in out[f"mde_pairflip_{abl}"].items()}
+        stamp(f"agreement_planted_pairflip_{abl}", [C.power(mde[r], r, n_pow, 6, ablation=abl,
+                                                            budgets=(2 * C.N_MAX["pairflip"] + 1,)) for r in C.RULES])
     if part in ("selection", "all"):
-        raw = []
-        stamp("sizes_pairflip_pair_ablation", [_row(s) for s in C.sizes(small, 2, rates=raw, decider="pairflip",
-                                                                          ablation="pair")])
         raw = []
         stamp("sizes_selection", [_row(s) for s in C.sizes(n_sel, 3, rates=raw, decider="selection")])
         stamp("counts_selection", raw)
@@ -77,27 +76,33 @@ def main(argv: list[str] | None = None) -> dict:
                                                        decider="selection") for r in C.RULES])
     out["seconds_total"] = round(time.time() - t0, 1)
     OUT.mkdir(exist_ok=True)
-    (OUT / f"lesion_{part}.json").write_text(json.dumps(out, indent=1, default=float) + "\n", encoding="utf-8")
-    (OUT / f"lesion_{part}.md").write_text(markdown(out), encoding="utf-8")
+    (OUT / f"lesion_{part}_{abl}.json").write_text(json.dumps(out, indent=1, default=float) + "\n", encoding="utf-8")
+    (OUT / f"lesion_{part}_{abl}.md").write_text(markdown(out), encoding="utf-8")
     print(markdown(out))
     return out
 
 
 def markdown(out: dict) -> str:
     lines = [f"# Lesion calibration (alpha {out['alpha']:.5g}; {out.get('seconds_total', 0):.0f} s)", "",
-             "| decider | rate | k / testable | rate | CP 95% upper | limit | ok |", "|---|---|---|---|---|---|---|"]
-    for key in ("sizes_pairflip_contrast", "sizes_pairflip_contribution", "sizes_pairflip_pair_ablation",
-                "sizes_selection"):
-        for r in out.get(key, []):
+             "| table | rate | k / testable | rate | CP 95% upper | limit | ok |", "|---|---|---|---|---|---|---|"]
+    for key in sorted(k for k in out if k.startswith("sizes_")):
+        for r in out[key]:
             lines.append(f"| {key} | {r['name']} | {r['k']} / {r['n']} | {r['rate']:.5f} | {r['cp_upper']:.5f} | "
                          f"{r['limit']:.5f} | {r['ok']} |")
-    for d in C.DECIDERS:
-        lines += ["", f"Power ({d}), layer supported with both sides planted at theta logits:", "",
-                  "| rule | theta | supported / n | power | 95% CI |", "|---|---|---|---|---|"]
-        for r in out.get(f"power_{d}", []):
+    for key in sorted(k for k in out if k.startswith("power_")):
+        lines += ["", f"{key}: layer supported with both sides planted at theta logits:", "",
+                  "| rule | theta | supported / n | power | 95% CI | outcomes |", "|---|---|---|---|---|---|"]
+        for r in out[key]:
             lines.append(f"| {r['rule']} | {r['theta']:g} | {r['supported']} / {r['n']} | {r['power']:.3f} | "
-                         f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] |")
-        lines.append(f"\nMDE (80%): {out.get(f'mde_{d}')}")
+                         f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] | {r['outcomes']} |")
+        lines.append(f"\nMDE (80%): {out.get(key.replace('power_', 'mde_'))}")
+    for key in sorted(k for k in out if k.startswith("agreement_")):
+        lines += ["", f"{key}: {json.dumps(out[key], default=float)}"]
+    if "old_rule" in out:
+        lines += ["", "main's random-set rule and per-side precondition on the same null (testable runs):", ""]
+        lines += [f"- {r['rule']} {r['side']}: lowers {r['old_significant']}/{r['testable']}, opposite "
+                  f"{r['old_opposite']}/{r['testable']}; per-side precondition failed {r['old_precondition_failed']}, "
+                  f"paired sign test failed {r['precondition_failed']}" for r in out["old_rule"]]
     return "\n".join(lines) + "\n"
 
 
