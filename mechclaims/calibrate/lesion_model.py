@@ -96,19 +96,23 @@ def one_run(ctx: dict, rule: str, i: int, seed: int = 0, alpha: float = ALPHA) -
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """``[n_testable] [model]``: runs per rule until every side was testable ``n_testable`` times (rule ``contrast``
+    """``[n_testable] [model] [seed] [rules]``: runs per rule until every side was testable ``n_testable`` times (rule ``contrast``
     selects something on ~2.5% of label-free runs per side, so it stops at ``n_testable`` // 3 or 30,000 runs)."""
     argv = sys.argv[1:] if argv is None else argv
     target = int(argv[0]) if argv else 1500
     name = argv[1] if len(argv) > 1 else "tiny-gpt2"
+    seed = int(argv[2]) if len(argv) > 2 else 0
+    rules = tuple(argv[3].split(",")) if len(argv) > 3 else ("contribution", "contrast")
     t0 = time.time()
     ctx = setup(name)
     t_setup = time.time() - t0
     res, rows = {}, []
-    for rule, want, cap in (("contribution", target, 3 * target), ("contrast", max(1, target // 3), 30_000)):
+    plan = {"contribution": (target, 3 * target), "contrast": (max(1, target // 3), 30_000)}
+    for rule in rules:
+        want, cap = plan[rule]
         t1, runs = time.time(), []
         while len(runs) < cap and min(sum(s in r for r in runs) for s in ("her", "him")) < want:
-            runs.append(one_run(ctx, rule, len(runs)))
+            runs.append(one_run(ctx, rule, len(runs), seed))
         res[rule] = {"seconds": round(time.time() - t1, 1), "runs": len(runs)}
         for s in ("her", "him"):
             t = [r[s] for r in runs if s in r]
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
                             sum(x[what] for x in t), len(t), ALPHA, testable=len(t))
                 rows.append(size.row() | {"explain": size.explain()})
                 print(size.explain(), flush=True)
-    out = {"model": name, "layer": ctx["layer"], "setup_seconds": round(t_setup, 1), "rules": res, "sizes": rows,
+    out = {"model": name, "layer": ctx["layer"], "seed": seed, "setup_seconds": round(t_setup, 1), "rules": res, "sizes": rows,
            "skip_note": ctx["runner"].skip_note, "seconds_total": round(time.time() - t0, 1)}
     print(json.dumps(out, indent=1, default=float))
     return out
