@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 
-from mechclaims.capture import capture, encode, single_token_id
+from mechclaims.forward.capture import capture, encode, single_token_id
 from mechclaims.datasets.lesion import CAUSAL_PATH, load_causal_pairs
-from mechclaims.models import load_model
+from mechclaims.model.load import load_model
 from mechclaims.stats.lesion_precondition import paired_precondition
 
 

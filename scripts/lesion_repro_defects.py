@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mechclaims.calibrate.bound import clopper_pearson
-from mechclaims.stats.lesion_test import side_numbers
+from mechclaims.stats.lesion_decision import side_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("tc", ROOT / "tests" / "test_calibration.py")

@@ -32,7 +32,7 @@ def test_selectors_are_the_claims_rules_and_batch_matches(rule):
         her, him = (lay.her, lay.him) if w is None else L.flip_pairs(lay.her, lay.him, w)
         ih, im = (lay.inv_her, lay.inv_him) if w is None else L.flip_pairs(lay.inv_her, lay.inv_him, w)
         if rule == "contrast":
-            ref = L.select_by_contrast(L.paired_neuron_ttest(her, him), LD.K)
+            ref = L.select_by_contrast(L.paired_neuron_ttest(her, him), LD.K, sides=("her", "him"))
         else:
             ref = L.select_by_contribution({"her": L.direct_contributions(her, lay.v[:, None], np.ones(1), ih),
                                             "him": L.direct_contributions(him, lay.v[:, None], -np.ones(1), im)}, LD.K)

@@ -21,14 +21,14 @@ import time
 
 import numpy as np
 
-from ..ablate import Runner, ablate_layer
-from ..capture import capture, encode, single_token_id
-from ..datasets.lesion import CAUSAL_PATH, load_causal_pairs
-from ..sites import base_of, site
-from ..stats import lesion as L
-from ..stats.lesion_pairflip import pair_flip_side
-from ..stats.lesion_select import ContrastSelector, ContributionSelector
-from ..weights import w_out
+from mechclaims.forward.ablate import Runner, ablate_layer
+from mechclaims.forward.capture import capture, encode, single_token_id
+from mechclaims.datasets.lesion import CAUSAL_PATH, load_causal_pairs
+from mechclaims.model.sites import base_of, site
+from mechclaims.stats import lesion as L
+from mechclaims.stats.lesion_pairflip import pair_flip_side
+from mechclaims.stats.lesion_select import ContrastSelector, ContributionSelector
+from mechclaims.model.weights import w_out
 from .bound import Size
 
 ALPHA, SESOI, TEST_FRACTION = 0.05, 0.1, 0.4
@@ -38,7 +38,7 @@ def setup(name: str = "tiny-gpt2", layer: int | None = None) -> dict:
     """Load the model, capture every prompt once, build one Runner over all prompts (reading her - him)."""
     import torch
 
-    from ..models import load_model
+    from mechclaims.model.load import load_model
 
     lm = load_model(name)
     layer = lm.n_layers // 2 if layer is None else layer

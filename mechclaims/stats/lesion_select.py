@@ -25,6 +25,8 @@ import numpy as np
 
 from . import lesion as L
 
+SIDES = ("her", "him")  # the bundled sides (a file may declare others: pass them)
+
 
 def _sized(scores: np.ndarray, size: int, eligible: np.ndarray) -> np.ndarray:
     """Row-wise ``L.top_k``: [B, d] scores -> list of index arrays (largest positive eligible scores, lower index first
@@ -41,7 +43,7 @@ class ContrastSelector:
     ``her``/``him``: ``[n_pairs, d]`` training activations, row i of each from pair i."""
 
     def __init__(self, her: np.ndarray, him: np.ndarray, k: int = L.DEFAULT_K, alpha: float = 0.05,
-                 sides: Sequence[str] = L.SIDES):
+                 sides: Sequence[str] = SIDES):
         self.her, self.him = np.asarray(her, float), np.asarray(him, float)
         self.k, self.alpha, self.sides = int(k), float(alpha), tuple(sides)
         self.n_pairs = self.her.shape[0]
@@ -76,7 +78,7 @@ class ContributionSelector:
     -d, inv_him)`` (``[n_pairs, d_mlp]``). A swapped pair's her row is its him prompt read with ``+d``: ``-c_him``,
     because a contribution is linear in the direction."""
 
-    def __init__(self, c_her: np.ndarray, c_him: np.ndarray, k: int = L.DEFAULT_K, sides: Sequence[str] = L.SIDES):
+    def __init__(self, c_her: np.ndarray, c_him: np.ndarray, k: int = L.DEFAULT_K, sides: Sequence[str] = SIDES):
         self.c_her, self.c_him = np.asarray(c_her, float), np.asarray(c_him, float)
         self.k, self.sides = int(k), tuple(sides)
         self.n_pairs = self.c_her.shape[0]
