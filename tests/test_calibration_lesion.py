@@ -1,4 +1,4 @@
-"""A small version of the lesion calibration (``python -m mechclaims.calibrate.lesion`` runs the full count at 0.05/30).
+"""A small version of the lesion calibration (``python -m mechclaims.calibrate --only lesion`` runs the full count at 0.05/30).
 
 It runs the claim's selection rules and the recommended decision (held-out pair sign flips) on the structured null with
 the other side planted, and judges each rate with the committed criterion (Clopper-Pearson 95% upper <= 1.5 x alpha).

@@ -15,7 +15,7 @@ alpha (as an exact randomization test's is) still passes the criterion with 95% 
 ``bound.runs_needed``'s ~12,400 pass such a rule only about half the time). A run whose side selects nothing is
 untestable: it is counted, and left out of the rate (a rate over empty selections would be the rate of "nothing").
 
-``python -m mechclaims.calibrate.lesion`` runs the full count (under the heavy lock) and writes
+``python -m mechclaims.calibrate.lesion_report`` (or ``python -m mechclaims.calibrate --only lesion``) runs the full count (under the heavy lock) and writes
 ``calibration/lesion.json`` (:mod:`mechclaims.calibrate.lesion_report`); ``tests/test_calibration_lesion.py`` runs a
 small version at alpha 0.05.
 """
@@ -241,9 +241,3 @@ def agreement(rule: str, side: str, n_runs: int, budgets: tuple[int, int], seed:
     return {"rule": rule, "side": side, "decider": kw.get("decider", "pairflip"), "n": n_runs, "testable": len(t),
             "budgets": list(budgets), "agree": int(sum(a[i].outcome == b[i].outcome for i in t)),
             "significant": [int(sum(a[i].significant for i in t)), int(sum(b[i].significant for i in t))]}
-
-
-if __name__ == "__main__":
-    from .lesion_report import main
-
-    main()

@@ -20,10 +20,12 @@ import sys
 import time
 
 import numpy as np
+import torch
 
 from mechclaims.forward.ablate import Runner, ablate_layer
 from mechclaims.forward.capture import capture, encode, single_token_id
 from mechclaims.datasets.lesion import CAUSAL_PATH, load_causal_pairs
+from mechclaims.model.load import load_model
 from mechclaims.model.sites import base_of, site
 from mechclaims.stats import lesion as L
 from mechclaims.stats.lesion_pairflip import pair_flip_side
@@ -36,10 +38,6 @@ ALPHA, SESOI, TEST_FRACTION = 0.05, 0.1, 0.4
 
 def setup(name: str = "tiny-gpt2", layer: int | None = None) -> dict:
     """Load the model, capture every prompt once, build one Runner over all prompts (reading her - him)."""
-    import torch
-
-    from mechclaims.model.load import load_model
-
     lm = load_model(name)
     layer = lm.n_layers // 2 if layer is None else layer
     pairs = load_causal_pairs(CAUSAL_PATH)

@@ -1,4 +1,4 @@
-"""The lesion calibration's full count: ``python -m mechclaims.calibrate.lesion [n_testable]`` (under the heavy lock).
+"""The lesion calibration's full count: ``python -m mechclaims.calibrate.lesion_report [n_testable]`` (under the heavy lock).
 
 Writes ``calibration/lesion_<part>.json`` and ``.md``: per rule, side and decider the claimed-direction and
 opposite-direction rates at 0.05 / 30 with their Clopper-Pearson bounds and testable counts (other side planted); main's
