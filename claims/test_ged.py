@@ -25,12 +25,14 @@ A. ``ged_heldout_specific`` (``test_ged_heldout_specific`` per layer; ``test_ged
    layer supported (aggregate "all"; the rule pre-registered for this claim since its first version).
    Controls, each gating the layer: ``ged_random_weights`` (the same rule on a random-weight copy of the model at the
    same layer: token identity propagates through random weights, so a pass there means the real model's pass is
-   token identity, not something learned); ``ged_gamma_instability`` (the layer's rule decision changes at
-   shrinkage gamma 0.001 or 0.1: the evidence depends on the regularization); ``ged_shuffled_labels`` (model level:
+   token identity, not something learned); ``ged_gamma_instability`` (a robustness check, not a confound: the layer's rule
+   decision changes at shrinkage gamma 0.001 or 0.1, so the evidence depends on the regularization and the layer is
+   ``inconclusive``; round three, before: ``confounded``); ``ged_shuffled_labels`` (model level:
    fresh within-pair shuffles of the training labels, each run through the whole rule with its own fresh null, at
    the first, middle and last layer; it passes when more runs pass than binom.ppf(0.99, n, alpha / n_layers) allows).
 C. ``ged_context_beyond_token`` (new design: fit and test with the pronoun token held fixed). The natural windows are
-   split 50/50 by label (seeded). Each window is rendered with its pronoun replaced by "him" (and, separately, by
+   split about 50/50 by label, whole source documents (fortune files) on one side (seeded; round three: before, by
+   window). Each window is rendered with its pronoun replaced by "him" (and, separately, by
    "her"), so every vector carries the same token and only the context differs. GED is fitted on the training half
    (S = him-contexts, R = her-contexts; unpaired, label-permutation null; PCA capped at half the smaller class) and
    tested on the held-out half. Rule, per layer: for both token renderings and both directions, top eigenvalue and
@@ -47,7 +49,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mechclaims.claim import StimuliSet, Verdict, across_layers, control_tests, controls
+from mechclaims.claim import Design, StimuliSet, Verdict, across_layers, control_tests, controls
 from mechclaims.datasets.pronouns import load_heldout, load_pairs
 from mechclaims.forward.capture import capture, encode, locate_word
 from mechclaims.model.sites import site
@@ -65,6 +67,24 @@ STIMULI = {"ged_pairs": StimuliSet("../fixtures/ged_pairs.jsonl", load_pairs),
            "ged_heldout": StimuliSet("../fixtures/ged_heldout.jsonl", load_heldout)}
 TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 activations through PCA and eigh; p-values move in 1/(n+1) steps
 EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
+_GED_T = {"gamma": GAMMA, "gammas": GAMMAS, "test_fraction": TEST_FRACTION, "ctx_test_fraction": CTX_TEST_FRACTION,
+          "shuffle_seeds": SHUFFLE_SEEDS, "min_draws": "stats.common.min_draws(n_layers, alpha)",
+          "ctx_split": "StratifiedGroupKFold(2) by source document"}
+_SESOI_LATE = ("the SESOI (0.5 pooled SD of excess |d|) first appears in a redesign after the old design's numbers on "
+               "these stimuli were published (issue 28); round three (2026-12-07): gamma instability gates as "
+               "inconclusive, claim C splits by source document")
+DESIGNS = {  # pre-registration (mechclaims.verdict.design); tests/test_preregistration.py holds the hashes
+    A: Design(rule="per layer, both directions: top eigenvalue and held-out |d| (natural windows and held-out pairs) "
+                   "beat within-pair shuffled-label refits at alpha/n_layers; refuted when the natural windows' excess "
+                   "|d| is inside +-SESOI (TOST); controls: random weights (confound), gamma instability "
+                   "(robustness), shuffled labels (model level); model: every layer supported",
+              alpha=ALPHA, sesoi=SESOI, thresholds=_GED_T, stated="2026-11-23", post_hoc=_SESOI_LATE),
+    C: Design(rule="per layer, both token renderings and both directions: top eigenvalue and held-out |d| beat "
+                   "label-permutation refits with the pronoun token held fixed; refuted as A; controls: random "
+                   "weights, shuffled labels; model: some layer supported",
+              alpha=ALPHA, sesoi=SESOI, thresholds=_GED_T, stated="2026-11-30",
+              post_hoc="a new design after A's runs on the same windows (named separately); " + _SESOI_LATE),
+}
 
 
 def stimuli(ctx):
@@ -118,19 +138,30 @@ def data_a(acts, ctx, labels, shuffle_seed=None):
     return (him, her), held
 
 
+def context_split(labels: np.ndarray, sources: list[str], seed: int) -> np.ndarray:
+    """Held-out mask for claim C: about half of each label's windows, whole source documents on one side (sklearn's
+    StratifiedGroupKFold, 2 folds, seeded), so that no topic file feeds both the fit and the test (round three:
+    before, windows were split one by one, and topics are unbalanced by label, e.g. men-women 35 of 93 "her").
+    With fewer than 4 sources (a user's single-source file) the windows themselves are the groups."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups = np.asarray(sources if len(set(sources)) >= 4 else range(len(labels)))
+    folds = StratifiedGroupKFold(n_splits=2, shuffle=True, random_state=int(seed) % 2**32)
+    _, te = next(folds.split(np.zeros(len(labels)), labels, groups))
+    test = np.zeros(len(labels), bool)
+    test[te] = True
+    return test
+
+
 def data_c(acts, ctx, held, token: str, shuffle_seed=None):
-    """Claim C at one site: windows rendered with class ``token``'s token (context labels kept), split 50/50 by
-    label."""
+    """Claim C at one site: windows rendered with class ``token``'s token (context labels kept), split about 50/50
+    by label with whole source documents on one side (:func:`context_split`)."""
     con, (a, b) = held.contrast, held.contrast.names
     lab = np.asarray(held.labels)
     own = np.asarray([w == con.token(x) for w, x in zip(held.word_list(), held.labels)])
     mine = acts["nat"] if own.all() else np.where(own[:, None], acts["nat"], acts["same"])
     X = np.where((lab == token)[:, None], mine, acts["swap"])  # every row now carries ``token``'s token
-    rng = np.random.default_rng([ctx.seed, 7])
-    test = np.zeros(len(lab), bool)
-    for c in (a, b):
-        idx = rng.permutation(np.flatnonzero(lab == c))
-        test[idx[: int(round(CTX_TEST_FRACTION * len(idx)))]] = True
+    test = context_split(lab, held.sources, ctx.seed)
     y = lab.copy()
     if shuffle_seed is not None:
         tr_idx = np.flatnonzero(~test)

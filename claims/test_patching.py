@@ -18,8 +18,11 @@ A. Residual patching (claim ``resid_patching_ratio``): ``blocks.{l}.hook_resid_p
    Per layer (``test_resid_patching``): the final token's residual at layer l carries the answer: denoising (clean
    into corrupt) restores more than half of F - C AND noising (corrupt into clean) removes more than half, each
    one-sided at alpha / n_layers (0.05 / 30 on smollm2). Control (same rule, must fail): the final residual copied
-   from an *unrelated* prompt of the same token length with the same target and foil (another frame, another name;
-   ``resid_patching_ratio_unrelated``). Model level (``test_resid_patching_transfer``): L* = the first layer where both
+   from an *unrelated* prompt of the same token length whose answer is the clean answer (another name pair and
+   frame: its clean prompt into the corrupt base, its corrupt prompt into the clean base;
+   ``resid_patching_ratio_unrelated``). It passes where the final residual carries only "the answer", whatever the
+   prompt, so a layer is ``supported`` only where the restoration is specific to the pair's own referent (round
+   three: before, the source carried the base's own answer, and the control could not pass). Model level (``test_resid_patching_transfer``): L* = the first layer where both
    training-pair shares exceed 1/2; on held-out pairs layers < L*-1 must be refuted and layers > L* supported.
    Reported beside it: the same shares at the name position, and a layer x position heatmap of the first held-out
    pair. Expected before running: the final position carries nothing at layer 0 (its token is the same in both:
@@ -37,8 +40,9 @@ B. Component attribution (claim ``component_share``): ``hook_attn_out`` and ``ho
    token through the linearized final norm and the unembedding only) is reported beside it, so self-repair shows as
    total < direct. Components with a training share >= 0.10 are named (at most 8, largest first). The claim: on
    held-out pairs, patching the named set together restores more than half of F - C (one-sided, alpha 0.05).
-   Control (``component_share_random``): 10 random sets of the same size from the other components, the per-pair
-   mean of their shares, same rule; it must fail. Expected: a handful of components (early MLPs at the name,
+   Control (``component_share_random``): 10 random sets of the same size from all components (round three: before,
+   only from those below the 0.10 share), the per-pair mean of their shares, same rule; it must fail. Reported beside
+   it: the named set's share without the layer-0 MLP output (``named_share_without_L0_mlp``). Expected: a handful of components (early MLPs at the name,
    mid-layer attention moving it to the last token) carry more than half; random sets do not.
 C. Attribution patching agrees with patching (claim ``attribution_agrees``): per component, attribution
    (clean - corrupt) . dLD/da at the corrupt run, summed over tokens (``mechclaims.forward.attribution.capture_grad``), vs
@@ -57,8 +61,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mechclaims.claim import StimuliSet, Verdict, control_across_layers
-from mechclaims.datasets.patching import load_pairs, pairs_hash, split_by_group, tokenize_pairs
+from mechclaims.claim import Design, StimuliSet, Verdict, control_across_layers
+from mechclaims.datasets.patching import answer_partners, load_pairs, pairs_hash, split_by_group, tokenize_pairs
 from mechclaims.forward import patching_runs as R
 from mechclaims.forward.capture import capture
 from mechclaims.model.sites import site
@@ -68,10 +72,34 @@ from mechclaims.verdict.expected import load_expected
 
 ALPHA, THRESHOLD, TAU, K_MAX, N_RANDOM_SETS, RHO0 = 0.05, 0.5, 0.10, 8, 10, 0.5
 N_TRAIN, N_TEST, TEST_FRACTION = 12, 16, 0.5
-DESIGNS = {"ratio": S.share_test, "perpair": S.pair_share_test}  # "perpair": added after the first smollm2 run
+L0_MLP = "blocks.0.hook_mlp_out"
+SHARE_TESTS = {"ratio": S.share_test, "perpair": S.pair_share_test}  # "perpair": added after the first smollm2 run
 STIMULI = {"patching_pairs": StimuliSet("../fixtures/patching_pairs.jsonl", load_pairs, pairs_hash)}
 TOL = {"rtol": 1e-3, "atol": 1e-4}  # float32 forward passes, batched differently only by the row count
 EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
+_PATCH_T = {"threshold": THRESHOLD, "tau": TAU, "k_max": K_MAX, "n_random_sets": N_RANDOM_SETS, "rho0": RHO0,
+            "n_train": N_TRAIN, "n_test": N_TEST, "test_fraction": TEST_FRACTION, "min_pairs": S.MIN_PAIRS,
+            "unrelated_source": "answer partner (clean answer)", "random_sets_from": "all components"}
+_ROUND3 = "round three (2026-12-07): the controls' sources changed after runs on these pairs (issue 27)"
+DESIGNS = {  # pre-registration (mechclaims.verdict.design); tests/test_preregistration.py holds the hashes
+    "resid_patching_ratio": Design(
+        rule="per layer: denoising and noising the final residual each move > THRESHOLD of F - C on held-out pairs "
+             "(ratio of means, one-sided t at alpha/n_layers); unrelated answer-carrying source must fail; model: "
+             "layers < L*-1 refuted, > L* supported, L* from training pairs",
+        alpha=ALPHA, sesoi=None, thresholds=_PATCH_T, stated="2026-11-30", post_hoc=_ROUND3),
+    "resid_patching_perpair": Design(
+        rule="as resid_patching_ratio with the mean of per-pair shares t-tested",
+        alpha=ALPHA, sesoi=None, thresholds=_PATCH_T, stated="2026-11-30",
+        post_hoc="added after the first smollm2-135m run of resid_patching_ratio on the same pairs; " + _ROUND3),
+    "component_share": Design(
+        rule="the components with training share >= TAU (at most K_MAX) restore > THRESHOLD of F - C together on "
+             "held-out pairs (one-sided t, alpha 0.05); random sets of the same size from all components must fail",
+        alpha=ALPHA, sesoi=None, thresholds=_PATCH_T, stated="2026-11-30", post_hoc=_ROUND3),
+    "attribution_agrees": Design(
+        rule="Spearman rho(attribution, patching) across components: bootstrap 5% quantile > RHO0 (supported), 95% "
+             "quantile < RHO0 (refuted); the gradient of an unrelated logit difference must fail",
+        alpha=ALPHA, sesoi=None, thresholds=_PATCH_T, stated="2026-11-30"),
+}
 
 
 def screened(ctx, key: tuple) -> dict:
@@ -97,12 +125,12 @@ def _data(ctx) -> dict:
     capture(ctx.lm, tp.clean[:4], [site("hook_resid_pre", l) for l in range(ctx.n_layers)], "last")
     key = (pairs_hash(pairs), ctx.seed, N_TRAIN, N_TEST)
     sel = ctx.captured(screened, key)
-    rng, partner = np.random.default_rng(ctx.seed), []
-    for i in sel["test"]:  # another frame of the same length, target and foil: it carries the base's answer
-        cand = [j for j in range(len(pairs)) if j != i and tp.length[j] == tp.length[i]
-                and tp.target[j] == tp.target[i] and tp.foil[j] == tp.foil[i]]
-        partner.append(int(rng.choice(cand)) if cand else -1)
-    return {"tp": tp, "train": sel["train"], "test": sel["test"], "partner": np.array(partner), "key": key}
+    # The unrelated source: another name pair (group) and frame of the same length whose *clean* prompt has the
+    # base's target, so its final residual carries the clean answer and the control can restore it (round three:
+    # before, the source carried the base's own answer and the control could not pass). The plant library's
+    # answer_partners is the same construction.
+    partner = answer_partners(tp, sel["test"], ctx.seed)
+    return {"tp": tp, "train": sel["train"], "test": sel["test"], "partner": np.asarray(partner), "key": key}
 
 
 def at_chance(ctx, v: Verdict) -> Verdict:
@@ -129,8 +157,8 @@ def resid_runs(ctx, key: tuple) -> dict:
     t, ok = tp.subset(d["test"]), d["partner"] >= 0
     other, last = tp.subset(d["partner"][ok]), [np.array([n - 1]) for n in t.length[ok]]
     tk = t.subset(np.flatnonzero(ok))
-    out["ctl_den"] = R.residual_sweep(lm, tk.corrupt, other.corrupt, last, tk.target, tk.foil, layers)
-    out["ctl_noise"] = R.residual_sweep(lm, tk.clean, other.clean, last, tk.target, tk.foil, layers)
+    out["ctl_den"] = R.residual_sweep(lm, tk.corrupt, other.clean, last, tk.target, tk.foil, layers)
+    out["ctl_noise"] = R.residual_sweep(lm, tk.clean, other.corrupt, last, tk.target, tk.foil, layers)
     out["name_den"] = R.residual_sweep(lm, t.corrupt, t.clean, t.swap, t.target, t.foil, layers)
     out["name_noise"] = R.residual_sweep(lm, t.clean, t.corrupt, t.swap, t.target, t.foil, layers)
     if len(t.pairs):
@@ -147,7 +175,7 @@ def layer_verdicts(ctx, design: str) -> dict[int, Verdict]:
 
 
 def _layer_verdicts(ctx, design: str, key: tuple) -> dict[int, Verdict]:
-    d, r, test, claim = data(ctx), resid(ctx), DESIGNS[design], f"resid_patching_{design}"
+    d, r, test, claim = data(ctx), resid(ctx), SHARE_TESTS[design], f"resid_patching_{design}"
     ok, F, C, out = d["partner"] >= 0, r["test_F"], r["test_C"], {}
     kw = {"seed": ctx.seed, "n_boot": ctx.permutations}
     for l in range(ctx.n_layers):
@@ -173,7 +201,7 @@ _CLAIM_A = dict(family="causal", kinds=("causal",), controls=("resid_patching_{d
 
 
 @pytest.mark.claim("resid_patching_{design}", **_CLAIM_A)
-@pytest.mark.parametrize("design", list(DESIGNS))
+@pytest.mark.parametrize("design", list(SHARE_TESTS))
 def test_resid_patching(ctx, layer, design, check):
     """At layer l, the final token's residual carries the answer: denoising restores and noising removes more than
     half of the logit difference on held-out pairs (alpha / n_layers), and an unrelated prompt's residual does not."""
@@ -182,7 +210,7 @@ def test_resid_patching(ctx, layer, design, check):
 
 
 @pytest.mark.claim("resid_patching_{design}", **_CLAIM_A)
-@pytest.mark.parametrize("design", list(DESIGNS))
+@pytest.mark.parametrize("design", list(SHARE_TESTS))
 def test_resid_patching_transfer(ctx, design, artifacts, check):
     """The answer moves to the final token at L* (chosen on training pairs): held-out layers < L*-1 refuted,
     layers > L* supported. Plots the layer x position heatmap and the per-layer shares."""
@@ -218,7 +246,7 @@ def plot_heatmap(ctx, r: dict, d: dict, per: dict, l_star, claim: str, artifacts
 @pytest.mark.claim("resid_patching_{design}_unrelated", family="causal", kinds=("causal",),
                    control_of="resid_patching_{design}")
 @pytest.mark.control
-@pytest.mark.parametrize("design", list(DESIGNS))
+@pytest.mark.parametrize("design", list(SHARE_TESTS))
 def test_resid_patching_unrelated_fails(ctx, design, check):
     """An unrelated prompt's final residual (same length, same answer as the base) must not carry the answer."""
     check(at_chance(ctx, unrelated_summary(ctx, design)), baseline=False, design=design)
@@ -232,15 +260,23 @@ def component_runs(ctx, key: tuple) -> dict:
         out[f"{part}_F"], out[f"{part}_C"] = R.logit_diffs(lm, t)
         out[f"{part}_total"] = R.component_sweep(lm, t.corrupt, t.clean, t.target, t.foil, [[c] for c in comps])
     named = S.select_components(S.share(out["train_total"].T, out["train_C"], out["train_F"]), TAU, K_MAX)
-    rest = np.setdiff1d(np.arange(len(comps)), named)
     rng = np.random.default_rng(ctx.seed)
-    # Random sets come from the other components; with fewer of those than named (tiny models) there is none.
-    rand = ([rng.choice(rest, size=len(named), replace=False) for _ in range(N_RANDOM_SETS)]
-            if 0 < len(named) <= len(rest) else [])
+    # Random sets of the named set's size, drawn from *all* components (round three: before, only from those below
+    # the 0.10 training share, whose joint share could hardly exceed 1/2: the control could not pass).
+    rand = ([rng.choice(len(comps), size=len(named), replace=False) for _ in range(N_RANDOM_SETS)]
+            if 0 < len(named) <= len(comps) else [])
     t = d["tp"].subset(d["test"])
     sets = [[comps[i] for i in s] for s in [named] + rand] if len(named) else []
+    # Re-examined in round three, reported beside the decision: the named set without the layer-0 MLP output (which
+    # at the name position acts as part of the token's embedding, so its share restates the name swap).
+    no_l0 = [comps[i] for i in named if comps[i] != L0_MLP]
+    if sets and len(no_l0) < len(named):
+        sets.append(no_l0)
     joint = R.component_sweep(lm, t.corrupt, t.clean, t.target, t.foil, sets) if sets else np.zeros((len(t.pairs), 0))
-    out.update({"named": named, "random": np.array(rand, int).reshape(len(rand), len(named)), "joint": joint})
+    without = joint[:, -1] if sets and len(no_l0) < len(named) else (joint[:, 0] if sets else joint[:, :0].sum(1))
+    joint = joint[:, :1 + len(rand)]
+    out.update({"named": named, "random": np.array(rand, int).reshape(len(rand), len(named)), "joint": joint,
+                "named_without_l0_mlp": without})
     out.update(R.attribution_runs(lm, t, comps))
     return out
 
@@ -274,6 +310,8 @@ def test_component_share(ctx, artifacts, check):
                     testable=False, reason=f"no component reached a training share of {TAU:g}")
     total, direct = S.share(c["test_total"].T, C, F), S.delta_share(c["direct"].T, C, F)
     v.note("n_named", len(named)).note("n_test_pairs", len(F))
+    if len(named) and len(F):
+        v.note("named_share_without_L0_mlp", S.share(c["named_without_l0_mlp"], C, F))
     for i, j in enumerate(named):
         v.note(f"named_{i}_{comps[j]}", total[j])
     at_chance(ctx, v.gate({"component_share_random": random_control(ctx)}))

@@ -1,6 +1,7 @@
 """``mechclaims`` console script: ``mechclaims new-claim NAME`` writes a claim skeleton into ``claims/``;
 ``mechclaims run [--bundled-baselines] [pytest args]`` runs the bundled claims here (``mechclaims.harness.bundled``);
-``mechclaims record-outcomes SUMMARY.json`` records a run's outcomes as the expected ones (mechclaims.harness.record).
+``mechclaims record-outcomes SUMMARY.json`` records a run's outcomes as the expected ones (mechclaims.harness.record);
+``mechclaims cache info|prune`` shows the activation and statistics stores and evicts least recently used entries.
 
 ``mechclaims prepare ...`` is ``python -m mechclaims prepare ...`` (the model-cache preparation).
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 from mechclaims.errors import MechClaimsError
 from mechclaims.harness.bundled import run
 from mechclaims.harness.record import record_outcomes
+from mechclaims.model.cache import cache_root
+from mechclaims.store import hygiene
 
 TEMPLATE = '''"""Claim {name}: the residual stream at layer 0 is the sum of its parts (resid_post = resid_pre + attn_out +
 mlp_out, to float precision). Statement and rule are fixed before looking at data.
@@ -130,6 +133,26 @@ def scaffold_config(cwd: Path, where: Path) -> Path | None:
     return ini
 
 
+def cache_command(a: argparse.Namespace) -> int:
+    """``mechclaims cache info|prune``: sizes per store, or least-recently-used eviction to a size."""
+    root = cache_root(a.cache_dir)
+    stores = a.store or list(hygiene.STORES)
+    try:
+        limit = hygiene.parse_size(a.max_size) if a.max_size is not None else None
+    except ValueError as e:
+        print(f"mechclaims cache: --max-size: {e}", file=sys.stderr)
+        return 2
+    for name in stores:
+        if a.action == "info":
+            es = hygiene.entries(root / name)
+            print(f"{name}: {len(es)} entries, {hygiene.human(sum(e.size for e in es))} under {root / name} "
+                  f"(budget {hygiene.human(hygiene.budget(name))})")
+        else:
+            n, freed = hygiene.prune(root / name, limit if limit is not None else hygiene.budget(name))
+            print(f"{name}: removed {n} entries ({hygiene.human(freed)}), least recently used first")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["prepare"]:
@@ -152,6 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     ro.add_argument("summary", nargs="+", help="summary.json of a run (artifacts/summary.json: the latest)")
     ro.add_argument("--claims-dir", default=None,
                     help="the folder of the claim modules (default: from the test ids, else the bundled claims)")
+    ro.add_argument("--new-design", action="store_true",
+                    help="record outcomes of claims whose design hash (rule, alpha, SESOI, thresholds) changed since "
+                         "their outcomes were recorded: a deliberate new design (see mechclaims.verdict.design)")
+    ca = sub.add_parser("cache", help="the activation and statistics stores: info, prune (least recently used first)")
+    ca.add_argument("action", choices=("info", "prune"))
+    ca.add_argument("--cache-dir", default=None, help="the cache root (default: $MECHCLAIMS_CACHE or ~/.cache/mechclaims)")
+    ca.add_argument("--store", choices=hygiene.STORES, action="append", default=None, help="one store (default: both)")
+    ca.add_argument("--max-size", default=None,
+                    help="prune to this size, e.g. 2G or 500M (default: each store's budget, "
+                         "MECHCLAIMS_CACHE_BUDGET_ACTIVATIONS / _STATISTICS)")
     a = ap.parse_args(argv)
     if a.cmd == "new-claim":
         for p in new_claim(a.name, Path(a.dir)):
@@ -162,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             print("run it: pytest (the first run writes its baseline; rerun to check)")
         else:
             print(f"run it: pytest {a.dir} --mc-model tiny-gpt2 (the first run writes its baseline; rerun to check)")
+    elif a.cmd == "cache":
+        return cache_command(a)
     elif a.cmd == "record-outcomes":
         try:
-            for f, n, total in record_outcomes(a.summary, a.claims_dir):
+            for f, n, total in record_outcomes(a.summary, a.claims_dir, new_design=a.new_design):
                 print(f"{f}: {n} recorded of {total} test ids")
         except MechClaimsError as e:
             print(f"mechclaims record-outcomes: {e}", file=sys.stderr)

@@ -111,3 +111,30 @@ def test_across_layers_gates_on_each_control_summarised_over_layers():
     per = {0: layer(True, False), 1: layer(False, True)}  # the control passes only where the claim does not
     v = across_layers("x", per, "any", ["ctl"])
     assert per[0].outcome == "supported" and v.controls["ctl"].passed and v.outcome == "confounded"
+
+
+# --- round three: a robustness control (GED's gamma instability) makes the outcome inconclusive, never confounded ---
+
+def test_a_passing_robustness_control_is_inconclusive_not_confounded():
+    from mechclaims.verdict.outcome import decide
+
+    assert decide(True, True, False, {"gamma": "passed"}, robustness=["gamma"]) == "inconclusive"
+    assert decide(False, True, True, {"gamma": "passed"}, robustness=["gamma"]) == "inconclusive"  # nor refuted
+    assert decide(True, True, False, {"gamma": "failed"}, robustness=["gamma"]) == "supported"
+    assert decide(True, True, False, {"gamma": "passed", "rw": "passed"}, robustness=["gamma"]) == "confounded"
+    assert decide(True, True, False, {"gamma": "passed"}) == "confounded"  # as a confound control it would be
+
+
+def test_ged_gamma_instability_is_a_robustness_control():
+    """The claim's own control code marks it: before round three a gamma-unstable layer came out confounded."""
+    import numpy as np
+
+    from mechclaims.stats import ged_ctl
+    from mechclaims.verdict import Verdict
+
+    changed = ged_ctl.Verdict(claim="ged_gamma_instability", statistic_name="n", statistic=1.0, rule="-",
+                              passed=True, role="control", kind="robustness")
+    v = Verdict(claim="ged_heldout_specific", statistic_name="x", statistic=np.float64(1.0), rule="-", passed=True)
+    assert v.gate({"ged_gamma_instability": changed}).outcome == "inconclusive"
+    src = open(ged_ctl.__file__).read()
+    assert 'kind="robustness"' in src.split("def gamma_control")[1].split("def ")[0]

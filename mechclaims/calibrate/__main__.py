@@ -51,12 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         sizes: list[Size] = mod.sizes(n_runs=a.runs, seed=a.seed)
         timing[name] = round(time.perf_counter() - t, 1)
         for s in sizes:
-            rows.append(s.row())
+            rows.append({"module": name, **s.row(), "runs_option": a.runs})
             print(s.explain(), flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "calibration.json").write_text(json.dumps({"rows": rows, "seconds": timing, "runs": a.runs}, indent=1))
-    (out / "calibration.md").write_text(f"# Calibration at the deciding alpha (seed {a.seed}, runs {a.runs or 'full'})\n\n"
+    # --only updates its modules' rows and keeps the others' (each row says which run made it)
+    old = json.loads((out / "calibration.json").read_text()) if (out / "calibration.json").exists() else {}
+    rows = [r for r in old.get("rows", []) if r.get("module") not in timing] + rows
+    timing = {**old.get("seconds", {}), **timing}
+    (out / "calibration.json").write_text(json.dumps({"rows": rows, "seconds": timing, "seed": a.seed}, indent=1))
+    (out / "calibration.md").write_text(f"# Calibration at the deciding alpha (seed {a.seed}; made by make calibrate)\n\n"
                                         + table(rows) + "\n\nSeconds per claim: " + json.dumps(timing) + "\n")
     bad = [r["name"] for r in rows if not r["ok"]]
     print(f"{len(rows)} rates; {len(bad)} above 1.5 x alpha" + (f": {bad}" if bad else ""))

@@ -9,6 +9,7 @@ from mechclaims.claim import controls
 from mechclaims.claim.controls import control_tests
 from mechclaims.claim.stimuli import StimuliSet
 from mechclaims.verdict import Verdict
+from mechclaims.verdict.design import Design
 from mechclaims.verdict.layers import across_layers, control_across_layers
 
-__all__ = ["controls", "control_tests", "StimuliSet", "Verdict", "across_layers", "control_across_layers"]
+__all__ = ["Design", "controls", "control_tests", "StimuliSet", "Verdict", "across_layers", "control_across_layers"]

@@ -64,7 +64,8 @@ class TokenizedPairs:
 
 
 def load_pairs(path: str | Path = PAIRS_PATH, min_pairs: int = 10) -> list[PatchPair]:
-    """Read and validate the pairs file (fields, unique ids and texts, clean != corrupt, target != foil)."""
+    """Read and validate the pairs file (fields, unique ids and texts, clean != corrupt, target != foil), in a
+    canonical order by content (the file's order changes nothing downstream)."""
     out: list[PatchPair] = []
     seen: dict[str, int] = {}
     for line, r in read_jsonl_numbered(path, FIELDS, WHAT):
@@ -90,7 +91,9 @@ def load_pairs(path: str | Path = PAIRS_PATH, min_pairs: int = 10) -> list[Patch
     if len(out) < min_pairs:
         raise StimuliError(f"{WHAT} {path} has {len(out)} pairs; at least {min_pairs} are needed to choose on one "
                            f"split and decide on another.")
-    return out
+    # A canonical order (by content, not by line): the seeded split and the screening pick the same pairs whatever
+    # the order of the file (round three: a shuffled file kept only 2/12 training and 8/16 held-out pairs before).
+    return sorted(out, key=lambda p: (p.group, p.clean, p.corrupt, p.target, p.foil, p.id))
 
 
 def tokenize_pairs(lm: Any, pairs: Sequence[PatchPair], path: str | Path = "") -> TokenizedPairs:
@@ -129,3 +132,18 @@ def split_by_group(pairs: Sequence[PatchPair], test_fraction: float, seed: int) 
 
 def pairs_hash(pairs: Sequence[PatchPair]) -> str:
     return stimuli_hash([[p.id, p.clean, p.corrupt, p.target, p.foil, p.group] for p in pairs])
+
+
+def answer_partners(tp: TokenizedPairs, rows: Sequence[int], seed: int = 0) -> np.ndarray:
+    """The confound of the patching claim's unrelated-source control, on the stimuli side: for each pair in ``rows``,
+    another pair of the same token length whose *clean* prompt has the same target, from another frame and name
+    (-1 where none). Patching that clean prompt's final residual into the corrupt prompt copies a source that
+    carries the clean answer, so on a model whose final residual carries the answer (``mechclaims.model.plant.plant_patching``) the
+    control's rule passes. The patching claims' unrelated-source control uses these partners (round three)."""
+    rng, out = np.random.default_rng(seed), []
+    for i in rows:
+        p = tp.pairs[i]
+        cand = [j for j in range(len(tp.pairs)) if j != i and tp.length[j] == tp.length[i]
+                and tp.target[j] == tp.target[i] and tp.pairs[j].group != p.group]
+        out.append(int(rng.choice(cand)) if cand else -1)
+    return np.array(out, int)

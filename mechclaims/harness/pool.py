@@ -12,6 +12,7 @@ from typing import Any, Callable
 from mechclaims.harness.settings import Settings
 from mechclaims.model.cache import cache_root
 from mechclaims.model.registry import CAUSAL_BUILTIN, hub_kwargs, n_layers_of
+from mechclaims.store import hygiene
 from mechclaims.store.statcache import code_version
 
 
@@ -80,6 +81,23 @@ class ModelPool:
         if self._store is None:
             self._store = ActivationStore(cache_root(self.s.cache_dir) / "activations", self.s.activation_cache)
         return self._store
+
+    def prune_stores(self) -> list[str]:
+        """Evict least-recently-used entries of the stores this run used, to their budgets (store.hygiene)."""
+        lines = []
+        for name, st in (("activations", self._store), ("statistics", self._stat_store)):
+            if st is None or st.mode == "off" or st.degraded:
+                continue
+            try:
+                n, freed = hygiene.prune(st.root, hygiene.budget(name))
+            except (OSError, ValueError) as e:
+                lines.append(f"{name} store not pruned: {e}")
+                continue
+            if n:
+                lines.append(f"{name} store: {n} least recently used entries removed ({hygiene.human(freed)}) to stay "
+                             f"within its budget ({hygiene.human(hygiene.budget(name))}; "
+                             f"MECHCLAIMS_CACHE_BUDGET_{name.upper()})")
+        return lines
 
     @property
     def stat_store_used(self) -> bool:

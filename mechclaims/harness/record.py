@@ -67,15 +67,22 @@ def expected_file(module: str, claims_dir: str | os.PathLike | None = None, cwd:
     return here.parent / "expected" / f"{name.stem}.yml"
 
 
-def record_outcomes(summaries: Iterable[str | os.PathLike], claims_dir: str | os.PathLike | None = None
-                    ) -> list[tuple[Path, int, int]]:
-    """Write the recorded outcomes of every claim module in ``summaries``; returns (file, recorded, test ids)."""
+def record_outcomes(summaries: Iterable[str | os.PathLike], claims_dir: str | os.PathLike | None = None,
+                    new_design: bool = False) -> list[tuple[Path, int, int]]:
+    """Write the recorded outcomes of every claim module in ``summaries``; returns (file, recorded, test ids).
+
+    Beside them, ``expected/<module>.designs.yml`` gets each recorded claim's design hash with the date and commit of
+    the data run. A claim whose design hash differs from the one recorded is refused unless ``new_design``."""
 
     by_module: dict[str, dict[str, dict]] = {}
     seen: dict[str, set[str]] = {}
+    designs: dict[str, dict[str, dict]] = {}
     for p in summaries:
         try:
-            records = loads(Path(p).read_text(encoding="utf-8"))["records"]
+            summary = loads(Path(p).read_text(encoding="utf-8"))
+            records = summary["records"]
+            run = {"recorded": str((summary.get("run") or {}).get("finished") or "")[:10] or None,
+                   "commit": (summary.get("environment") or {}).get("commit")}
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise MechClaimsError(f"{p}: not a mechclaims summary.json ({type(e).__name__}: {e}); pass the "
                                   f"summary.json of a run (artifacts/summary.json is the latest).") from None
@@ -84,11 +91,14 @@ def record_outcomes(summaries: Iterable[str | os.PathLike], claims_dir: str | os
                 continue
             module, name = rec["test_id"].split("::")[0], rec["test_id"].split("::")[-1]
             seen.setdefault(module, set()).add(name)
+            if rec.get("design") and rec.get("role", "claim") == "claim":
+                designs.setdefault(module, {})[str(rec["claim"])] = {**rec["design"], **run}
             if rec["outcome"] != DEFAULT[rec.get("role", "claim")]:
                 by_module.setdefault(module, {})[name] = {"outcome": rec["outcome"], "reason": reason(rec)}
     done = []
     for module, names in seen.items():
         f = expected_file(module, claims_dir)
+        _record_designs(f.with_name(f.stem + ".designs.yml"), designs.get(module, {}), new_design)
         try:
             old = yaml.safe_load(f.read_text(encoding="utf-8")) if f.exists() else {}
         except yaml.YAMLError as e:
@@ -101,3 +111,18 @@ def record_outcomes(summaries: Iterable[str | os.PathLike], claims_dir: str | os
                      fix="pass --claims-dir with a writable folder of claim modules")
         done.append((f, len(by_module.get(module, {})), len(names)))
     return done
+
+
+def _record_designs(f: Path, new: dict[str, dict], new_design: bool) -> None:
+    if not new:
+        return
+    old = (yaml.safe_load(f.read_text(encoding="utf-8")) or {}) if f.exists() else {}
+    changed = [f"{c}: {old[c].get('hash')} -> {d['hash']}" for c, d in new.items()
+               if c in old and old[c].get("hash") != d["hash"]]
+    if changed and not new_design:
+        raise MechClaimsError(f"{f}: the design of {'; '.join(changed)} changed since its outcomes were recorded. A "
+                              f"changed rule, threshold, SESOI or alpha is a new claim design: rename the claim, or "
+                              f"pass --new-design to record these outcomes under the new design (and say in its "
+                              f"post_hoc field why, if it follows a run on the same stimuli).")
+    atomic_write(f, yaml.safe_dump(dict(sorted({**old, **new}.items())), width=120, sort_keys=False),
+                 fix="pass --claims-dir with a writable folder of claim modules")

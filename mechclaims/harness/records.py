@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from mechclaims.errors import ArtifactsWriteError, MechClaimsError, NonFiniteActivationError
+from mechclaims.verdict.design import designs_of
 from mechclaims.harness.session import SESSION
 from mechclaims.verdict.expected import expected_for
 from mechclaims.verdict.outcome import DEFAULT_EXPECTED
@@ -114,7 +115,14 @@ def report_row(item: pytest.Item, call: pytest.CallInfo, rep: pytest.TestReport)
                 "baseline": "created" if NEW_BASELINE in item.stash else None,
                 "reason": _reason(rep), "drift": item.stash.get(DRIFT, []),
                 "statement": _statement(item), "model_layers": _model_layers(item, params.get("mc_model")),
+                "design": _design(item),
             }))
+
+
+def _design(item: pytest.Item) -> dict[str, str] | None:
+    """The claim's declared design (``DESIGNS`` in its module): hash, date stated, and why it is post hoc if it is."""
+    d = designs_of(getattr(item, "module", None)).get(claim_name(item))
+    return None if d is None else {"hash": d.hash(), "stated": d.stated, "post_hoc": d.post_hoc}
 
 
 def _model_layers(item: pytest.Item, model: Any) -> int | None:

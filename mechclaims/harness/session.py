@@ -28,6 +28,7 @@ from mechclaims.harness.options import check_layers, worker_count
 from mechclaims.harness.pool import ModelPool
 from mechclaims.harness.settings import Settings
 from mechclaims.store.runs import DEFAULT_KEEP, Run
+from mechclaims.versions import git_commit
 
 WORKER_KEY = "mechclaims_run_dir"
 SESSION = pytest.StashKey["Session"]()
@@ -74,6 +75,8 @@ class Session:
     claim_items: int = 0
     mutated: list[str] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
+    store_lines: list[str] = field(default_factory=list)  # what the end-of-run store eviction removed
+    commit: str | None = None  # the checkout's commit when the run started (summary.json environment)
     _old_handlers: dict[int, Any] = field(default_factory=dict)
     _log: TerminalHandler | None = None
 
@@ -122,6 +125,7 @@ class Session:
             self.run = Run(self.settings.artifacts).start()
             self.run_dir = self.run.dir
             self._install_signal_handlers()
+            self.commit = git_commit(".")  # at the start: a run that writes baselines must not call itself dirty
         self.settings.run_dir = self.run_dir
         return self.run_dir
 
@@ -226,6 +230,8 @@ class Session:
         if self.settings is not None and not hasattr(self.config, "workerinput"):
             with self._held():
                 self.finish(session, exitstatus)
+        if self.pool is not None:  # every process that wrote to a store keeps it within its budget
+            self.store_lines = self.pool.prune_stores()
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         from mechclaims.harness.terminal import summary_lines  # local: the report wing is read only at the end
@@ -271,7 +277,7 @@ class Session:
             return {}
         complete = not why
         try:
-            summary = build_summary(self.records, self.settings, self.pool)
+            summary = build_summary(self.records, self.settings, self.pool, commit=self.commit)
         except Exception as e:  # a bug must not cost the records: keep them, say why the rest is missing
             summary = {"records": self.records, "summary_error": f"{type(e).__name__}: {e}"}
         summary.update({"interrupted": not complete, "complete": complete, "reason": "; ".join(why),

@@ -30,6 +30,8 @@ def summary_lines(session: Any) -> Iterator[tuple[str, str | None]]:
         yield (f"mechclaims: statistics read from the cache for {store.hits} result(s), computed for "
                f"{store.misses} (same weights, stimuli, options, library and code versions); "
                f"--mc-statistics-cache refresh recomputes them.", None)
+    for line in getattr(session, "store_lines", []):
+        yield f"mechclaims: {line}", None
     if res.get("error"):
         yield f"mechclaims: ERROR: {res['error']}", "red"
     elif res.get("interrupted"):

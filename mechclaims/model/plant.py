@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from mechclaims.datasets.patching import TokenizedPairs
+from mechclaims.datasets.patching import TokenizedPairs, answer_partners  # noqa: F401  (re-exported)
 from mechclaims.model.plant_channel import plant_gender_channel
 from mechclaims.model.plant_core import PlantInfo, finish, mlp_parts, param_name, planted_copy
 from mechclaims.model.plant_ged import plant_ged_context, plant_ged_token
@@ -88,21 +88,6 @@ def plant_silent_mlp(lm: LoadedModel, layer: int, size: float = 0.0) -> LoadedMo
             out.bias.mul_(size)
     edited = [param_name(new.model, t) for t in (out.weight, getattr(out, "bias", None)) if t is not None]
     return finish(new, lm, PlantInfo("silent_mlp", layer, float(size), edited), f"silent_mlp@L{layer}:s{size:g}")
-
-
-def answer_partners(tp: TokenizedPairs, rows: Sequence[int], seed: int = 0) -> np.ndarray:
-    """The confound of the patching claim's unrelated-source control, on the stimuli side: for each pair in ``rows``,
-    another pair of the same token length whose *clean* prompt has the same target, from another frame and name
-    (-1 where none). Patching that clean prompt's final residual into the corrupt prompt copies a source that
-    carries the clean answer, so on a model whose final residual carries the answer (:func:`plant_patching`) the
-    control's rule passes. The claim's own partners carry the base prompt's answer, which is why its control fails."""
-    rng, out = np.random.default_rng(seed), []
-    for i in rows:
-        p = tp.pairs[i]
-        cand = [j for j in range(len(tp.pairs)) if j != i and tp.length[j] == tp.length[i]
-                and tp.target[j] == tp.target[i] and tp.pairs[j].group != p.group]
-        out.append(int(rng.choice(cand)) if cand else -1)
-    return np.array(out, int)
 
 
 def edited_names(lm: LoadedModel) -> set[str]:

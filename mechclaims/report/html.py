@@ -24,7 +24,7 @@ from mechclaims.verdict.outcome import counts
 MAX_IMAGE_BYTES = 2_000_000      # one figure above this is linked, not embedded
 MAX_TOTAL_BYTES = 25_000_000     # keeps a many-layer, many-model run openable in a browser
 MAIN_FIGURES = 6                 # figures (or cross-model figure rows) shown per claim before "more figures"
-OUTCOMES = ("supported", "confounded", "refuted", "inconclusive", "failed", "passed", "partial", "skipped", "error")
+OUTCOMES = ("supported", "confounded", "negligible", "refuted", "inconclusive", "failed", "passed", "partial", "skipped", "error")
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1180px;
@@ -37,7 +37,7 @@ th{background:#eef2f6;font-weight:600}td.num{text-align:right;font-variant-numer
 .o{display:inline-block;border-radius:3px;padding:0 6px;font-weight:600;font-size:12px}
 .o-supported{background:#d8f3dc;color:#1b5e20}.o-error,.o-broken{background:#fbd5d5;color:#8a1c1c}
 .o-confounded{background:#f6c6f0;color:#6d1361}.o-refuted{background:#ffe8b3;color:#7a4b00}
-.o-inconclusive,.o-partial{background:#e3ecf7;color:#2d4a6b}.o-failed{background:#e8f1e9;color:#2f5d34}
+.o-negligible{background:#fff4d6;color:#6b5500}.o-inconclusive,.o-partial{background:#e3ecf7;color:#2d4a6b}.o-failed{background:#e8f1e9;color:#2f5d34}
 .o-passed{background:#f6c6f0;color:#6d1361}.o-skipped{background:#e6e8eb;color:#4a525c}.claim{background:#fff;border:1px solid #e2e7ed;border-radius:6px;
  padding:4px 16px 12px;margin:18px 0}.control{border-left:4px solid #9db4cf;padding-left:12px;margin-top:14px}
 .meta{color:#56606b}.rule{background:#f3f6f9;border-left:3px solid #9db4cf;padding:4px 10px;margin:4px 0}

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mechclaims.store.runs import loads
+
 
 def load_env(d: Path) -> dict[str, Any]:
     status = {}
@@ -28,7 +30,7 @@ def load_env(d: Path) -> dict[str, Any]:
     if not s.exists():
         env.update(supported=False, reason=env["reason"] or f"no summary.json in {d}")
         return env
-    summary = json.loads(s.read_text())
+    summary = loads(s.read_text())  # strict JSON: non-finite numbers are null plus a "nonfinite" map
     env["environment"] = summary.get("environment", {})
     env["fingerprints"] = summary.get("model_fingerprints", {})
     env["records"] = {r["test_id"]: r for r in summary.get("records", [])}

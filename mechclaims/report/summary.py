@@ -22,13 +22,17 @@ def _layer_key(layer: Any) -> Any:
     return int(layer) if isinstance(layer, (int, float)) or str(layer).lstrip("-").isdigit() else str(layer)
 
 
+DECIDED = ("supported", "confounded", "negligible", "refuted", "inconclusive")
+
+
 def build_outcomes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """summary.json ``outcomes``: one entry per claim and model.
 
     ``outcome``/``expected`` come from the claim's model-level test; ``layers`` holds the per-layer tests'
     outcomes; ``controls`` the outcome of each control the claim declares (from the claim test's gating, else from
     the control tests linked to it by ``control_of``). A claim whose model-level test did not run (``-k`` picked
-    layers only) gets the aggregate of its layers only when its ``aggregate`` mode is declared and every layer ran;
+    layers only) gets the aggregate of its layers only when its ``aggregate`` mode is declared and every layer of the model ran
+    (the records' ``model_layers``);
     otherwise its outcome says ``partial``. Claims not applicable to a model (skipped for its kind) are left out.
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -54,10 +58,14 @@ def build_outcomes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             agg = next((r.get("aggregate") for r in rs if r.get("aggregate")), None)
             layer_outcomes = list(per.values())
-            known = all(o in ("supported", "confounded", "refuted", "inconclusive") for o in layer_outcomes)
-            outcome = aggregate(layer_outcomes, agg) if agg and known and layer_outcomes else "partial"
+            known = all(o in DECIDED for o in layer_outcomes)
+            depth = next((r.get("model_layers") for r in rs if r.get("model_layers")), None)
+            # every layer of the model must have run: a -k slice of 2 of 30 layers is not the model's outcome
+            every = depth is not None and set(per) == set(range(int(depth)))
+            outcome = aggregate(layer_outcomes, agg) if agg and known and every else "partial"
             expected = None
-        out.append({"claim": claim, "model": model, "outcome": outcome, "expected": expected,
+        design = next((r.get("design") for r in rs if r.get("design")), None)
+        out.append({"claim": claim, "model": model, "outcome": outcome, "expected": expected, "design": design,
                     "controls": controls, "layers": {str(k): v for k, v in sorted(per.items(), key=lambda kv: (str(type(kv[0])), kv[0]))}})
     return out
 
@@ -79,12 +87,13 @@ def terminal_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def build_summary(records: list[dict[str, Any]], settings: Any, pool: Any) -> dict[str, Any]:
+def build_summary(records: list[dict[str, Any]], settings: Any, pool: Any, commit: str | None = None) -> dict[str, Any]:
     """summary.json's content: records sorted by test id (so serial and xdist runs match), the outcomes per claim
     and model, the environment and the drift rows. The run folder (mechclaims.store.runs) adds how the run ended."""
     recs = sorted(records, key=lambda r: str(r["test_id"]))
     return {"environment": {**library_versions(), "device": settings.device, "dtype": settings.dtype,
-                            "seed": settings.seed, "permutations": settings.permutations},
+                            "seed": settings.seed, "permutations": settings.permutations,
+                            "commit": commit},
             "models": settings.models, "records": recs, "outcomes": build_outcomes(recs),
             "model_fingerprints": {n: m.fingerprint for n, m in pool.loaded().items()},
             "claims": {r["claim"]: r.get("statement", {}) for r in recs if r.get("statement")},

@@ -33,7 +33,7 @@ def gamma_control(ref: GEDLayer, others: Mapping[float, GEDLayer], *, alpha: flo
     testable = d0 is not None and all(d is not None for d in ds.values())
     return Verdict(claim="ged_gamma_instability", statistic_name="n_gammas_changing_decision",
                    statistic=float(len(changed)), rule=f"the layer's decision at gamma={ref.gamma} changes at gamma in "
-                   f"{sorted(others)}", passed=bool(changed), role="control", testable=testable,
+                   f"{sorted(others)}", passed=bool(changed), role="control", kind="robustness", testable=testable,
                    details={f"decision_gamma_{g}": float(d) if d is not None else float("nan")
                             for g, d in {ref.gamma: d0, **ds}.items()},
                    reason=f"decision changes at gamma {changed}" if changed else "")

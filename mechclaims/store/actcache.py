@@ -204,6 +204,10 @@ class ActivationStore:
                 raise ValueError("checksum mismatch (truncated or modified)")
             with np.load(npz, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
+            try:
+                os.utime(man)  # the entry's last use, for least-recently-used eviction (store.hygiene)
+            except OSError:
+                pass
             return _decode(meta["tree"], arrays)
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
             self.rebuilt += 1

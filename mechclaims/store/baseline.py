@@ -101,7 +101,7 @@ def format_mismatch(path: Path, rows: list[dict[str, Any]], keys: list[str], env
         lines.append(f"abs error: max {np.nanmax(errs):.4g}, mean {np.nanmean(errs):.4g}, median {np.nanmedian(errs):.4g}")
         lines.append(f"{'number':<32} {'baseline':>12} {'obtained':>12} {'abs err':>10} {'rel err':>10}  tolerance")
         for r in rows[:limit]:
-            lines.append(f"{r['key'][:32]:<32} {r['baseline']!s:>12.12} {r['obtained']!s:>12.12} {r['abs']:>10.3g} "
+            lines.append(f"{r['key'][:32]:<32} {_num(r['baseline']):>12} {_num(r['obtained']):>12} {r['abs']:>10.3g} "
                          f"{r['rel']:>10.3g}  rtol={r['tol']['rtol']:g} atol={r['tol']['atol']:g}")
         if len(rows) > limit:
             lines.append(f"... and {len(rows) - limit} more")
@@ -167,3 +167,8 @@ def check(request: Any, path: Path, numbers: Mapping[str, float], env: Mapping[s
         raise write_error(where, e, "pass a writable --mc-baselines-dir (the obtained copy goes to "
                                     "--mc-artifacts-dir)") from None
     return False
+
+
+def _num(x: object) -> str:
+    """A number in 12 characters that keeps its exponent (``!s:.12`` cut 5.98e-06 to '5.9843240922')."""
+    return f"{x:.6g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)[:12]

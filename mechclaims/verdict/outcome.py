@@ -25,15 +25,25 @@ CONTROL_OUTCOMES = ("failed", "passed", "inconclusive")
 DEFAULT_EXPECTED = {"claim": "supported", "control": "failed"}
 
 
-def decide(passed: bool, testable: bool, absent: bool, controls: Mapping[str, str]) -> str:
+def decide(passed: bool, testable: bool, absent: bool, controls: Mapping[str, str],
+           robustness: Iterable[str] = ()) -> str:
     """The claim outcome from its rule (``passed``), whether it could be tested, whether absence was shown (the effect
     inside the smallest effect of interest, or the opposite effect), and its controls' outcomes (``failed`` /
-    ``passed`` / ``inconclusive``). A rule that passes with its effect shown inside the SESOI is ``negligible``."""
+    ``passed`` / ``inconclusive``). A rule that passes with its effect shown inside the SESOI is ``negligible``.
+
+    ``robustness`` names the controls that check the decision's robustness, not a confound (e.g. GED's decision
+    changing with the regularisation): one that passes makes the outcome ``inconclusive`` (the evidence, for or
+    against, depends on an arbitrary setting), never ``confounded``."""
     bad = [c for c in controls.values() if c not in CONTROL_OUTCOMES]
     if bad:
         raise ValueError(f"control outcomes must be one of {CONTROL_OUTCOMES}, got {bad}")
     if not testable:
         return "inconclusive"
+    robust = set(robustness)
+    if any(c == "passed" for k, c in controls.items() if k in robust):
+        return "confounded" if passed and any(c == "passed" for k, c in controls.items() if k not in robust) \
+            else "inconclusive"
+    controls = {k: c for k, c in controls.items() if k not in robust}
     if passed:
         if any(c == "passed" for c in controls.values()):
             return "confounded"
@@ -52,7 +62,8 @@ def control_outcome(passed: bool, testable: bool) -> str:
     return "passed" if passed else "failed"
 
 
-def aggregate(outcomes: Iterable[str], mode: str = "all", controls: Mapping[str, str] | None = None) -> str:
+def aggregate(outcomes: Iterable[str], mode: str = "all", controls: Mapping[str, str] | None = None,
+              robustness: Iterable[str] = ()) -> str:
     """A model-level outcome from per-unit (per-layer) outcomes, gated on the model-level ``controls`` too.
 
     ``all``: the claim is that every unit holds (intersection-union): supported only if every unit is; refuted if
@@ -78,7 +89,7 @@ def aggregate(outcomes: Iterable[str], mode: str = "all", controls: Mapping[str,
     else:
         out = next((x for x in ("confounded", "negligible") if x in o), "inconclusive")
     if out == "supported" and controls:
-        return decide(True, True, False, controls)
+        return decide(True, True, False, controls, robustness)
     return out
 
 

@@ -64,6 +64,9 @@ class Verdict:
     absence: str = ""  # how absence was (or was not) shown, in words with the numbers
     testable: bool = True  # False: nothing selected, a failed precondition, a non-finite number -> inconclusive
     role: str = "claim"  # "claim" or "control"
+    # A control's kind: "confound" (it passes -> the claim is confounded) or "robustness" (it passes -> the decision
+    # depends on an arbitrary setting -> inconclusive; mechclaims.verdict.outcome.decide).
+    kind: str = "confound"
     controls: dict[str, Any] = field(default_factory=dict)  # control name -> its Verdict (or its outcome)
     # A model-level verdict of a per-layer claim: its outcome is the aggregate ("all" or "any") of the layers'
     # outcomes, each already gated on its own controls (mechclaims.verdict.outcome.aggregate).
@@ -95,9 +98,10 @@ class Verdict:
         inconclusive. A model-level verdict (``aggregate`` set) is gated on its layers and on its own controls."""
         if self.role == "control":
             return control_outcome(self.passed, self.testable)
+        robust = [k for k, v in self.controls.items() if isinstance(v, Verdict) and v.kind == "robustness"]
         if self.aggregate is not None:
-            return _aggregate(self.layers.values(), self.aggregate, self.control_outcomes())
-        return decide(self.passed, self.testable, self.absent, self.control_outcomes())
+            return _aggregate(self.layers.values(), self.aggregate, self.control_outcomes(), robust)
+        return decide(self.passed, self.testable, self.absent, self.control_outcomes(), robust)
 
     def control_outcomes(self) -> dict[str, str]:
         return {k: (v.outcome if isinstance(v, Verdict) else str(v)) for k, v in self.controls.items()}
