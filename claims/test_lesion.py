@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mechclaims.claim import StimuliSet, Verdict, across_layers, control_tests
+from mechclaims.claim import Design, StimuliSet, Verdict, across_layers, control_tests
 from mechclaims.datasets.lesion import (MASK, fill_mask, load_causal_pairs, load_masked_pairs, pair_sides,
                                         pairs_hash, split_by_name)
 from mechclaims.errors import StimuliError
@@ -70,6 +70,21 @@ STIMULI = {"lesion_causal": StimuliSet("../fixtures/lesion_causal.jsonl", load_c
            "lesion_masked": StimuliSet("../fixtures/lesion_masked.jsonl", load_masked_pairs, pairs_hash)}
 TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 forward passes; deciding numbers carry tighter ones (lesion_heldout.guard)
 EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
+_RULE = ("per layer, both sides: the side's set (selected on training pairs) ablated to the pair mean on both prompts of "
+         "every held-out pair lowers the pair task contrast beyond sign flips (Besag-Clifford p <= alpha / n_layers, "
+         "h 10, at most FLIPS flips); inside +-SESOI by TOST: negligible; opposite or inside without significance: "
+         "refuted; precondition: the paired sign test; model: some layer supported")
+_POST_HOC = "round three (issue 27): a new design prescribed by the issue after the old design's runs on these stimuli"
+_THRESH = {"k": K, "test_fraction": TEST_FRACTION, "flips": FLIPS, "h": 10}
+# Pre-registration (mechclaims.verdict.design): what decides, hashed (tests/test_preregistration.py).
+DESIGNS = {**{f"mlp_lesion_{r}": Design(rule=f"rule {r}; " + _RULE, alpha=ALPHA, sesoi=SESOI, thresholds=_THRESH,
+                                        stated="2026-12-07", post_hoc=_POST_HOC) for r in ("contrast", "contribution")},
+           "mlp_lesion_masked": Design(rule="rule contrast at [MASK]; " + _RULE, alpha=ALPHA, sesoi=SESOI,
+                                      thresholds=_THRESH, stated="2026-12-07", post_hoc=_POST_HOC),
+           "lesion_clean_preference": Design(rule="one-sided sign test on c_i = LD_own(first) + LD_own(second) over "
+                                                  "held-out pairs, p < alpha; refuted: the other direction, p < alpha",
+                                             alpha=ALPHA, sesoi=None, thresholds={"test_fraction": TEST_FRACTION},
+                                             stated="2026-12-07", post_hoc=_POST_HOC)}
 
 
 def causal(ctx) -> bool:
