@@ -69,7 +69,7 @@ def lesion(args, tmp: str) -> None:
                                                                              unrelated=args.size),
               plant_lesion_prior(twin, args.layer, args.size)):
         ctx = context(m, T, tmp, args.null_sets)
-        print(m.name, {s: round(v["p"], 4) for s, v in T.preconditions(ctx).items()}, "(precondition p per side)")
+        print(m.name, round(T.preconditions(ctx)["p"], 4), "(paired precondition p)")
         for layer in range(m.n_layers):
             for rule, v in T.layer_results(ctx, layer).items():
                 show(f"layer {layer} {rule}", v)
