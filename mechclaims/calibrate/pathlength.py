@@ -31,7 +31,8 @@ import numpy as np
 
 from mechclaims.calibrate.bound import Size
 from mechclaims.calibrate.pathlength_null import PHIS, simulate
-from mechclaims.stats.pathlength_serial import path_length_rule
+from mechclaims.stats.pathlength_serial import path_length_rule, size_difference_rule
+from mechclaims.stats.pathlength_sizes import ModelPath
 from mechclaims.stats.serial import partial_rho, position_basis
 
 ALPHA = 0.05        # the claim's deciding level (one test per model)
@@ -112,6 +113,26 @@ def sizes(n_runs: int | None = None, seed: int = 0, **kw) -> list[Size]:
     return [s for c in cells(n_runs, seed, **kw) for s in cell_sizes(c, alpha)]
 
 
+def size_difference_sizes(n_runs: int = 500, seed: int = 0, *, phis: tuple[float, ...] = PHIS,
+                          trends: tuple[str, ...] = TRENDS, alpha: float = ALPHA,
+                          rule: Rule = size_difference_rule) -> list[Size]:
+    """The across-sizes rule (paired document jackknife of delta rho) under the structured null: two "models" read
+    the same 12 documents (their own lengths and noise), share per-document slopes of random sign (the pairing,
+    ``slope_sd``) and the position trend, and have the same mean slope (0), so delta = 0."""
+    out = []
+    for trend in trends:
+        for phi in phis:
+            rng = np.random.default_rng([seed, int(100 * phi), TRENDS.index(trend) if trend in TRENDS else 9, 5])
+            k = 0
+            for _ in range(n_runs):
+                tau = SLOPE_SD * rng.normal(size=12)
+                a, b = (simulate(rng, phi=phi, trend=trend, slopes=tau) for _ in range(2))
+                pa, pb = (ModelPath.from_arrays(n, d.x[:, None], d.y, d.pos, d.doc) for n, d in (("a", a), ("b", b)))
+                k += bool(rule(pa, pb, alpha=alpha, bootstrap=False).passed)
+            out.append(Size(f"across sizes: delta rho jackknife phi={phi:g} trend={trend}", k, n_runs, alpha))
+    return out
+
+
 @dataclass(frozen=True)
 class PowerRow:
     """Power of the whole rule at one planted slope: population rho, mean estimate, power, JK coverage."""
@@ -165,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=N_RUNS)
     ap.add_argument("--perm", type=int, default=N_PERM)
     ap.add_argument("--power-runs", type=int, default=200)
+    ap.add_argument("--size-runs", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="")
     a = ap.parse_args(argv)
@@ -172,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     cs = cells(a.runs, a.seed, n_perm=a.perm, log=lambda s: print(s, flush=True))
     table = [s for c in cs for s in cell_sizes(c)]
     for s in table:
+        print(("ok   " if s.ok else "FAIL ") + s.explain(), flush=True)
+    diff = size_difference_sizes(a.size_runs, a.seed)
+    for s in diff:
         print(("ok   " if s.ok else "FAIL ") + s.explain(), flush=True)
     rows, mde = power(a.power_runs, a.seed)
     for r in rows:
@@ -183,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         with open(a.out, "w") as f:
             json.dump({"alpha": ALPHA, "runs": a.runs, "n_perm": a.perm, "slope_sd": SLOPE_SD,
                        "cells": [asdict(c) for c in cs], "sizes": [s.row() for s in table],
+                       "across_sizes": [s.row() for s in diff],
                        "power": [asdict(r) for r in rows], "mde": {str(k): v for k, v in mde.items()},
                        "seconds": time.perf_counter() - t0}, f, indent=1)
 

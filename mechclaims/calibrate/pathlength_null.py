@@ -52,8 +52,9 @@ def ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
 
 def simulate(rng: np.random.Generator, *, phi: float, trend: str = "exp8", G: int = 12, min_len: int = 150,
              max_len: int = 350, amplitude: float = 2.0, between: float = 1.0, effect: float = 0.0,
-             slope_sd: float = 0.0) -> Docs:
-    """One corpus as described in the module docstring."""
+             slope_sd: float = 0.0, slopes: np.ndarray | None = None) -> Docs:
+    """One corpus as described in the module docstring; ``slopes`` (``[G]``) fixes the per-document ``b_g`` (two
+    "models" reading the same documents share them: the pairing of the across-sizes test)."""
     f_trend = TRENDS[trend]
     xs, ys, ps, ds = [], [], [], []
     for g in range(G):
@@ -61,7 +62,7 @@ def simulate(rng: np.random.Generator, *, phi: float, trend: str = "exp8", G: in
         pos = np.arange(n, dtype=float)
         f = between * rng.normal()
         u, v = ar1(rng, n, phi), ar1(rng, n, phi)
-        b = effect + slope_sd * rng.normal()
+        b = effect + slope_sd * rng.normal() if slopes is None else float(slopes[g])
         t = amplitude * f_trend(pos)
         xs.append(f + t + u)
         ys.append(f + t + b * u + v)

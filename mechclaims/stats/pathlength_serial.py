@@ -33,7 +33,7 @@ from mechclaims.stats.pathlength import CLAIM, SESOI
 from mechclaims.stats.pathlength_sizes import SESOI as SIZES_SESOI
 from mechclaims.stats.pathlength_sizes import ModelPath, size_difference
 from mechclaims.stats.serial import (
-    _codes, _orth, _prepare, _resid, covariate_block, jackknife, lag1, partial_rho, position_basis, shift_freedman_lane)
+    _codes, _orth, _prepare, _resid, covariate_block, jackknife, lag1, partial_rho, position_basis, ranks, shift_freedman_lane)
 from mechclaims.stats.within_doc import partial_rho as linear_partial_rho
 from mechclaims.verdict import Verdict
 
@@ -87,7 +87,7 @@ def path_length_rule(steps: np.ndarray, target_logprob: np.ndarray, target_logit
     take = {name: (None if a is None else np.asarray(a)[k]) for name, a in arrays.items()}
     docs, pos = take["doc_ids"], pos_all[k]
     s, y, logit = s[k], take["target_logprob"].astype(float), take["target_logit"].astype(float)
-    z = covariate_block(pos, take["covariates"])
+    z = covariate_block(pos, take["covariates"], docs)
     total = s.sum(axis=1)
     n_docs = len(np.unique(docs))
     rule = (f"two-sided: within-document partial Spearman rho(total path length, log p(correct next) | cubic spline "
@@ -114,6 +114,7 @@ def path_length_rule(steps: np.ndarray, target_logprob: np.ndarray, target_logit
         "pooled_partial_rho": pooled_partial_rho(total, y, z), "spearman_rho": _spearman(total, y),
         "spearman_rho_path_position": _spearman(total, pos),
         "partial_rho_linear_position": float(linear_partial_rho(total, y, pos, docs)[0]),
+        "partial_rho_all_token_ranks": float(partial_rho(total, y, z, docs, within="all")[0]),
         "partial_rho_logit": float(partial_rho(total, logit, z, docs)[0]),
         "lag1_path_residual": lag_x, "lag1_logprob_residual": lag_y}
     xs = {"last_step_prenorm": s[:, -1]}
@@ -125,7 +126,7 @@ def path_length_rule(steps: np.ndarray, target_logprob: np.ndarray, target_logit
     for layer, r in enumerate(partial_rho(s, y, z, docs)):
         details[f"partial_rho_step_L{layer}"] = float(r)
     if target_ids is not None:  # BPE ids rise with merge order: a rough frequency proxy (reported, never decides)
-        zt = np.column_stack([z, stats.rankdata(take["target_ids"].astype(float))])
+        zt = np.column_stack([z, ranks(take["target_ids"], docs)])
         est, se_t, ci_t = jackknife(total, y, zt, docs, alpha)
         details.update(partial_rho_ctrl_target_id=est, partial_rho_ctrl_target_id_ci_low=float(ci_t[0]),
                        partial_rho_ctrl_target_id_ci_high=float(ci_t[1]))

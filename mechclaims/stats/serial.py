@@ -1,23 +1,31 @@
-"""Within-document partial Spearman rho for serially dependent tokens: a spline position basis, a Freedman-Lane test
-whose null keeps the autocorrelation (circular shifts within documents), and the document jackknife on that basis.
+"""Within-document partial Spearman rho for serially dependent tokens: a spline position basis, ranks within
+documents, a Freedman-Lane test whose null keeps the autocorrelation (circular shifts within documents), and the
+document jackknife on that basis.
 
-Estimand (unchanged from ``mechclaims.stats.within_doc``): ranks of x and y over all tokens, demeaned within each
-document (document fixed effects), residualized on the covariates ``z``; rho is the correlation of the residuals.
-What changes is the covariate and the null:
+Estimand: the association of x and y *within* documents beyond position: ranks of x and y, demeaned within each
+document (document fixed effects), residualized on the covariates ``z``; rho is the correlation of the residuals
+(``mechclaims.stats.within_doc``'s construction). Three changes, each measured:
 
 - ``position_basis``: position enters as a cubic B-spline in log(1 + position), 8 knots uniform in log between the
-  smallest and largest position (9 columns without the bias column; the document means take the constant).
-  Why log: position effects in LMs are fast at the start of a document and slow later; knots at positions about
-  1, 3, 6, 13, 28, 63, 143, 325 (for positions 1..325) put the resolution where the trend moves. Measured
-  (tests/test_stats_serial.py): exp(-pos/8) keeps 0.08% of its within-document variance after the basis and 35%
-  after a line; 1 - exp(-pos/60) keeps 0.003% and 5%. 5 knots keep 1.2% of exp(-pos/8); 12 knots gain nothing that
-  matters and cost 4 more columns. The basis is a design, not a random variable: it is used as given, never ranked
-  (``within_doc`` ranks every z column; ranking a B-spline column bends it into another shape).
+  smallest and largest position (knots at positions 1, 3, 8, 17, 36, 76, 159, 332 for positions 1..349), 9 columns
+  without the bias column (the document means take the constant). Why log: position effects in LMs are fast at the
+  start of a document and slow later, so the resolution goes where the trend moves. Share of a trend's
+  within-document variance left after partialling out (12 documents of 150-350 tokens): exp(-pos/8): a line 84%,
+  this basis 1.4e-5 (5 knots 5e-4, 12 knots 8e-8); 1 - exp(-pos/60): a line 28%, this basis 1.7e-6. The basis is a
+  design, not a random variable: it is used as given, never ranked (``within_doc`` ranks every z column, which bends
+  a B-spline column into another shape).
+- ranks are taken *within each document* (scaled by n_doc + 1) by default, not over all tokens. With ranks over all
+  tokens, a document whose level is high sits where the pooled rank transform is compressed, so a shared position
+  trend reaches the ranks with a document-specific amplitude, in x and y alike, which no shared basis removes.
+  Population bias of rho (1,500 documents, phi 0, trend amplitude 2 SD, minus the no-trend value of the same draw):
+  over all tokens +0.002 (exp(-pos/8), document-mean SD 1) to +0.025 (1 - exp(-pos/60), SD 3); within documents
+  below 0.001 in all four. On data without documents' shifts or trends the two agree (0.189 vs 0.186 at a planted
+  0.19, same SD). ``within="all"`` gives the old ranks.
 - ``shift_freedman_lane``: Freedman & Lane (1983) with the reduced-model residuals of y *circularly shifted* within
   each document, one uniform random offset per document per draw, instead of permuted. A shift keeps each
   document's residual series, and so its autocorrelation, intact except at one wrap point; a permutation destroys it,
-  which made the null too narrow (rejection 0.54 at AR(1) phi 0.9 for nominal 0.05). Tokens must be in document
-  order within each document (as the capture writes them); documents may have different lengths.
+  which made the null too narrow (rejection 0.52 at AR(1) phi 0.9 for nominal 0.05, scripts/pathlength_defects.py).
+  Tokens must be in order within each document (as the capture writes them); documents may differ in length.
 
 Falsified by: a rejection rate above alpha under autocorrelated nulls with a shared non-linear position trend
 (``mechclaims.calibrate.pathlength`` measures it per AR(1) phi and trend shape).
@@ -30,6 +38,7 @@ from sklearn.preprocessing import SplineTransformer
 
 N_KNOTS = 8
 DEGREE = 3
+RANKS = "document"
 
 
 def position_basis(positions: np.ndarray, *, n_knots: int = N_KNOTS, degree: int = DEGREE) -> np.ndarray:
@@ -45,16 +54,17 @@ def position_basis(positions: np.ndarray, *, n_knots: int = N_KNOTS, degree: int
     return st.fit_transform(u)
 
 
-def rank_columns(a: np.ndarray) -> np.ndarray:
-    """Ranks over all tokens, per column: how a genuine covariate (e.g. the target's token id) joins ``z``."""
-    a = np.asarray(a, float)
-    return stats.rankdata(a.reshape(len(a), -1), axis=0)
-
-
-def covariate_block(positions: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
-    """``z`` for this module: the position basis, then each extra covariate's ranks (the Spearman treatment)."""
+def covariate_block(positions: np.ndarray, covariates: np.ndarray | None = None, doc_ids: np.ndarray | None = None,
+                    within: str = RANKS) -> np.ndarray:
+    """``z`` for this module: the position basis, then each extra covariate (e.g. the target's token id) ranked the
+    way x and y are (``ranks``; ``doc_ids`` is needed for ranks within documents)."""
     b = position_basis(positions)
-    return b if covariates is None else np.column_stack([b, rank_columns(covariates)])
+    if covariates is None:
+        return b
+    docs = np.zeros(len(b)) if doc_ids is None else doc_ids
+    if doc_ids is None and within == "document":
+        raise ValueError("ranks within documents need doc_ids")
+    return np.column_stack([b, ranks(covariates, docs, within)])
 
 
 def _codes(doc_ids: np.ndarray) -> np.ndarray:
@@ -78,11 +88,28 @@ def _orth(a: np.ndarray) -> np.ndarray:
     return u[:, keep]
 
 
-def _prepare(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray):
+def ranks(a: np.ndarray, doc_ids: np.ndarray, within: str = RANKS) -> np.ndarray:
+    """Ranks of each column of ``a``: within each document, scaled by ``n_doc + 1`` (``within="document"``), or
+    over all tokens (``"all"``, ``within_doc``'s estimand)."""
+    a = np.asarray(a, float)
+    a = a.reshape(len(a), -1)
+    if within == "all":
+        return stats.rankdata(a, axis=0)
+    if within != "document":
+        raise ValueError(f"ranks within 'document' or 'all', not {within!r}")
+    codes = _codes(doc_ids)
+    out = np.empty_like(a)
+    for d in range(codes.max() + 1):
+        m = codes == d
+        out[m] = stats.rankdata(a[m], axis=0) / (m.sum() + 1)
+    return out
+
+
+def _prepare(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, within: str = RANKS):
     codes = _codes(doc_ids)
     n = len(codes)
-    rx = _demean(stats.rankdata(np.asarray(x, float).reshape(n, -1), axis=0), codes)
-    ry = _demean(stats.rankdata(np.asarray(y, float)), codes)[:, 0]
+    rx = _demean(ranks(np.asarray(x).reshape(n, -1), codes, within), codes)
+    ry = _demean(ranks(y, codes, within), codes)[:, 0]
     q = _orth(_demean(np.asarray(z, float).reshape(n, -1), codes))
     return codes, rx, ry, q
 
@@ -91,9 +118,10 @@ def _resid(v: np.ndarray, q: np.ndarray) -> np.ndarray:
     return v - q @ (q.T @ v)
 
 
-def partial_rho(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray) -> np.ndarray:
+def partial_rho(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, *, within: str = RANKS
+                ) -> np.ndarray:
     """Within-document partial Spearman rho of each column of ``x`` with ``y`` given ``z`` (used as given): ``[k]``."""
-    _, rx, ry, q = _prepare(x, y, z, doc_ids)
+    _, rx, ry, q = _prepare(x, y, z, doc_ids, within)
     ex, ey = _resid(rx, q), _resid(ry, q)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (ex.T @ ey) / (np.linalg.norm(ex, axis=0) * np.linalg.norm(ey))
@@ -114,11 +142,11 @@ def circular_shifts(doc_ids: np.ndarray, n: int, seed: int | np.random.Generator
     return out
 
 
-def shift_freedman_lane(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, n_perm: int, seed: int
-                        ) -> tuple[float, np.ndarray, float]:
+def shift_freedman_lane(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, n_perm: int, seed: int,
+                        *, within: str = RANKS) -> tuple[float, np.ndarray, float]:
     """(observed rho, null draws ``[n_perm]``, two-sided +1 p) for a single x column; ``within_doc.freedman_lane``'s
     signature, with circular shifts of the reduced-model residuals in place of permutations."""
-    codes, rx, ry, q = _prepare(x, y, z, doc_ids)
+    codes, rx, ry, q = _prepare(x, y, z, doc_ids, within)
     ex = _resid(rx[:, 0], q)
     e = _resid(ry, q)  # reduced-model residuals of y: document means and the position basis removed
     nx = np.linalg.norm(ex)
@@ -131,17 +159,18 @@ def shift_freedman_lane(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np
     return obs, null, p
 
 
-def jackknife(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, alpha: float = 0.05
-              ) -> tuple[float, float, tuple[float, float]]:
+def jackknife(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, alpha: float = 0.05, *,
+              within: str = RANKS) -> tuple[float, float, tuple[float, float]]:
     """(estimate, jackknife SE, ``1 - alpha`` t-interval on G - 1 df), leaving out one document at a time; ``z``
     rows travel with their tokens (the basis is built once on all tokens, so its knots do not move)."""
     docs = np.asarray(doc_ids)
     x = np.asarray(x, float).reshape(len(docs), -1)
     y = np.asarray(y, float)
     z = np.asarray(z, float).reshape(len(docs), -1)
-    est = float(partial_rho(x, y, z, docs)[0])
+    est = float(partial_rho(x, y, z, docs, within=within)[0])
     u = np.unique(docs)
-    loo = np.array([partial_rho(x[docs != g], y[docs != g], z[docs != g], docs[docs != g])[0] for g in u])
+    loo = np.array([partial_rho(x[docs != g], y[docs != g], z[docs != g], docs[docs != g], within=within)[0]
+                    for g in u])
     G = len(u)
     se = float(np.sqrt((G - 1) / G * np.sum((loo - loo.mean()) ** 2)))
     t = stats.t.ppf(1 - alpha / 2, G - 1)
