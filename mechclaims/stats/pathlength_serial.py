@@ -1,24 +1,32 @@
-"""Path length vs next-token confidence, with position as a spline and a Freedman-Lane null that keeps the tokens'
-autocorrelation: the rule of ``mechclaims.stats.pathlength.path_length_claim`` restated after review round three.
+"""Path length vs next-token confidence, with position as a spline, ranks within documents, a Freedman-Lane null
+that keeps the tokens' autocorrelation, and a jackknife on effective degrees of freedom: the rule of
+``mechclaims.stats.pathlength.path_length_claim`` restated after review round three (issue 27).
 
 Claim (two-sided, unchanged): within documents, a token's total path length is associated with the model's
-log-probability of the correct next token, beyond what position explains. Statistic (unchanged estimand): the
-within-document partial Spearman rho(total path, log p(correct next) | position), position 0 excluded; ranks over all
-tokens, demeaned within documents. What changed, and why (measured in ``mechclaims.calibrate.pathlength``):
+log-probability of the correct next token, beyond what position explains. Statistic: the within-document partial
+Spearman rho(total path, log p(correct next) | position), position 0 excluded (``mechclaims.stats.serial``). What
+changed, and why (measured; ``scripts/pathlength_defects.py``, ``mechclaims.calibrate.pathlength``):
 
 - position is partialled out as a cubic B-spline in log position (``serial.position_basis``), not a line: a shared
-  exp(-pos/8) trend in path and log p made the old rule pass 0.09-0.11 of null runs;
+  position trend in path and log p (2 SD of exp(-pos/8), AR(1) phi 0.9) made the old rule pass 0.09 of null runs,
+  0.33 at phi 0; 1 - exp(-pos/60): 0.11 and 0.50;
+- ranks are taken within each document, not over all tokens: with document-level means, all-token ranks let a shared
+  trend through with a document-specific amplitude that no shared basis removes (population bias up to +0.025);
 - the Freedman-Lane null circularly shifts the reduced-model residuals within each document
   (``serial.shift_freedman_lane``) instead of permuting them: permutations destroy the tokens' autocorrelation and
-  the old component rejected 0.54 of AR(1) phi 0.9 nulls at nominal 0.05.
+  the old component rejected 0.52 of AR(1) phi 0.9 nulls at nominal 0.05;
+- the jackknife t-interval uses Satterthwaite's df for token-weighted documents (``serial.effective_df``; 10.6 on
+  the bundled passages instead of 11).
 
 Pass rule, at alpha (0.05: one test per model): shift Freedman-Lane p < alpha AND the 1 - alpha document-jackknife
-t-interval (G - 1 df, same spline covariate) excludes 0. Refuted: the 1 - 2 alpha jackknife interval inside +-0.1
-(TOST; smallest effect of interest stated before looking). The rule is an intersection-union test: each component
-is calibrated alone (the other planted non-null) in ``mechclaims.calibrate.pathlength``.
+t-interval excludes 0. Refuted: the 1 - 2 alpha jackknife interval inside +-0.1 (TOST; smallest effect of interest
+stated before looking). The rule is an intersection-union test: each component is calibrated alone, with the other
+planted non-null, in ``mechclaims.calibrate.pathlength``.
 Reported only: the target-id covariate variant (``partial_rho_ctrl_target_id``, with its jackknife interval), the
-old linear-position estimate, the raw logit, the post-norm last step, per-layer steps, the next-token entropy and
-the lag-1 autocorrelation of both residual series. No torch and no file I/O here.
+old linear-position estimate, the all-token-rank estimate, the raw logit, the post-norm last step, per-layer steps,
+the next-token entropy and the lag-1 autocorrelation of both residual series.
+Across sizes (``size_difference_rule``): ``pathlength_sizes.size_difference`` unchanged (paired document jackknife of
+delta rho), each model's rho computed as above. No torch and no file I/O here.
 """
 from __future__ import annotations
 
@@ -33,7 +41,8 @@ from mechclaims.stats.pathlength import CLAIM, SESOI
 from mechclaims.stats.pathlength_sizes import SESOI as SIZES_SESOI
 from mechclaims.stats.pathlength_sizes import ModelPath, size_difference
 from mechclaims.stats.serial import (
-    _codes, _orth, _prepare, _resid, covariate_block, jackknife, lag1, partial_rho, position_basis, ranks, shift_freedman_lane)
+    _codes, _orth, _prepare, _resid, covariate_block, effective_df, jackknife, lag1, partial_rho, position_basis,
+    ranks, shift_freedman_lane)
 from mechclaims.stats.within_doc import partial_rho as linear_partial_rho
 from mechclaims.verdict import Verdict
 
@@ -101,14 +110,15 @@ def path_length_rule(steps: np.ndarray, target_logprob: np.ndarray, target_logit
                               f"the document jackknife needs at least {min_docs} documents. Add passages.")
     rho, null, p = shift_freedman_lane(total, y, z, docs, n_perm, seed + 1)
     _, se, ci = jackknife(total, y, z, docs, alpha)
-    t90 = stats.t.ppf(1 - alpha, n_docs - 1)
+    t90 = stats.t.ppf(1 - alpha, effective_df(docs))
     ci90 = (rho - t90 * se, rho + t90 * se)  # the same jackknife at 1 - 2 alpha, for TOST
     holds = bool(np.isfinite(ci[0]) and (ci[0] > 0 or ci[1] < 0) and p < alpha)
     ab = absence(rho, ci90, sesoi, name="within-document partial rho", alpha=alpha)
     lag_x, lag_y = residual_lag1(total, y, z, docs)
     details: dict[str, float] = {
         "n_tokens": float(len(total)), "n_docs": float(n_docs), "n_layers": float(s.shape[1]),
-        "n_excluded_position": float(n - len(total)), "jackknife_se": se, "ci90_low": float(ci90[0]), "ci90_high": float(ci90[1]),
+        "n_excluded_position": float(n - len(total)), "jackknife_se": se, "jackknife_df": effective_df(docs),
+        "ci90_low": float(ci90[0]), "ci90_high": float(ci90[1]),
         "position_basis_columns": float(position_basis(pos).shape[1]),
         "mean_total_path": float(total.mean()), "mean_logprob": float(y.mean()),
         "pooled_partial_rho": pooled_partial_rho(total, y, z), "spearman_rho": _spearman(total, y),
