@@ -8,8 +8,7 @@ The full table, at the deciding alpha 0.05 with 1,000 runs per cell, is ``python
 Why alpha 0.2 here: at 0.05 a correct rule needs ~1,000 runs to pass reliably (P(pass) 0.89 at a true 0.05), which
 does not fit in a unit test. At alpha 0.2 and 300 runs the checker passes at most 74 rejections: a valid test with
 99 draws (true size 0.19) passes with probability 0.99, and a rule at 2 x alpha (0.4) with probability 2e-8.
-Measured (seed 0): new FL 53/300 = 0.177 (CP upper 0.223, limit 0.3); the same p-values at 2 x alpha 117/300;
-old FL 67/100 = 0.67.
+Measured (seed 0): MEASURED_TBD
 Falsified by: the new component failing the checker, or either bad rule passing it.
 """
 from __future__ import annotations
