@@ -11,7 +11,7 @@ reference: that comparison is what catches a new release that moves a number or 
 
 Each cell is its own virtualenv with torch pinned to the CPU wheel on disk (torch==2.13.0). A cell that cannot load
 a model or lacks a class is written as unsupported, with the reason; the matrix itself never crashes. The
-comparison (python -m mechclaims.matrix) exits non-zero when a verdict flips between environments.
+comparison (python -m mechclaims.report.matrix) exits non-zero when a verdict flips between environments.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # nox may run outside the venv: paths.py needs only stdlib
-from mechclaims.paths import safe_component  # noqa: E402
+from mechclaims.store.paths import safe_component  # noqa: E402
 
 TRANSFORMERS = ["5.23.0", "4.57.6", "4.52.4"]  # newest 5.x, last 4.x, an older minor with GGUF Llama loading
 LATEST = "latest"  # resolved at run time; its cell sits beside the pinned ones
@@ -95,12 +95,12 @@ def tiny_claims(session: nox.Session, transformers: str) -> None:
 @nox.session(venv_backend="none")
 def compare(session: nox.Session) -> None:
     """Claims x environments table, the numbers that moved, and exit 1 on a flipped verdict."""
-    session.run("python", "-m", "mechclaims.matrix", *[str(OUT / f"tf-{v}") for v in CELLS])
+    session.run("python", "-m", "mechclaims.report.matrix", *[str(OUT / f"tf-{v}") for v in CELLS])
 
 
 @nox.session(venv_backend="none")
 def compare_tiny(session: nox.Session) -> None:
-    session.run("python", "-m", "mechclaims.matrix", *[str(OUT / f"tiny-tf-{v}") for v in TINY_TRANSFORMERS])
+    session.run("python", "-m", "mechclaims.report.matrix", *[str(OUT / f"tiny-tf-{v}") for v in TINY_TRANSFORMERS])
 
 
 @nox.session(venv_backend="none")

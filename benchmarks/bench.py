@@ -44,8 +44,8 @@ def run(cmd: list[str], env: dict | None = None, quiet: bool = False) -> tuple[f
 FLOOR = """
 import sys, time
 t = time.perf_counter()
-from mechclaims.models import load_model
-from mechclaims.capture import encode, forward_batches
+from mechclaims.model.load import load_model
+from mechclaims.forward.capture import encode, forward_batches
 from mechclaims.datasets.categories import load_categories
 from mechclaims.datasets.lesion import load_causal_pairs
 from mechclaims.datasets.passages import load_passages
@@ -175,7 +175,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cold:
         w, _, _ = run([PY, "-m", "mechclaims", "prepare", "--cache-dir", cold])
         rows.append(("1 cold start (GGUF conversion, fresh cache)", w, None))
-    w, _, _ = run([PY, "-c", "from mechclaims.models import load_model; load_model('smollm2-135m')"])
+    w, _, _ = run([PY, "-c", "from mechclaims.model.load import load_model; load_model('smollm2-135m')"])
     rows.append(("2 warm load (imports + load)", w, None))
     t = time.perf_counter()
     p = subprocess.run([PY, "-c", FLOOR], cwd=ROOT, capture_output=True, text=True)

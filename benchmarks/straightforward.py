@@ -25,11 +25,11 @@ from mechclaims.datasets.categories import load_categories  # noqa: E402
 from mechclaims.datasets.lesion import load_causal_pairs, split_pairs  # noqa: E402
 from mechclaims.datasets.passages import load_passages  # noqa: E402
 from mechclaims.datasets.pronouns import load_heldout, load_pairs  # noqa: E402
-from mechclaims.models import smollm2_dir  # noqa: E402
+from mechclaims.model.gguf import gguf_dir  # noqa: E402
 
 FIX = "fixtures/"
 torch.set_grad_enabled(False)
-d = smollm2_dir()
+d = gguf_dir("smollm2-135m")
 tok, model = AutoTokenizer.from_pretrained(d), AutoModelForCausalLM.from_pretrained(d).eval()
 layers = model.model.layers
 L = len(layers)

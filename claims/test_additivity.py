@@ -20,98 +20,94 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mechclaims.claim import StimuliSet, Verdict, across_layers, control_tests, controls
+from mechclaims.datasets.passages import load_passages, passages_hash
+from mechclaims.forward.capture import capture, encode
 from mechclaims.plots.additivity import error_profile, reconstruction_scatter
-from mechclaims.residual import layer_terms
 from mechclaims.stats.additivity import TOLERANCE, additivity_verdict
-from mechclaims.outcome import load_expected
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.expected import load_expected
 
 CLAIM = "residual_additivity"
 CONTROLS = {"drop_mlp": {"drop": "mlp"}, "drop_attn": {"drop": "attn"}, "off_by_one": {"offset": 1}}
+STIMULI = {"passages": StimuliSet("../fixtures/passages.jsonl", load_passages, passages_hash)}
+# Residual sites need every token of every passage; the identity is per token, so 4 passages cut to 256 tokens
+# (~100 MB of residuals on the default model) test it as well as all of them would.
+MAX_SEQS, MAX_TOKENS = 4, 256
+TOL = {"rtol": 1e-3, "atol": 1e-5}
+EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
 
-# Recorded outcomes other than the default (claim: supported; control: failed), per test id, with the numbers:
-# claims/expected/<this module>.yml, written by scripts/record_outcomes.py and reviewed like a baseline.
-EXPECTED_OUTCOMES = load_expected(__file__)
+
+def residual_acts(ctx, stimuli_hash: str, n_tokens: int):
+    """Every residual-stream site at every token of the first passages (one capture per model and stimuli)."""
+    lm, sm = ctx.lm, ctx.lm.sitemap
+    sites = [f"blocks.{l}.{k}" for l in range(lm.n_layers)
+             for k in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out", "hook_resid_post")]
+    if "hook_resid_mid" in sm.layer:
+        sites += [f"blocks.{l}.hook_resid_mid" for l in range(lm.n_layers)]
+    if sm.final_norm:
+        sites += ["ln_final.hook_in", "ln_final.hook_normalized"]
+    docs = ctx.stimuli("passages")[:MAX_SEQS]
+    return capture(lm, [x[:n_tokens] for x in encode(lm, [d.text for d in docs])], sites, "all", batch_size=8)
 
 
-def layer_verdict(lm, acts, layer: int) -> Verdict:
+def acts(ctx):
+    return ctx.captured(residual_acts, passages_hash(ctx.stimuli("passages")[:MAX_SEQS]), MAX_TOKENS)
+
+
+def layer_verdict(ctx, layer: int) -> Verdict:
     """The claim at one layer, gated on its three wrong decompositions at the same layer."""
-    v = additivity_verdict(**layer_terms(lm, acts, layer))
+    a = acts(ctx)
+    v = additivity_verdict(**a.decompose(ctx.lm, layer))
     v.absent, v.absence = (not v.passed and v.testable), ("the identity's error exceeds the rule: " + v.reason
                                                            if not v.passed else "")
-    ctl = {}
-    for name, kw in CONTROLS.items():
-        if kw.get("offset") and layer == 0:
-            continue  # no layer before the first
-        c = additivity_verdict(**layer_terms(lm, acts, layer, **kw), claim=f"additivity[{name}]")
-        c.role = "control"
-        ctl[name] = c
-    return v.gate(ctl)
+    v.gate({name: None if kw.get("offset") and layer == 0 else  # no layer before the first
+            controls.wrong_decomposition(additivity_verdict, name, **a.decompose(ctx.lm, layer, **kw))
+            for name, kw in CONTROLS.items()})
+    for name, c in v.controls.items():
+        v.note(f"control_{name}_max_rel_err", c.statistic)
+    return v
 
 
-def all_layers(lm, acts, model_pool) -> dict[int, Verdict]:
-    return model_pool.cached((lm.name, lm.fingerprint, "additivity", id(acts)),
-                             lambda: {l: layer_verdict(lm, acts, l) for l in range(lm.n_layers)})
+def all_layers(ctx) -> dict[int, Verdict]:
+    return {l: ctx.memo(layer_verdict, l) for l in range(ctx.n_layers)}
+
+
+def model_verdict(ctx) -> Verdict:
+    per = all_layers(ctx)
+    return across_layers(CLAIM, per, "all", list(CONTROLS),
+                         statistic=("max_rel_err_all_layers", float(max(v.statistic for v in per.values()))))
 
 
 @pytest.mark.claim(CLAIM, family="observational", controls=tuple(CONTROLS), aggregate="all")
-def test_residual_additivity(lm, layer, residual_acts, artifacts, baseline, record, expect, mc):
-    v = layer_verdict(lm, residual_acts, layer)
-    if layer == lm.n_layers - 1 and lm.sitemap.final_norm:
+def test_residual_additivity(ctx, layer, artifacts, check):
+    v = ctx.memo(layer_verdict, layer).copy()  # the memo is shared with the model-level test
+    kw = acts(ctx).decompose(ctx.lm, layer)
+    if layer == ctx.n_layers - 1 and ctx.lm.sitemap.final_norm:
         # Why the pre-norm target: against hidden_states[-1] (after the final norm) the sum does not hold.
-        post = layer_terms(lm, residual_acts, layer)
-        post["h_next"] = residual_acts["ln_final.hook_normalized"]
-        v.details["vs_post_final_norm_max_rel_err"] = additivity_verdict(**post).statistic
-    for name, c in v.controls.items():
-        v.details[f"control_{name}_max_rel_err"] = c.statistic
-    record(v, layer=layer, site=f"blocks.{layer}.hook_resid_post")
-    kw = layer_terms(lm, residual_acts, layer)
+        v.note("vs_post_final_norm_max_rel_err",
+               additivity_verdict(**{**kw, "h_next": acts(ctx)["ln_final.hook_normalized"]}).statistic)
     if "post_ln" not in kw:
         reconstruction_scatter(kw["h_next"], kw["h"] + kw["attn"] + kw["mlp"], kw["h"],
-                               f"{lm.name} layer {layer}: reconstruction vs next residual",
-                               artifacts.path("reconstruction.png"), seed=mc.seed)
-    baseline.check(v.numbers(), lm, default_tolerance={"rtol": 1e-3, "atol": 1e-5})
-    expect(v)
+                               f"{ctx.lm.name} layer {layer}: reconstruction vs next residual",
+                               artifacts.path("reconstruction.png"), seed=ctx.seed)
+    check(v, tolerance=TOL, layer=layer, site=f"blocks.{layer}.hook_resid_post")
 
 
 @pytest.mark.claim(CLAIM, family="observational", controls=tuple(CONTROLS), aggregate="all")
-def test_residual_additivity_rule(lm, residual_acts, model_pool, artifacts, record, expect):
+def test_residual_additivity_rule(ctx, artifacts, check):
     """Model level: the identity holds, and its controls fail, at every layer. Plots the error per layer."""
-    per = all_layers(lm, residual_acts, model_pool)
-    L = lm.n_layers
+    per, L = all_layers(ctx), ctx.n_layers
     series = {"h + attn_out + mlp_out": np.array([per[l].statistic for l in range(L)]),
               "h[l] only (median)": np.array([per[l].details["hl_only_median_rel_err"] for l in range(L)])}
     for name in CONTROLS:
         series[f"control: {name}"] = np.array([per[l].controls[name].statistic if name in per[l].controls
                                                else np.nan for l in range(L)])
-    error_profile(np.arange(L), series, TOLERANCE[lm.dtype], f"{lm.name}: residual identity error per layer",
+    error_profile(np.arange(L), series, TOLERANCE[ctx.lm.dtype], f"{ctx.lm.name}: residual identity error per layer",
                   artifacts.path("error_per_layer.png"))
-    v = Verdict(claim=CLAIM, statistic_name="max_rel_err_all_layers",
-                statistic=float(max(per[l].statistic for l in range(L))), rule="every layer supported",
-                passed=all(per[l].passed for l in range(L)), layers={l: per[l].outcome for l in range(L)},
-                aggregate="all", details={"n_layers": float(L)})
-    v.gate({name: control_summary(per, name) for name in CONTROLS})
-    record(v, site="blocks.*")
-    expect(v)
+    check(model_verdict(ctx), baseline=False, site="blocks.*")
 
 
-def control_summary(per: dict[int, Verdict], name: str) -> Verdict:
-    """A control at model level: it passes if its wrong decomposition passes the check at any layer."""
-    cs = [per[l].controls[name] for l in sorted(per) if name in per[l].controls]
-    passing = [l for l in sorted(per) if name in per[l].controls and per[l].controls[name].passed]
-    return Verdict(claim=f"additivity[{name}]", statistic_name="min_max_rel_err",
-                   statistic=float(min(c.statistic for c in cs)), rule="the wrong decomposition passes at some layer",
-                   passed=bool(passing), role="control", testable=all(c.testable for c in cs),
-                   details={"n_layers_passing": float(len(passing))},
-                   reason=f"passes at layers {passing}" if passing else "")
-
-
-@pytest.mark.claim("{control}", family="observational", control_of=CLAIM)
-@pytest.mark.control
-@pytest.mark.parametrize("control", list(CONTROLS))
-def test_additivity_control_fails(lm, residual_acts, model_pool, record, expect, control):
-    """Each wrong decomposition must fail the identity check at every layer (a check that passes on a wrong
-    decomposition proves nothing)."""
-    v = control_summary(all_layers(lm, residual_acts, model_pool), control)
-    record(v, control=control)
-    expect(v)
+test_additivity_control_fails = control_tests(
+    CLAIM, list(CONTROLS), model_verdict,
+    doc="Each wrong decomposition must fail the identity check at every layer (a check that passes on a wrong "
+        "decomposition proves nothing).")

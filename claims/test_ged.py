@@ -43,90 +43,71 @@ contexts separate with the token held fixed.
 from __future__ import annotations
 
 import dataclasses
-import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mechclaims.capture import capture, encode, locate_word
+from mechclaims.claim import StimuliSet, Verdict, across_layers, control_tests, controls
 from mechclaims.datasets.pronouns import load_heldout, load_pairs
+from mechclaims.forward.capture import capture, encode, locate_word
+from mechclaims.model.sites import site
 from mechclaims.plots.ged import plot_ged_layers, plot_ged_null
-from mechclaims.sites import site
 from mechclaims.stats.common import min_draws
 from mechclaims.stats.ged import ged_layer, layer_verdict
-from mechclaims.stats.ged_ctl import gamma_control, shuffled_control
-from mechclaims.outcome import load_expected
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.expected import load_expected
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ALPHA, GAMMA, GAMMAS, SESOI = 0.05, 0.01, (0.001, 0.1), 0.5
 TEST_FRACTION, CTX_TEST_FRACTION, N_BOOT, SHUFFLE_SEEDS = 0.25, 0.5, 1000, 5
 A, C = "ged_heldout_specific", "ged_context_beyond_token"
 A_CONTROLS, C_CONTROLS = ("ged_random_weights", "ged_gamma_instability", "ged_shuffled_labels"), \
     ("ged_ctx_random_weights", "ged_ctx_shuffled_labels")
+STIMULI = {"ged_pairs": StimuliSet("../fixtures/ged_pairs.jsonl", load_pairs),
+           "ged_heldout": StimuliSet("../fixtures/ged_heldout.jsonl", load_heldout)}
 TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 activations through PCA and eigh; p-values move in 1/(n+1) steps
-
-# Recorded outcomes other than the default (claim: supported; control: failed), per test id, with the numbers:
-# claims/expected/<this module>.yml, written by scripts/record_outcomes.py and reviewed like a baseline.
-EXPECTED_OUTCOMES = load_expected(__file__)
+EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
 
 
-def stimuli(mc):
+def stimuli(ctx):
     """The pairs and held-out windows (the classes are the pairs file's; the windows' sample is seeded)."""
-    a, b = mc.stimuli_path("ged_pairs", FIXTURES / "ged_pairs.jsonl"), mc.stimuli_path("ged_heldout",
-                                                                                       FIXTURES / "ged_heldout.jsonl")
-    return _load(str(a), str(b), getattr(mc, "ged_heldout_n", None), mc.seed, _stamp(a), _stamp(b))
+    pairs = ctx.stimuli("ged_pairs")
+    return pairs, ctx.stimuli("ged_heldout", n_per_label=ctx.settings.ged_heldout_n, seed=ctx.seed,
+                              contrast=pairs.contrast)
 
 
-def _stamp(p) -> tuple:
-    try:
-        st = Path(p).stat()
-        return st.st_mtime_ns, st.st_size
-    except OSError:
-        return None, None  # the loaders say what is wrong with the path
-
-
-@functools.lru_cache(maxsize=8)
-def _load(pairs_path: str, held_path: str, n_per_label, seed: int, *stamps) -> tuple:
-    """Parsed once per file version and sample (``fit`` asks for the stimuli hashes at every layer)."""
-    pairs = load_pairs(pairs_path)
-    return pairs, load_heldout(held_path, n_per_label=n_per_label, seed=seed, contrast=pairs.contrast)
-
-
-def activations(lm, mc, model_pool) -> dict[str, dict[str, np.ndarray]]:
+def ged_capture(ctx, pairs_hash: str, held_hash: str) -> dict[str, dict[str, np.ndarray]]:
     """``{site: {group: rows}}`` at the class word: pair_<first>, pair_<second>, natural windows, their copies with
     the other class's token (swap) and, where a window's word is not its class's token, with its own token (same)."""
-    pairs, held = stimuli(mc)
+    pairs, held = stimuli(ctx)
     con, (a, b) = pairs.contrast, pairs.contrast.names
     groups = {f"pair_{a}": (pairs.texts(a), pairs.word_list(a)), f"pair_{b}": (pairs.texts(b), pairs.word_list(b)),
               "nat": (held.texts, held.word_list()),
               "swap": (held.swapped(), [con.token(con.other(x)) for x in held.labels])}
     if any(w != con.token(x) for w, x in zip(held.word_list(), held.labels)):
         groups["same"] = (held.rendered(lambda x: x), [con.token(x) for x in held.labels])
-
-    def run():
-        texts, pos, spans = [], [], {}
-        for g, (ts, words) in groups.items():
-            spans[g] = slice(len(texts), len(texts) + len(ts))
-            src = pairs.source if g.startswith("pair") else held.source
-            pos += [locate_word(lm, t, w, source=f"{src} ({g} {i + 1})") for i, (t, w) in enumerate(zip(ts, words))]
-            texts += list(ts)
-        sites = [site("mlp.hook_pre", l) for l in range(lm.n_layers)]
-        ids = encode(lm, texts)
-        if lm.kind == "causal":  # the pronoun's activations depend only on its prefix: skip the rest (~2x faster)
-            ids = [x[:p + 1] for x, p in zip(ids, pos)]
-        a = capture(lm, ids, sites, pos)  # a list: capture() compares positions == "all"
-        return {s: {g: a[s][sl] for g, sl in spans.items()} for s in sites}
-
-    return model_pool.activations(lm, "ged", (pairs.hash(), held.hash()), run)
+    texts, pos, spans = [], [], {}
+    for g, (ts, words) in groups.items():
+        spans[g] = slice(len(texts), len(texts) + len(ts))
+        src = pairs.source if g.startswith("pair") else held.source
+        pos += [locate_word(ctx.lm, t, w, source=f"{src} ({g} {i + 1})") for i, (t, w) in enumerate(zip(ts, words))]
+        texts += list(ts)
+    sites = [site("mlp.hook_pre", l) for l in range(ctx.n_layers)]
+    ids = encode(ctx.lm, texts)
+    if ctx.lm.kind == "causal":  # the pronoun's activations depend only on its prefix: skip the rest (~2x faster)
+        ids = [x[:p + 1] for x, p in zip(ids, pos)]
+    acts = capture(ctx.lm, ids, sites, pos)
+    return {s: {g: acts[s][sl] for g, sl in spans.items()} for s in sites}
 
 
-def data_a(acts, mc, labels, shuffle_seed=None):
+def activations(ctx):
+    pairs, held = stimuli(ctx)
+    return ctx.captured(ged_capture, pairs.hash(), held.hash())
+
+
+def data_a(acts, ctx, labels, shuffle_seed=None):
     """Claim A at one site: training pairs (optionally label-shuffled within pairs) and the held-out sets."""
-    pairs, _ = stimuli(mc)
+    pairs, _ = stimuli(ctx)
     a, b = pairs.contrast.names
-    tr, te = pairs.split(TEST_FRACTION, mc.seed)
+    tr, te = pairs.split(TEST_FRACTION, ctx.seed)
     him, her = acts[f"pair_{a}"][tr], acts[f"pair_{b}"][tr]
     if shuffle_seed is not None:
         sw = np.random.default_rng(shuffle_seed).random(len(tr)) < 0.5
@@ -137,7 +118,7 @@ def data_a(acts, mc, labels, shuffle_seed=None):
     return (him, her), held
 
 
-def data_c(acts, mc, held, token: str, shuffle_seed=None):
+def data_c(acts, ctx, held, token: str, shuffle_seed=None):
     """Claim C at one site: windows rendered with class ``token``'s token (context labels kept), split 50/50 by
     label."""
     con, (a, b) = held.contrast, held.contrast.names
@@ -145,7 +126,7 @@ def data_c(acts, mc, held, token: str, shuffle_seed=None):
     own = np.asarray([w == con.token(x) for w, x in zip(held.word_list(), held.labels)])
     mine = acts["nat"] if own.all() else np.where(own[:, None], acts["nat"], acts["same"])
     X = np.where((lab == token)[:, None], mine, acts["swap"])  # every row now carries ``token``'s token
-    rng = np.random.default_rng([mc.seed, 7])
+    rng = np.random.default_rng([ctx.seed, 7])
     test = np.zeros(len(lab), bool)
     for c in (a, b):
         idx = rng.permutation(np.flatnonzero(lab == c))
@@ -157,40 +138,38 @@ def data_c(acts, mc, held, token: str, shuffle_seed=None):
     return (X[~test & (y == a)], X[~test & (y == b)]), {"natural": (X[test & (lab == a)], X[test & (lab == b)])}
 
 
-def fit(lm, mc, model_pool, layer: int, claim: str = A, gamma: float = GAMMA, shuffle_seed=None,
-        token: str | None = None, n_boot: int = N_BOOT):
-    """One GEDLayer, memoized on every argument that changes it (so a -k run of one layer fits one layer).
+def _fit(ctx, layer: int, claim: str, gamma: float, shuffle_seed, token: str, n_boot: int, n_null: int, *hashes):
+    """One GEDLayer (the fitted PCA objects are not kept: only the numbers)."""
+    pairs, held = stimuli(ctx)
+    acts = activations(ctx)[site("mlp.hook_pre", layer)]
+    seed = ctx.seed + (shuffle_seed or 0) * 7919
+    if claim == A:
+        train, hz = data_a(acts, ctx, held.labels, shuffle_seed)
+        res = ged_layer(*train, hz, decide_on=("natural", "pairs"), paired_train=True, paired_heldout=("pairs",),
+                        gamma=gamma, n_null=n_null, seed=seed, n_boot=n_boot, names=pairs.contrast.names)
+    else:
+        train, hz = data_c(acts, ctx, held, token, shuffle_seed)
+        res = ged_layer(*train, hz, decide_on=("natural",), paired_train=False, gamma=gamma, n_null=n_null, seed=seed,
+                        n_boot=n_boot, names=pairs.contrast.names)
+    return dataclasses.replace(res, fits={})
+
+
+def fit(ctx, layer: int, claim: str = A, gamma: float = GAMMA, shuffle_seed=None, token: str | None = None,
+        n_boot: int = N_BOOT):
+    """One GEDLayer, stored on every argument that changes it (a -k run of one layer fits one layer).
     ``token``: claim C's rendering class (default: the first class)."""
-    pairs, held = stimuli(mc)
-    token = token or pairs.contrast.names[0]
-    n_null = max(mc.permutations, min_draws(lm.n_layers, ALPHA))
-    key = (lm.name, lm.fingerprint, "ged", claim, layer, gamma, shuffle_seed, token, n_boot, n_null, mc.seed,
-           pairs.hash(), held.hash())
-
-    def run():
-        acts = activations(lm, mc, model_pool)[site("mlp.hook_pre", layer)]
-        seed = mc.seed + (shuffle_seed or 0) * 7919
-        if claim == A:
-            train, hz = data_a(acts, mc, held.labels, shuffle_seed)
-            return ged_layer(*train, hz, decide_on=("natural", "pairs"), paired_train=True, paired_heldout=("pairs",),
-                             gamma=gamma, n_null=n_null, seed=seed, n_boot=n_boot, names=pairs.contrast.names)
-        train, hz = data_c(acts, mc, held, token, shuffle_seed)
-        return ged_layer(*train, hz, decide_on=("natural",), paired_train=False, gamma=gamma, n_null=n_null,
-                         seed=seed, n_boot=n_boot, names=pairs.contrast.names)
-
-    def stored():  # the fitted PCA objects (``fits``) are not needed after the fit and are not stored
-        return dataclasses.replace(run(), fits={})
-
-    return model_pool.statistic(lm, "ged", key[3:], stored, __file__)
+    pairs, held = stimuli(ctx)
+    n_null = max(ctx.permutations, min_draws(ctx.n_layers, ALPHA))
+    return ctx.stored(_fit, layer, claim, gamma, shuffle_seed, token or pairs.contrast.names[0], n_boot, n_null,
+                      pairs.hash(), held.hash())
 
 
-def claim_verdict(lm, mc, model_pool, layer: int, claim: str, role: str = "claim", shuffle_seed=None) -> Verdict:
+def claim_verdict(ctx, layer: int, claim: str, role: str = "claim", shuffle_seed=None) -> Verdict:
     """The rule at one layer (without controls): A on the pair fit; C on both token renderings (IUT)."""
-    alpha = ALPHA / lm.n_layers
-    names = stimuli(mc)[0].contrast.names
+    names = stimuli(ctx)[0].contrast.names
     tokens = names[:1] if claim == A else names
-    vs = [layer_verdict(fit(lm, mc, model_pool, layer, claim, shuffle_seed=shuffle_seed, token=t,
-                            n_boot=0 if role == "control" else N_BOOT), alpha=alpha, sesoi=SESOI,
+    vs = [layer_verdict(fit(ctx, layer, claim, shuffle_seed=shuffle_seed, token=t,
+                            n_boot=0 if role == "control" else N_BOOT), alpha=ctx.alpha, sesoi=SESOI,
                         claim=f"{claim}@L{layer}" + ("" if claim == A else f"[as {t}]"), layer=layer) for t in tokens]
     if len(vs) == 1:
         v = vs[0]
@@ -206,29 +185,27 @@ def claim_verdict(lm, mc, model_pool, layer: int, claim: str, role: str = "claim
     return v
 
 
-def controls(lm, mc, model_pool, layer: int, claim: str) -> dict[str, Verdict]:
-    rnd = model_pool.random_copy(lm, mc.seed)
-    names = A_CONTROLS if claim == A else C_CONTROLS
-    out = {names[0]: claim_verdict(rnd, mc, model_pool, layer, claim, role="control")}
-    if claim == A:
-        out[names[1]] = gamma_control(fit(lm, mc, model_pool, layer, A, n_boot=0),
-                                      {g: fit(lm, mc, model_pool, layer, A, gamma=g, n_boot=0) for g in GAMMAS},
-                                      alpha=ALPHA / lm.n_layers)
-    out[names[-1]] = model_shuffled(lm, mc, model_pool, claim)
-    return out
-
-
-def model_shuffled(lm, mc, model_pool, claim: str) -> Verdict:
+def model_shuffled(ctx, claim: str) -> Verdict:
     """Fresh shuffled-label training sets through the whole rule, at the first, middle and last layer."""
-    L = lm.n_layers
-    picks = sorted({0, L // 2, L - 1})
-    runs = {(l, s): claim_verdict(lm, mc, model_pool, l, claim, role="control", shuffle_seed=mc.seed + 1 + s).passed
-            for s in range(SHUFFLE_SEEDS) for l in picks}
-    return shuffled_control(runs, alpha=ALPHA / L, claim=f"{claim}[shuffled labels]")
+    L = ctx.n_layers
+    runs = {(l, s): claim_verdict(ctx, l, claim, role="control", shuffle_seed=ctx.seed + 1 + s).passed
+            for s in range(SHUFFLE_SEEDS) for l in sorted({0, L // 2, L - 1})}
+    return controls.shuffled_labels(runs, alpha=ctx.alpha, claim=f"{claim}[shuffled labels]")
 
 
-def layer_outcome(lm, mc, model_pool, layer: int, claim: str) -> Verdict:
-    return claim_verdict(lm, mc, model_pool, layer, claim).gate(controls(lm, mc, model_pool, layer, claim))
+def layer_outcome(ctx, layer: int, claim: str) -> Verdict:
+    names = A_CONTROLS if claim == A else C_CONTROLS
+    ctl = {names[0]: controls.random_weights(ctx, claim_verdict, layer, claim, role="control")}
+    if claim == A:
+        ctl[names[1]] = controls.regularisation_instability(
+            fit(ctx, layer, A, n_boot=0), {g: fit(ctx, layer, A, gamma=g, n_boot=0) for g in GAMMAS}, alpha=ctx.alpha)
+    ctl[names[-1]] = ctx.memo(model_shuffled, claim)
+    return claim_verdict(ctx, layer, claim).gate(ctl)
+
+
+def model_verdict(ctx, claim: str) -> Verdict:
+    per = {l: ctx.memo(layer_outcome, l, claim) for l in range(ctx.n_layers)}
+    return across_layers(claim, per, "all" if claim == A else "any", A_CONTROLS if claim == A else C_CONTROLS)
 
 
 def flat(res, prefix: str = "") -> dict[str, float]:
@@ -239,98 +216,59 @@ def flat(res, prefix: str = "") -> dict[str, float]:
 
 
 @pytest.mark.claim(A, family="observational", controls=A_CONTROLS, aggregate="all")
-def test_ged_heldout_specific(lm, layer, mc, model_pool, baseline, record, expect):
+def test_ged_heldout_specific(ctx, layer, check):
     """At this layer, both directions' GED components beat shuffled-label refits in eigenvalue and in held-out |d|
     (natural windows and held-out pairs), at alpha / n_layers; gated on the random-weight copy, gamma stability and
     fresh shuffled labels."""
-    v = layer_outcome(lm, mc, model_pool, layer, A)
-    record(v, layer=layer, site=site("mlp.hook_pre", layer))
-    baseline.check(flat(fit(lm, mc, model_pool, layer, A)), lm, default_tolerance=TOL)
-    expect(v)
+    check(ctx.memo(layer_outcome, layer, A), numbers=flat(fit(ctx, layer, A)), tolerance=TOL, layer=layer,
+          site=site("mlp.hook_pre", layer))
 
 
 @pytest.mark.claim(C, family="observational", controls=C_CONTROLS, aggregate="any")
-def test_ged_context_beyond_token(lm, layer, mc, model_pool, baseline, record, expect):
+def test_ged_context_beyond_token(ctx, layer, check):
     """At this layer, with the pronoun token held fixed, the GED component fitted on half the natural windows
     separates him-contexts from her-contexts in the other half better than label-permuted refits (both token
     renderings, both directions, alpha / n_layers)."""
-    v = layer_outcome(lm, mc, model_pool, layer, C)
-    record(v, layer=layer, site=site("mlp.hook_pre", layer))
-    nums = {f"as_{t}.{k}": x for t in stimuli(mc)[0].contrast.names
-            for k, x in flat(fit(lm, mc, model_pool, layer, C, token=t)).items()}
-    baseline.check(nums, lm, default_tolerance=TOL)
-    expect(v)
+    nums = {f"as_{t}.{k}": x for t in stimuli(ctx)[0].contrast.names
+            for k, x in flat(fit(ctx, layer, C, token=t)).items()}
+    check(ctx.memo(layer_outcome, layer, C), numbers=nums, tolerance=TOL, layer=layer,
+          site=site("mlp.hook_pre", layer))
 
 
-def model_verdict(lm, mc, model_pool, claim: str, aggregate: str) -> tuple[Verdict, dict[int, Verdict]]:
-    per = {l: layer_outcome(lm, mc, model_pool, l, claim) for l in range(lm.n_layers)}
-    names = A_CONTROLS if claim == A else C_CONTROLS
-    v = Verdict(claim=claim, statistic_name="n_layers_supported",
-                statistic=float(sum(x.outcome == "supported" for x in per.values())),
-                rule=f"{'every' if aggregate == 'all' else 'some'} layer supported (each at alpha / {lm.n_layers})",
-                passed=all(x.passed for x in per.values()) if aggregate == "all" else any(x.passed for x in per.values()),
-                layers={l: x.outcome for l, x in per.items()}, aggregate=aggregate,
-                details={"n_layers_rule_passes": float(sum(x.passed for x in per.values()))})
-    ctl = {}
-    for n in names:
-        cs = [x.controls[n] for x in per.values() if n in x.controls]
-        ctl[n] = Verdict(claim=n, statistic_name="n_layers_passing", statistic=float(sum(c.passed for c in cs)),
-                         rule="passes at some layer", passed=any(c.passed for c in cs), role="control",
-                         testable=all(c.testable for c in cs),
-                         reason=f"passes at layers {[l for l, x in per.items() if n in x.controls and x.controls[n].passed]}"
-                         if any(c.passed for c in cs) else "")
-    return v.gate(ctl), per
+def _plot(ctx, claim: str, v: Verdict, artifacts) -> None:
+    layers, a = list(range(ctx.n_layers)), stimuli(ctx)[0].contrast.names
+    tok = a[0] if claim == C else None
+    real = [fit(ctx, l, claim, token=tok) for l in layers]
+    rand = [fit(ctx.random(), l, claim, token=tok, n_boot=0) for l in layers]
+    outcomes = {l: v.layers[l] for l in layers}
+    if claim == A:
+        title = f"{ctx.lm.name}: GED {a[0]} vs {a[1]} on mlp.hook_pre (gamma={GAMMA})"
+        plot_ged_layers(layers, real, rand, outcomes, artifacts.path("ged_layers.png"), title=title, alpha=ctx.alpha)
+        plot_ged_null(layers, real, artifacts.path("ged_null.png"), title=title)
+    else:
+        plot_ged_layers(layers, real, rand, outcomes, artifacts.path("ged_context_layers.png"),
+                        title=f"{ctx.lm.name}: GED of contexts with the token fixed (as {tok!r}), held-out half",
+                        alpha=ctx.alpha, sets=("natural",))
 
 
 @pytest.mark.claim(A, family="observational", controls=A_CONTROLS, aggregate="all")
-def test_ged_heldout_specific_rule(lm, mc, model_pool, artifacts, record, expect):
+def test_ged_heldout_specific_rule(ctx, artifacts, check):
     """Model level: claim A holds at every layer. Writes the per-layer profile and the refit nulls."""
-    v, per = model_verdict(lm, mc, model_pool, A, "all")
-    layers = list(range(lm.n_layers))
-    real = [fit(lm, mc, model_pool, l, A) for l in layers]
-    rnd = model_pool.random_copy(lm, mc.seed)
-    rand = [fit(rnd, mc, model_pool, l, A, n_boot=0) for l in layers]
-    a, b = stimuli(mc)[0].contrast.names
-    title = f"{lm.name}: GED {a} vs {b} on mlp.hook_pre (gamma={GAMMA})"
-    plot_ged_layers(layers, real, rand, {l: per[l].outcome for l in layers}, artifacts.path("ged_layers.png"),
-                    title=title, alpha=ALPHA / lm.n_layers)
-    plot_ged_null(layers, real, artifacts.path("ged_null.png"), title=title)
-    record(v, site="mlp.hook_pre")
-    expect(v)
+    v = model_verdict(ctx, A)
+    _plot(ctx, A, v, artifacts)
+    check(v, baseline=False, site="mlp.hook_pre")
 
 
 @pytest.mark.claim(C, family="observational", controls=C_CONTROLS, aggregate="any")
-def test_ged_context_beyond_token_rule(lm, mc, model_pool, artifacts, record, expect):
+def test_ged_context_beyond_token_rule(ctx, artifacts, check):
     """Model level: claim C holds at some layer."""
-    v, per = model_verdict(lm, mc, model_pool, C, "any")
-    layers = list(range(lm.n_layers))
-    a = stimuli(mc)[0].contrast.names[0]
-    real = [fit(lm, mc, model_pool, l, C, token=a) for l in layers]
-    rnd = model_pool.random_copy(lm, mc.seed)
-    rand = [fit(rnd, mc, model_pool, l, C, token=a, n_boot=0) for l in layers]
-    plot_ged_layers(layers, real, rand, {l: per[l].outcome for l in layers}, artifacts.path("ged_context_layers.png"),
-                    title=f"{lm.name}: GED of contexts with the token fixed (as {a!r}), held-out half",
-                    alpha=ALPHA / lm.n_layers, sets=("natural",))
-    record(v, site="mlp.hook_pre")
-    expect(v)
+    v = model_verdict(ctx, C)
+    _plot(ctx, C, v, artifacts)
+    check(v, baseline=False, site="mlp.hook_pre")
 
 
-@pytest.mark.claim("{control}", family="observational", control_of=A)
-@pytest.mark.control
-@pytest.mark.parametrize("control", A_CONTROLS)
-def test_ged_heldout_specific_control_fails(lm, mc, model_pool, record, expect, control):
-    """Each control of claim A must fail (at every layer for the per-layer ones)."""
-    v = model_verdict(lm, mc, model_pool, A, "all")[0].controls[control]
-    record(v, control=control)
-    expect(v)
-
-
-@pytest.mark.claim("{control}", family="observational", control_of=C)
-@pytest.mark.control
-@pytest.mark.parametrize("control", C_CONTROLS)
-def test_ged_context_control_fails(lm, mc, model_pool, record, expect, control):
-    """Each control of claim C must fail."""
-    v = model_verdict(lm, mc, model_pool, C, "any")[0].controls[control]
-    record(v, control=control)
-    expect(v)
-
+test_ged_heldout_specific_control_fails = control_tests(
+    A, A_CONTROLS, lambda ctx: model_verdict(ctx, A),
+    doc="Each control of claim A must fail (at every layer for the per-layer ones).")
+test_ged_context_control_fails = control_tests(C, C_CONTROLS, lambda ctx: model_verdict(ctx, C),
+                                               doc="Each control of claim C must fail.")

@@ -41,7 +41,7 @@ B. Component attribution (claim ``component_share``): ``hook_attn_out`` and ``ho
    mean of their shares, same rule; it must fail. Expected: a handful of components (early MLPs at the name,
    mid-layer attention moving it to the last token) carry more than half; random sets do not.
 C. Attribution patching agrees with patching (claim ``attribution_agrees``): per component, attribution
-   (clean - corrupt) . dLD/da at the corrupt run, summed over tokens (``mechclaims.attribution.capture_grad``), vs
+   (clean - corrupt) . dLD/da at the corrupt run, summed over tokens (``mechclaims.forward.attribution.capture_grad``), vs
    its total effect from B, both in LD units over the held-out pairs. Statistic: Spearman rho across the 2L
    components of the pair means; bootstrap over pairs. Passes when the bootstrap 5% quantile of rho exceeds 0.5;
    refuted when its 95% quantile is below 0.5. Control (``attribution_unrelated_metric``): the same attribution with
@@ -57,115 +57,116 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mechclaims import patching_runs as R
-from mechclaims.capture import capture
-from mechclaims.outcome import load_expected
-from mechclaims.datasets.patching import PAIRS_PATH, load_pairs, pairs_hash, split_by_group, tokenize_pairs
-from mechclaims.plots.patching import component_bars, recovery_heatmap, attribution_scatter
-from mechclaims.sites import site
+from mechclaims.claim import StimuliSet, Verdict, control_across_layers
+from mechclaims.datasets.patching import load_pairs, pairs_hash, split_by_group, tokenize_pairs
+from mechclaims.forward import patching_runs as R
+from mechclaims.forward.capture import capture
+from mechclaims.model.sites import site
+from mechclaims.plots.patching import attribution_scatter, component_bars, recovery_heatmap
 from mechclaims.stats import patching as S
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.expected import load_expected
 
 ALPHA, THRESHOLD, TAU, K_MAX, N_RANDOM_SETS, RHO0 = 0.05, 0.5, 0.10, 8, 10, 0.5
 N_TRAIN, N_TEST, TEST_FRACTION = 12, 16, 0.5
 DESIGNS = {"ratio": S.share_test, "perpair": S.pair_share_test}  # "perpair": added after the first smollm2 run
+STIMULI = {"patching_pairs": StimuliSet("../fixtures/patching_pairs.jsonl", load_pairs, pairs_hash)}
 TOL = {"rtol": 1e-3, "atol": 1e-4}  # float32 forward passes, batched differently only by the row count
-
-# Recorded outcomes other than the default (claim: supported; control: failed), per test id, with the numbers:
-# claims/expected/<this module>.yml, written by scripts/record_outcomes.py and reviewed like a baseline.
-EXPECTED_OUTCOMES = load_expected(__file__)
+EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
 
 
-def _data(lm, mc, model_pool) -> dict:
+def screened(ctx, key: tuple) -> dict:
+    """The first pairs of the seeded split the model gets right (F > 0 > C), training and held-out."""
+    tp, pairs = tokenized(ctx), ctx.stimuli("patching_pairs")
+    tr, te = split_by_group(pairs, TEST_FRACTION, ctx.seed)
+    return {"train": np.array(R.screen(ctx.lm, tp, tr, N_TRAIN), int), "test": np.array(R.screen(ctx.lm, tp, te, N_TEST), int)}
+
+
+def tokenized(ctx):
+    return ctx.memo(lambda c: tokenize_pairs(c.lm, c.stimuli("patching_pairs"), c.stimuli_path("patching_pairs")))
+
+
+def data(ctx) -> dict:
     """Pairs, split, screening and the unrelated-prompt partners, once per model."""
-    path = mc.stimuli_path("patching_pairs", PAIRS_PATH)
-    pairs = load_pairs(path)
-
-    def run() -> dict:
-        tp = tokenize_pairs(lm, pairs, path)
-        # Patching reads logits, not capture(): one capture of the residual stream first, so that a model with
-        # non-finite activations stops here with capture's NonFiniteActivationError (site, layer, weights).
-        capture(lm, tp.clean[:4], [site("hook_resid_pre", l) for l in range(lm.n_layers)], "last")
-        tr, te = split_by_group(pairs, TEST_FRACTION, mc.seed)
-        key = (pairs_hash(pairs), mc.seed, N_TRAIN, N_TEST)
-        sel = model_pool.activations(lm, "patching-screen", key, lambda: {
-            "train": np.array(R.screen(lm, tp, tr, N_TRAIN), int), "test": np.array(R.screen(lm, tp, te, N_TEST), int)})
-        rng, partner = np.random.default_rng(mc.seed), []
-        for i in sel["test"]:  # another frame of the same length, target and foil: it carries the base's answer
-            cand = [j for j in range(len(pairs)) if j != i and tp.length[j] == tp.length[i]
-                    and tp.target[j] == tp.target[i] and tp.foil[j] == tp.foil[i]]
-            partner.append(int(rng.choice(cand)) if cand else -1)
-        return {"tp": tp, "train": sel["train"], "test": sel["test"], "partner": np.array(partner), "key": key}
-
-    return model_pool.cached((lm.name, lm.fingerprint, "patching-data", str(path), mc.seed), run)
+    return ctx.memo(_data)
 
 
-def _at_chance(v: Verdict, lm, mc, model_pool) -> Verdict:
+def _data(ctx) -> dict:
+    pairs, tp = ctx.stimuli("patching_pairs"), tokenized(ctx)
+    # Patching reads logits, not capture(): one capture of the residual stream first, so that a model with
+    # non-finite activations stops here with capture's NonFiniteActivationError (site, layer, weights).
+    capture(ctx.lm, tp.clean[:4], [site("hook_resid_pre", l) for l in range(ctx.n_layers)], "last")
+    key = (pairs_hash(pairs), ctx.seed, N_TRAIN, N_TEST)
+    sel = ctx.captured(screened, key)
+    rng, partner = np.random.default_rng(ctx.seed), []
+    for i in sel["test"]:  # another frame of the same length, target and foil: it carries the base's answer
+        cand = [j for j in range(len(pairs)) if j != i and tp.length[j] == tp.length[i]
+                and tp.target[j] == tp.target[i] and tp.foil[j] == tp.foil[i]]
+        partner.append(int(rng.choice(cand)) if cand else -1)
+    return {"tp": tp, "train": sel["train"], "test": sel["test"], "partner": np.array(partner), "key": key}
+
+
+def at_chance(ctx, v: Verdict) -> Verdict:
     """Name the failed precondition in the reason: too few pairs the model gets right (F > 0 > C) to test."""
-    d = _data(lm, mc, model_pool)
+    d = data(ctx)
     n_tr, n_te = len(d["train"]), len(d["test"])
     if min(n_tr, n_te) < S.MIN_PAIRS:
-        v.reason = (f"precondition failed: {lm.name} gets only {n_tr} training and {n_te} held-out pairs right "
+        v.reason = (f"precondition failed: {ctx.lm.name} gets only {n_tr} training and {n_te} held-out pairs right "
                     f"(F > 0 > C), fewer than {S.MIN_PAIRS}: at chance on these pairs, patching cannot show an "
                     f"effect. " + v.reason).strip()
     return v
 
 
-def _resid(lm, mc, model_pool) -> dict:
+def resid_runs(ctx, key: tuple) -> dict:
     """Residual patching: final-position shares per layer (train and held-out), controls, name position, heatmap."""
-    d = _data(lm, mc, model_pool)
-    tp, layers = d["tp"], list(range(lm.n_layers))
-
-    def run() -> dict:
-        out = {}
-        for part in ("train", "test"):
-            t = tp.subset(d[part])
-            last = [np.array([n - 1]) for n in t.length]
-            out[f"{part}_F"], out[f"{part}_C"] = R.logit_diffs(lm, t)
-            out[f"{part}_den"] = R.residual_sweep(lm, t.corrupt, t.clean, last, t.target, t.foil, layers)
-            out[f"{part}_noise"] = R.residual_sweep(lm, t.clean, t.corrupt, last, t.target, t.foil, layers)
-        t, ok = tp.subset(d["test"]), d["partner"] >= 0
-        other, last = tp.subset(d["partner"][ok]), [np.array([n - 1]) for n in t.length[ok]]
-        tk = t.subset(np.flatnonzero(ok))
-        out["ctl_den"] = R.residual_sweep(lm, tk.corrupt, other.corrupt, last, tk.target, tk.foil, layers)
-        out["ctl_noise"] = R.residual_sweep(lm, tk.clean, other.clean, last, tk.target, tk.foil, layers)
-        out["name_den"] = R.residual_sweep(lm, t.corrupt, t.clean, t.swap, t.target, t.foil, layers)
-        out["name_noise"] = R.residual_sweep(lm, t.clean, t.corrupt, t.swap, t.target, t.foil, layers)
-        if len(t.pairs):
-            out["heat"] = R.heatmap(lm, t.corrupt[0], t.clean[0], t.target[0], t.foil[0], layers)
-        return out
-
-    return model_pool.activations(lm, "patching-resid", d["key"], run)
+    d, lm = data(ctx), ctx.lm
+    tp, layers, out = d["tp"], list(range(ctx.n_layers)), {}
+    for part in ("train", "test"):
+        t = tp.subset(d[part])
+        last = [np.array([n - 1]) for n in t.length]
+        out[f"{part}_F"], out[f"{part}_C"] = R.logit_diffs(lm, t)
+        out[f"{part}_den"] = R.residual_sweep(lm, t.corrupt, t.clean, last, t.target, t.foil, layers)
+        out[f"{part}_noise"] = R.residual_sweep(lm, t.clean, t.corrupt, last, t.target, t.foil, layers)
+    t, ok = tp.subset(d["test"]), d["partner"] >= 0
+    other, last = tp.subset(d["partner"][ok]), [np.array([n - 1]) for n in t.length[ok]]
+    tk = t.subset(np.flatnonzero(ok))
+    out["ctl_den"] = R.residual_sweep(lm, tk.corrupt, other.corrupt, last, tk.target, tk.foil, layers)
+    out["ctl_noise"] = R.residual_sweep(lm, tk.clean, other.clean, last, tk.target, tk.foil, layers)
+    out["name_den"] = R.residual_sweep(lm, t.corrupt, t.clean, t.swap, t.target, t.foil, layers)
+    out["name_noise"] = R.residual_sweep(lm, t.clean, t.corrupt, t.swap, t.target, t.foil, layers)
+    if len(t.pairs):
+        out["heat"] = R.heatmap(lm, t.corrupt[0], t.clean[0], t.target[0], t.foil[0], layers)
+    return out
 
 
-def _layer_verdicts(lm, mc, model_pool, design: str) -> dict[int, Verdict]:
-    d = _data(lm, mc, model_pool)
-    ok, a, test, claim = d["partner"] >= 0, ALPHA / lm.n_layers, DESIGNS[design], f"resid_patching_{design}"
-
-    def run() -> dict[int, Verdict]:
-        r = _resid(lm, mc, model_pool)
-        F, C, out = r["test_F"], r["test_C"], {}
-        kw = {"seed": mc.seed, "n_boot": mc.permutations}
-        for l in range(lm.n_layers):
-            den, noi = test(r["test_den"][:, l], C, F, THRESHOLD, **kw), test(r["test_noise"][:, l], F, C, THRESHOLD, **kw)
-            cd = test(r["ctl_den"][:, l], C[ok], F[ok], THRESHOLD, **kw)
-            cn = test(r["ctl_noise"][:, l], F[ok], C[ok], THRESHOLD, **kw)
-            v = S.carrier_verdict(den, noi, a, claim)
-            v.details["name_denoise_share"] = S.share(r["name_den"][:, l], C, F)
-            v.details["name_noise_share"] = S.share(r["name_noise"][:, l], F, C)
-            out[l] = v.gate({f"{claim}_unrelated": S.carrier_verdict(cd, cn, a, f"{claim}_unrelated", role="control")})
-        return out
-
-    return model_pool.statistic(lm, "patching-layers", (design, d["key"], mc.permutations), run, __file__)
+def resid(ctx) -> dict:
+    return ctx.captured(resid_runs, data(ctx)["key"])
 
 
-def _control_summary(per: dict[int, Verdict], name: str) -> Verdict:
-    cs = {l: v.controls[name] for l, v in per.items()}
-    passing = [l for l, c in cs.items() if c.passed]
-    return Verdict(claim=name, statistic_name="n_layers_passing", statistic=float(len(passing)),
-                   rule="the control passes the per-layer rule at some layer", passed=bool(passing), role="control",
-                   testable=all(c.testable for c in cs.values()), reason=f"passes at layers {passing}" if passing else "",
-                   details={"max_control_denoise_share": float(max(c.statistic for c in cs.values()))})
+def layer_verdicts(ctx, design: str) -> dict[int, Verdict]:
+    return ctx.stored(_layer_verdicts, design, data(ctx)["key"])
+
+
+def _layer_verdicts(ctx, design: str, key: tuple) -> dict[int, Verdict]:
+    d, r, test, claim = data(ctx), resid(ctx), DESIGNS[design], f"resid_patching_{design}"
+    ok, F, C, out = d["partner"] >= 0, r["test_F"], r["test_C"], {}
+    kw = {"seed": ctx.seed, "n_boot": ctx.permutations}
+    for l in range(ctx.n_layers):
+        den, noi = test(r["test_den"][:, l], C, F, THRESHOLD, **kw), test(r["test_noise"][:, l], F, C, THRESHOLD, **kw)
+        cd = test(r["ctl_den"][:, l], C[ok], F[ok], THRESHOLD, **kw)
+        cn = test(r["ctl_noise"][:, l], F[ok], C[ok], THRESHOLD, **kw)
+        v = S.carrier_verdict(den, noi, ctx.alpha, claim)
+        v.note("name_denoise_share", S.share(r["name_den"][:, l], C, F))
+        v.note("name_noise_share", S.share(r["name_noise"][:, l], F, C))
+        out[l] = v.gate({f"{claim}_unrelated": S.carrier_verdict(cd, cn, ctx.alpha, f"{claim}_unrelated",
+                                                                  role="control")})
+    return out
+
+
+def unrelated_summary(ctx, design: str) -> Verdict:
+    per = layer_verdicts(ctx, design)
+    name = f"resid_patching_{design}_unrelated"
+    v = control_across_layers(name, per)
+    return v.note("max_control_denoise_share", max(x.controls[name].statistic for x in per.values()))
 
 
 _CLAIM_A = dict(family="causal", kinds=("causal",), controls=("resid_patching_{design}_unrelated",))
@@ -173,169 +174,153 @@ _CLAIM_A = dict(family="causal", kinds=("causal",), controls=("resid_patching_{d
 
 @pytest.mark.claim("resid_patching_{design}", **_CLAIM_A)
 @pytest.mark.parametrize("design", list(DESIGNS))
-def test_resid_patching(lm, layer, design, mc, model_pool, baseline, record, expect):
+def test_resid_patching(ctx, layer, design, check):
     """At layer l, the final token's residual carries the answer: denoising restores and noising removes more than
     half of the logit difference on held-out pairs (alpha / n_layers), and an unrelated prompt's residual does not."""
-    v = _layer_verdicts(lm, mc, model_pool, design)[layer]
-    _at_chance(v, lm, mc, model_pool)
-    record(v, layer=layer, site=site("hook_resid_pre", layer), design=design)
-    baseline.check(v.numbers(), lm, default_tolerance=TOL)
-    expect(v)
+    v = at_chance(ctx, layer_verdicts(ctx, design)[layer].copy())
+    check(v, tolerance=TOL, layer=layer, site=site("hook_resid_pre", layer), design=design)
 
 
 @pytest.mark.claim("resid_patching_{design}", **_CLAIM_A)
 @pytest.mark.parametrize("design", list(DESIGNS))
-def test_resid_patching_transfer(lm, design, mc, model_pool, artifacts, baseline, record, expect):
+def test_resid_patching_transfer(ctx, design, artifacts, check):
     """The answer moves to the final token at L* (chosen on training pairs): held-out layers < L*-1 refuted,
     layers > L* supported. Plots the layer x position heatmap and the per-layer shares."""
-    r, d, per = _resid(lm, mc, model_pool), _data(lm, mc, model_pool), _layer_verdicts(lm, mc, model_pool, design)
+    r, d, per, L = resid(ctx), data(ctx), layer_verdicts(ctx, design), ctx.n_layers
     est = S.share if design == "ratio" else S.mean_pair_share
-    tr = [est(r["train_den"][:, l], r["train_C"], r["train_F"]) for l in range(lm.n_layers)]
-    trn = [est(r["train_noise"][:, l], r["train_F"], r["train_C"]) for l in range(lm.n_layers)]
+    tr = [est(r["train_den"][:, l], r["train_C"], r["train_F"]) for l in range(L)]
+    trn = [est(r["train_noise"][:, l], r["train_F"], r["train_C"]) for l in range(L)]
     l_star = S.crossover_layer(tr, trn, THRESHOLD) if len(d["train"]) >= S.MIN_PAIRS else None
     claim = f"resid_patching_{design}"
     v = S.transfer_verdict({l: per[l].outcome for l in per}, l_star, claim)
-    v.gate({f"{claim}_unrelated": _control_summary(per, f"{claim}_unrelated")})
-    v.details.update({"n_train_pairs": float(len(d["train"])), "n_test_pairs": float(len(d["test"]))})
-    _at_chance(v, lm, mc, model_pool)
-    record(v, site="blocks.*.hook_resid_pre", design=design)
+    v.gate({f"{claim}_unrelated": unrelated_summary(ctx, design)})
+    v.note("n_train_pairs", len(d["train"])).note("n_test_pairs", len(d["test"]))
+    at_chance(ctx, v)
     if "heat" in r and design == "ratio":
-        t = d["tp"].subset(d["test"][:1])
-        heat = (r["heat"] - r["test_C"][0]) / (r["test_F"][0] - r["test_C"][0])
-        prof = {k: np.array([per[l].details[f] if f else per[l].statistic for l in per]) for k, f in
-                (("final: denoise", ""), ("final: noise", "noise_share"), ("name: denoise", "name_denoise_share"),
-                 ("name: noise", "name_noise_share"))}
-        prof["control (unrelated): denoise"] = np.array([per[l].controls[f"{claim}_unrelated"].statistic for l in per])
-        toks = [lm.tokenizer.decode([a]) if a == b else f"{lm.tokenizer.decode([b])}->{lm.tokenizer.decode([a])}"
-                for a, b in zip(t.clean[0], t.corrupt[0])]  # the swapped name shows as corrupt->clean
-        recovery_heatmap(heat, toks, prof, l_star,
-                         f"{lm.name}: denoising '{t.pairs[0].clean}' into '{t.pairs[0].corrupt}'",
-                         artifacts.path("recovery_heatmap.png"))
-    baseline.check(v.numbers(), lm, default_tolerance=TOL)
-    expect(v)
+        plot_heatmap(ctx, r, d, per, l_star, claim, artifacts)
+    check(v, tolerance=TOL, site="blocks.*.hook_resid_pre", design=design)
+
+
+def plot_heatmap(ctx, r: dict, d: dict, per: dict, l_star, claim: str, artifacts) -> None:
+    tok = ctx.lm.tokenizer
+    t = d["tp"].subset(d["test"][:1])
+    heat = (r["heat"] - r["test_C"][0]) / (r["test_F"][0] - r["test_C"][0])
+    prof = {k: np.array([per[l].details[f] if f else per[l].statistic for l in per]) for k, f in
+            (("final: denoise", ""), ("final: noise", "noise_share"), ("name: denoise", "name_denoise_share"),
+             ("name: noise", "name_noise_share"))}
+    prof["control (unrelated): denoise"] = np.array([per[l].controls[f"{claim}_unrelated"].statistic for l in per])
+    toks = [tok.decode([a]) if a == b else f"{tok.decode([b])}->{tok.decode([a])}"
+            for a, b in zip(t.clean[0], t.corrupt[0])]  # the swapped name shows as corrupt->clean
+    recovery_heatmap(heat, toks, prof, l_star, f"{ctx.lm.name}: denoising '{t.pairs[0].clean}' into "
+                     f"'{t.pairs[0].corrupt}'", artifacts.path("recovery_heatmap.png"))
 
 
 @pytest.mark.claim("resid_patching_{design}_unrelated", family="causal", kinds=("causal",),
                    control_of="resid_patching_{design}")
 @pytest.mark.control
 @pytest.mark.parametrize("design", list(DESIGNS))
-def test_resid_patching_unrelated_fails(lm, design, mc, model_pool, record, expect):
+def test_resid_patching_unrelated_fails(ctx, design, check):
     """An unrelated prompt's final residual (same length, same answer as the base) must not carry the answer."""
-    v = _control_summary(_layer_verdicts(lm, mc, model_pool, design), f"resid_patching_{design}_unrelated")
-    _at_chance(v, lm, mc, model_pool)
-    record(v, design=design)
-    expect(v)
+    check(at_chance(ctx, unrelated_summary(ctx, design)), baseline=False, design=design)
 
 
-def _components(lm, mc, model_pool) -> dict:
+def component_runs(ctx, key: tuple) -> dict:
     """Per-component total effects (train and held-out), the named set, random sets, direct effects, attribution."""
-    d, comps = _data(lm, mc, model_pool), R.component_sites(lm.n_layers)
-
-    def run() -> dict:
-        out = {}
-        for part in ("train", "test"):
-            t = d["tp"].subset(d[part])
-            out[f"{part}_F"], out[f"{part}_C"] = R.logit_diffs(lm, t)
-            out[f"{part}_total"] = R.component_sweep(lm, t.corrupt, t.clean, t.target, t.foil, [[c] for c in comps])
-        tr = S.share(out["train_total"].T, out["train_C"], out["train_F"])
-        named = S.select_components(tr, TAU, K_MAX)
-        rest = np.setdiff1d(np.arange(len(comps)), named)
-        rng = np.random.default_rng(mc.seed)
-        # Random sets come from the other components; with fewer of those than named (tiny models) there is none.
-        rand = ([rng.choice(rest, size=len(named), replace=False) for _ in range(N_RANDOM_SETS)]
-                if 0 < len(named) <= len(rest) else [])
-        t = d["tp"].subset(d["test"])
-        sets = [[comps[i] for i in s] for s in [named] + rand] if len(named) else []
-        joint = R.component_sweep(lm, t.corrupt, t.clean, t.target, t.foil, sets) if sets else np.zeros((len(t.pairs), 0))
-        out.update({"named": named, "random": np.array(rand, int).reshape(len(rand), len(named)), "joint": joint})
-        out.update(R.attribution_runs(lm, t, comps))
-        return out
-
-    return model_pool.activations(lm, "patching-components", d["key"] + (TAU, K_MAX, N_RANDOM_SETS), run)
+    d, lm, comps, out = data(ctx), ctx.lm, R.component_sites(ctx.n_layers), {}
+    for part in ("train", "test"):
+        t = d["tp"].subset(d[part])
+        out[f"{part}_F"], out[f"{part}_C"] = R.logit_diffs(lm, t)
+        out[f"{part}_total"] = R.component_sweep(lm, t.corrupt, t.clean, t.target, t.foil, [[c] for c in comps])
+    named = S.select_components(S.share(out["train_total"].T, out["train_C"], out["train_F"]), TAU, K_MAX)
+    rest = np.setdiff1d(np.arange(len(comps)), named)
+    rng = np.random.default_rng(ctx.seed)
+    # Random sets come from the other components; with fewer of those than named (tiny models) there is none.
+    rand = ([rng.choice(rest, size=len(named), replace=False) for _ in range(N_RANDOM_SETS)]
+            if 0 < len(named) <= len(rest) else [])
+    t = d["tp"].subset(d["test"])
+    sets = [[comps[i] for i in s] for s in [named] + rand] if len(named) else []
+    joint = R.component_sweep(lm, t.corrupt, t.clean, t.target, t.foil, sets) if sets else np.zeros((len(t.pairs), 0))
+    out.update({"named": named, "random": np.array(rand, int).reshape(len(rand), len(named)), "joint": joint})
+    out.update(R.attribution_runs(lm, t, comps))
+    return out
 
 
-@pytest.mark.claim("component_share", family="causal", kinds=("causal",), controls=("component_share_random",))
-def test_component_share(lm, mc, model_pool, artifacts, baseline, record, expect):
-    """The components named on training pairs (share >= 0.10 each) together restore more than half of the logit
-    difference on held-out pairs; random sets of the same size do not. Plots direct beside total effect."""
-    c, comps = _components(lm, mc, model_pool), R.component_sites(lm.n_layers)
-    F, C, named = c["test_F"], c["test_C"], c["named"]
-    if len(named):
-        v = S.share_verdict(S.share_test(c["joint"][:, 0], C, F, THRESHOLD, seed=mc.seed, n_boot=mc.permutations),
-                            ALPHA, "component_share", what="named set's ")
-    else:
-        v = Verdict(claim="component_share", statistic_name="share", statistic=float("nan"), rule="-", passed=False,
-                    testable=False, reason=f"no component reached a training share of {TAU:g}")
-    ctl = _random_control(c, mc)
-    total, direct = S.share(c["test_total"].T, C, F), S.delta_share(c["direct"].T, C, F)
-    v.details.update({"n_named": float(len(named)), "n_test_pairs": float(len(F))})
-    v.details.update({f"named_{i}_{comps[j]}": float(total[j]) for i, j in enumerate(named)})
-    v.gate({"component_share_random": ctl})
-    _at_chance(v, lm, mc, model_pool)
-    record(v, named=[comps[j] for j in named])
-    if len(F):
-        component_bars(comps, total, direct, named, f"{lm.name}: held-out share of the logit difference per component",
-                       artifacts.path("component_effects.png"))
-    baseline.check(v.numbers(), lm, default_tolerance=TOL)
-    expect(v)
+def components(ctx) -> dict:
+    return ctx.captured(component_runs, data(ctx)["key"] + (TAU, K_MAX, N_RANDOM_SETS))
 
 
-def _random_control(c: dict, mc) -> Verdict:
+def random_control(ctx) -> Verdict:
+    c = components(ctx)
     if c["joint"].shape[1] < 2:
         return Verdict(claim="component_share_random", statistic_name="share", statistic=float("nan"), rule="-",
                        passed=False, role="control", testable=False,
                        reason="no random sets: nothing named, or fewer other components than named")
     m = c["joint"][:, 1:].mean(1)  # per pair: the mean over the random sets
-    return S.share_verdict(S.share_test(m, c["test_C"], c["test_F"], THRESHOLD, seed=mc.seed, n_boot=mc.permutations),
+    return S.share_verdict(S.share_test(m, c["test_C"], c["test_F"], THRESHOLD, seed=ctx.seed, n_boot=ctx.permutations),
                            ALPHA, "component_share_random", role="control", what="random sets' ")
+
+
+@pytest.mark.claim("component_share", family="causal", kinds=("causal",), controls=("component_share_random",))
+def test_component_share(ctx, artifacts, check):
+    """The components named on training pairs (share >= 0.10 each) together restore more than half of the logit
+    difference on held-out pairs; random sets of the same size do not. Plots direct beside total effect."""
+    c, comps = components(ctx), R.component_sites(ctx.n_layers)
+    F, C, named = c["test_F"], c["test_C"], c["named"]
+    if len(named):
+        v = S.share_verdict(S.share_test(c["joint"][:, 0], C, F, THRESHOLD, seed=ctx.seed, n_boot=ctx.permutations),
+                            ALPHA, "component_share", what="named set's ")
+    else:
+        v = Verdict(claim="component_share", statistic_name="share", statistic=float("nan"), rule="-", passed=False,
+                    testable=False, reason=f"no component reached a training share of {TAU:g}")
+    total, direct = S.share(c["test_total"].T, C, F), S.delta_share(c["direct"].T, C, F)
+    v.note("n_named", len(named)).note("n_test_pairs", len(F))
+    for i, j in enumerate(named):
+        v.note(f"named_{i}_{comps[j]}", total[j])
+    at_chance(ctx, v.gate({"component_share_random": random_control(ctx)}))
+    if len(F):
+        component_bars(comps, total, direct, named, f"{ctx.lm.name}: held-out share of the logit difference per "
+                       f"component", artifacts.path("component_effects.png"))
+    check(v, tolerance=TOL, named=[comps[j] for j in named])
 
 
 @pytest.mark.claim("component_share_random", family="causal", kinds=("causal",), control_of="component_share")
 @pytest.mark.control
-def test_component_share_random_fails(lm, mc, model_pool, record, expect):
+def test_component_share_random_fails(ctx, check):
     """Random component sets of the named set's size must not restore more than half of the logit difference."""
-    v = _random_control(_components(lm, mc, model_pool), mc)
-    _at_chance(v, lm, mc, model_pool)
-    record(v)
-    expect(v)
+    check(at_chance(ctx, random_control(ctx)), baseline=False)
 
 
-def _agreement(lm, mc, model_pool, key: str, claim: str, role: str = "claim") -> Verdict:
-    c = _components(lm, mc, model_pool)
+def agreement(ctx, key: str, claim: str, role: str = "claim") -> Verdict:
+    c = components(ctx)
     effect = c["test_total"] - c["test_C"][:, None]  # both in LD units: estimated and patched change in LD
-    return S.rank_agreement(c[key], effect, RHO0, ALPHA, claim, seed=mc.seed,
-                            n_boot=mc.permutations, role=role)
+    return S.rank_agreement(c[key], effect, RHO0, ALPHA, claim, seed=ctx.seed, n_boot=ctx.permutations, role=role)
 
 
 @pytest.mark.claim("attribution_agrees", family="causal", kinds=("causal",),
                    controls=("attribution_unrelated_metric",))
-def test_attribution_agrees(lm, mc, model_pool, artifacts, baseline, record, expect):
+def test_attribution_agrees(ctx, artifacts, check):
     """Attribution patching ranks the components like real patching (Spearman rho > 0.5, bootstrap over held-out
     pairs); the gradient of an unrelated logit difference does not. Plots attribution against patching."""
-    v = _agreement(lm, mc, model_pool, "attribution", "attribution_agrees")
-    v.gate({"attribution_unrelated_metric": _agreement(lm, mc, model_pool, "attribution_control",
-                                                       "attribution_unrelated_metric", "control")})
-    c, comps = _components(lm, mc, model_pool), R.component_sites(lm.n_layers)
+    v = agreement(ctx, "attribution", "attribution_agrees")
+    v.gate({"attribution_unrelated_metric": agreement(ctx, "attribution_control", "attribution_unrelated_metric",
+                                                      "control")})
+    c, comps = components(ctx), R.component_sites(ctx.n_layers)
     F, C = c["test_F"], c["test_C"]
     a, p = S.delta_share(c["attribution"].T, C, F), S.share(c["test_total"].T, C, F)  # shares: LD / mean(F - C)
-    v.details["rho_without_layer0"] = float(stats.spearmanr(a[2:], p[2:]).statistic) if len(F) else float("nan")
+    v.note("rho_without_layer0", stats.spearmanr(a[2:], p[2:]).statistic if len(F) else float("nan"))
     worst = int(np.argmax(np.abs(a - p))) if len(F) else 0  # attribution minus patching, in shares
-    v.details.update({"gap_L0_attn": float(a[0] - p[0]), "gap_L0_mlp": float(a[1] - p[1]),
-                      "max_abs_gap": float(abs(a[worst] - p[worst])), "max_abs_gap_component": float(worst)})
-    _at_chance(v, lm, mc, model_pool)
-    record(v)
+    v.note("gap_L0_attn", a[0] - p[0]).note("gap_L0_mlp", a[1] - p[1]).note("max_abs_gap", abs(a[worst] - p[worst]))
+    v.note("max_abs_gap_component", worst)
+    at_chance(ctx, v)
     if len(F):
-        attribution_scatter(comps, a, p, v, f"{lm.name}: attribution patching vs patching (held-out pair means)",
+        attribution_scatter(comps, a, p, v, f"{ctx.lm.name}: attribution patching vs patching (held-out pair means)",
                             artifacts.path("attribution_vs_patching.png"))
-    baseline.check(v.numbers(), lm, default_tolerance=TOL)
-    expect(v)
+    check(v, tolerance=TOL)
 
 
 @pytest.mark.claim("attribution_unrelated_metric", family="causal", kinds=("causal",), control_of="attribution_agrees")
 @pytest.mark.control
-def test_attribution_unrelated_metric_fails(lm, mc, model_pool, record, expect):
+def test_attribution_unrelated_metric_fails(ctx, check):
     """The gradient of an unrelated logit difference (" the" - " a") must not rank the components like patching."""
-    v = _agreement(lm, mc, model_pool, "attribution_control", "attribution_unrelated_metric", "control")
-    _at_chance(v, lm, mc, model_pool)
-    record(v)
-    expect(v)
+    check(at_chance(ctx, agreement(ctx, "attribution_control", "attribution_unrelated_metric", "control")),
+          baseline=False)

@@ -22,21 +22,21 @@ from pathlib import Path
 
 import pytest
 
+from mechclaims.claim.context import Context
 from mechclaims.errors import MechClaimsError
-from mechclaims.outcome import load_expected
 from mechclaims.stats.pathlength_sizes import ModelPath, size_difference
+from mechclaims.verdict.expected import load_expected
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_pathlength import claim_verdict, path_data_or_fail  # noqa: E402
+import test_pathlength as single  # noqa: E402  (the one-model claim: its capture, stimuli and verdict)
 
 EXPECTED_OUTCOMES = load_expected(__file__)
 PAIRS = [("smollm2-135m", "gemma3-270m")]  # (smaller, larger)
-TOL = {"default_tolerance": {"rtol": 1e-2, "atol": 1e-2}}
 
 
 @pytest.mark.claim("path_length_differs_across_sizes", family="observational", kinds=("causal",))
 @pytest.mark.parametrize("pair", PAIRS, ids=[f"{a}-vs-{b}" for a, b in PAIRS])
-def test_path_length_differs_across_sizes(pair, mc, model_pool, artifacts, baseline, record, expect):
+def test_path_length_differs_across_sizes(pair, mc, model_pool, check):
     missing = [m for m in pair if m not in mc.models]
     if missing:
         pytest.skip(f"compares {pair[0]} with {pair[1]}; this session lacks {', '.join(missing)}. Run it with "
@@ -44,16 +44,14 @@ def test_path_length_differs_across_sizes(pair, mc, model_pool, artifacts, basel
     paths, outcomes = [], {}
     for name in pair:
         try:
-            lm = model_pool.get(name)
+            ctx = Context.for_model(name, mc, model_pool, single)
         except MechClaimsError as e:  # a model that cannot load: say which, and why (as the lm fixture does)
             pytest.fail(f"{name}: {e}", pytrace=False)
-        d = path_data_or_fail(lm, mc, model_pool)
+        d = single.path_data(ctx)
         paths.append(ModelPath.from_arrays(name, d["steps"], d["logprob"], d["pos"], d["doc"]))
-        outcomes[name] = claim_verdict(lm, mc, model_pool).outcome
+        outcomes[name] = single.claim_verdict(ctx).outcome
     v = size_difference(*paths, n_boot=mc.permutations, seed=mc.seed)
     for name, o in outcomes.items():
-        v.details[f"supported_{name}"] = float(o == "supported")  # numbers only: the outcome words go in the reason
+        v.note(f"supported_{name}", float(o == "supported"))  # numbers only: the outcome words go in the reason
     v.reason += "; per model: " + ", ".join(f"{n} {o}" for n, o in outcomes.items())
-    record(v, models=list(pair))
-    baseline.check(v.numbers(), lm, **TOL)
-    expect(v)
+    check(v, tolerance=single.TOL, lm=ctx.lm, models=list(pair))

@@ -32,132 +32,117 @@ better than their own spectra in random orientation.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from mechclaims.capture import capture
+from mechclaims.claim import StimuliSet, Verdict, control_tests, controls
 from mechclaims.datasets.categories import load_categories, word_positions
+from mechclaims.forward.capture import capture
+from mechclaims.model.sites import site
+from mechclaims.model.weights import model_path
 from mechclaims.plots import rsa as rplot
-from mechclaims.qk_null import model_path, rotation_null
-from mechclaims.sites import site
 from mechclaims.stats import rsa
 from mechclaims.stats.common import min_draws
+from mechclaims.stats.qk_null import rotation_null
 from mechclaims.stats.rsa_claims import rotation_claim, selectivity_claim
 from mechclaims.stats.rsa_rotation import surface_groupings
-from mechclaims.outcome import load_expected
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.expected import load_expected
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ALPHA, SESOI, N_BOOT = 0.05, 0.05, 1000
 # Rotated-weights draws per layer, at most: values inside the null stop after ~20-60 draws (both tails reached);
 # values out in a tail are judged by the Shapiro-checked normal tail of these draws (mechclaims.stats.common.tail_p).
 ROTATIONS = 300
 KINDS = ("attn.hook_q", "attn.hook_k", "attn.hook_qk_in")
 A, B, C = "qk_category_selectivity", "qk_rsa_beats_rotated_weights", "qk_category_beyond_input"
+SURFACES = ("first_letter", "char_length", "frequency")
+A_CONTROLS = ("sel_random_weights",) + tuple(f"sel_surface_{g}" for g in SURFACES)
+B_CONTROLS = ("rsa_random_weights",)
+C_CONTROLS = ("beyond_random_weights",) + tuple(f"beyond_surface_{g}" for g in SURFACES)
+STIMULI = {"rsa_categories": StimuliSet("../fixtures/rsa_categories.json", load_categories)}
 TOL = {"rtol": 1e-2, "atol": 1e-6}
 STEP_TOL = {"rtol": 0.0, "atol": 5e-3}  # p-values and quantiles move in steps of 1/(n+1)
-
-# Recorded outcomes other than the default (claim: supported; control: failed), per test id, with the numbers:
-# claims/expected/<this module>.yml, written by scripts/record_outcomes.py and reviewed like a baseline.
-EXPECTED_OUTCOMES = load_expected(__file__)
+EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
 
 
-def categories(mc):
-    return load_categories(mc.stimuli_path("rsa_categories", FIXTURES / "rsa_categories.json"))
+def qk_capture(ctx, cs_hash: str, templates: tuple[str, ...], kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``{kind: [L, n_words, ...]}`` at each word's token, averaged over the templates."""
+    cs, lm = ctx.stimuli("rsa_categories"), ctx.lm
+    ids, pos = [], []
+    for t in templates:
+        i, p = word_positions(cs, lm.tokenizer, lm.name, template=t)
+        ids, pos = ids + i, pos + p.tolist()
+    a = capture(lm, ids, [site(k, l) for l in range(lm.n_layers) for k in kinds], pos)
+    return {k: np.stack([a[site(k, l)].reshape((len(templates), len(cs.words)) + a[site(k, l)].shape[1:]).mean(0)
+                         for l in range(lm.n_layers)]) for k in kinds}
 
 
-def qk_acts(lm, mc, model_pool, templates: tuple[str, ...] | None = None, kinds=KINDS) -> dict[str, np.ndarray]:
-    """``{kind: [L, n_words, ...]}`` at each word's token, captured once per model, templates and stimuli."""
-    cs = categories(mc)
-    templates = templates or (cs.template,)
-
-    def run():
-        ids, pos = [], []
-        for t in templates:
-            i, p = word_positions(cs, lm.tokenizer, lm.name, template=t)
-            ids, pos = ids + i, pos + p.tolist()
-        a = capture(lm, ids, [site(k, l) for l in range(lm.n_layers) for k in kinds], pos)
-        return {k: np.stack([a[site(k, l)].reshape((len(templates), len(cs.words)) + a[site(k, l)].shape[1:])
-                             .mean(0) for l in range(lm.n_layers)]) for k in kinds}
-
-    return model_pool.activations(lm, "rsa", (cs.hash(), templates, kinds), run)
+def qk_acts(ctx) -> dict[str, np.ndarray]:
+    cs = ctx.stimuli("rsa_categories")
+    return ctx.captured(qk_capture, cs.hash(), (cs.template,), KINDS)
 
 
 def flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], a.shape[1], -1)
 
 
-def groupings(lm, mc) -> dict[str, np.ndarray]:
+def groupings(ctx) -> dict[str, np.ndarray]:
     """The categories first, then the surface groupings of the same words (frequency: the file's Zipf values, else
     the token id as a rough frequency rank)."""
-    cs = categories(mc)
-    ids = [x[p] for x, p in zip(*word_positions(cs, lm.tokenizer, lm.name))]
+    cs = ctx.stimuli("rsa_categories")
+    ids = [x[p] for x, p in zip(*word_positions(cs, ctx.lm.tokenizer, ctx.lm.name))]
     surf = surface_groupings(cs.words, len(cs.names), cs.frequencies(), np.array(ids))
     return {"category": cs.labels, **{k.replace("_token_id_proxy", ""): v for k, v in surf.items()}}
 
 
-SURFACES = ("first_letter", "char_length", "frequency")
-A_CONTROLS = ("sel_random_weights",) + tuple(f"sel_surface_{g}" for g in SURFACES)
-B_CONTROLS = ("rsa_random_weights",)
-C_CONTROLS = ("beyond_random_weights",) + tuple(f"beyond_surface_{g}" for g in SURFACES)
+def claim_a(ctx, g: str = "category", role: str = "claim"):
+    """Claim A's rule for grouping ``g`` on every layer: (Verdict, (Q profile, K profile)), stored."""
+    n_perm = max(ctx.permutations, min_draws(2 * ctx.n_layers, ALPHA))
+    return ctx.stored(_claim_a, g, role, n_perm, ctx.stimuli("rsa_categories").hash())
 
 
-def claim_a(lm, mc, model_pool, g: str = "category", role: str = "claim"):
-    """Claim A's rule for grouping ``g`` on every layer of ``lm`` (memoized): (Verdict, (Q profile, K profile))."""
-    cs = categories(mc)
-    n_perm = max(mc.permutations, min_draws(2 * lm.n_layers, ALPHA))
-
-    def run():
-        acts = qk_acts(lm, mc, model_pool)
-        return selectivity_claim(acts[KINDS[0]], acts[KINDS[1]], groupings(lm, mc)[g], n_perm=n_perm, seed=mc.seed,
-                                 alpha=ALPHA, sesoi=SESOI, n_boot=N_BOOT if role == "claim" else 0,
-                                 claim=A if role == "claim" else f"{A}[{g}]", role=role, grouping=g)
-    return model_pool.statistic(lm, "rsa-A", (cs.hash(), g, role, n_perm, mc.seed), run, __file__)
+def _claim_a(ctx, g: str, role: str, n_perm: int, cs_hash: str):
+    acts = qk_acts(ctx)
+    return selectivity_claim(acts[KINDS[0]], acts[KINDS[1]], groupings(ctx)[g], n_perm=n_perm, seed=ctx.seed,
+                             alpha=ALPHA, sesoi=SESOI, n_boot=N_BOOT if role == "claim" else 0,
+                             claim=A if role == "claim" else f"{A}[{g}]", role=role, grouping=g)
 
 
-def rotation_profiles(lm, mc, model_pool) -> list[tuple]:
-    """Claims B and C: per layer (observed, nulls, p, draws) under the rotated-weights null (memoized)."""
-    cs = categories(mc)
-
-    def run():
-        groups = groupings(lm, mc)
-        acts = qk_acts(lm, mc, model_pool)
-        return [rotation_null(model_path(lm, l), acts[KINDS[2]][l], acts[KINDS[0]][l], acts[KINDS[1]][l], groups,
-                              n_max=ROTATIONS, seed=mc.seed + 1000 * l) for l in range(lm.n_layers)]
-    return model_pool.statistic(lm, "rsa-rot", (cs.hash(), ROTATIONS, mc.seed), run, __file__)
+def rotation_profiles(ctx) -> list[tuple]:
+    """Claims B and C: per layer (observed, nulls, p, draws) under the rotated-weights null (stored)."""
+    return ctx.stored(_rotation_profiles, ctx.stimuli("rsa_categories").hash(), ROTATIONS)
 
 
-def claim_bc(lm, mc, model_pool, which: str, g: str = "category", role: str = "claim") -> Verdict:
-    acts = qk_acts(lm, mc, model_pool)
-    return rotation_claim(rotation_profiles(lm, mc, model_pool), acts[KINDS[0]], acts[KINDS[1]], groupings(lm, mc)[g],
+def _rotation_profiles(ctx, cs_hash: str, rotations: int) -> list[tuple]:
+    groups, acts = groupings(ctx), qk_acts(ctx)
+    return [rotation_null(model_path(ctx.lm, l), acts[KINDS[2]][l], acts[KINDS[0]][l], acts[KINDS[1]][l], groups,
+                          n_max=rotations, seed=ctx.seed + 1000 * l) for l in range(ctx.n_layers)]
+
+
+def claim_bc(ctx, which: str, g: str = "category", role: str = "claim") -> Verdict:
+    acts = qk_acts(ctx)
+    return rotation_claim(rotation_profiles(ctx), acts[KINDS[0]], acts[KINDS[1]], groupings(ctx)[g],
                           which="rsa" if which == B else "beyond", alpha=ALPHA, sesoi=SESOI, role=role, grouping=g,
                           claim=which if role == "claim" else f"{which}[{g}]")
 
 
-def random_lm(lm, mc, model_pool):
-    return model_pool.random_copy(lm, mc.seed)
+def gated(ctx, which: str) -> Verdict:
+    """The claim with its controls attached (stored: the claim test and its control tests share them)."""
+    return ctx.stored(_gated, which, ctx.stimuli("rsa_categories").hash())
 
 
-def gated(lm, mc, model_pool, which: str) -> Verdict:
-    """The claim with its controls attached (memoized: the claim test and its control tests share them)."""
-    def run():
-        rnd = random_lm(lm, mc, model_pool)
-        if which == A:
-            v = claim_a(lm, mc, model_pool)[0]
-            ctl = {"sel_random_weights": claim_a(rnd, mc, model_pool, role="control")[0]}
-            ctl.update({f"sel_surface_{g}": claim_a(lm, mc, model_pool, g, role="control")[0] for g in SURFACES})
-        elif which == B:
-            v = claim_bc(lm, mc, model_pool, B)
-            ctl = {"rsa_random_weights": claim_bc(rnd, mc, model_pool, B, role="control")}
-        else:
-            v = claim_bc(lm, mc, model_pool, C)
-            ctl = {"beyond_random_weights": claim_bc(rnd, mc, model_pool, C, role="control")}
-            ctl.update({f"beyond_surface_{g}": claim_bc(lm, mc, model_pool, C, g, role="control") for g in SURFACES})
-        return v.gate(ctl)
-    return model_pool.statistic(lm, "rsa-gated", (which, categories(mc).hash(), mc.seed, mc.permutations), run,
-                                __file__)
+def _gated(ctx, which: str, cs_hash: str) -> Verdict:
+    if which == A:
+        v = claim_a(ctx)[0]
+        ctl = {"sel_random_weights": controls.random_weights(ctx, lambda c: claim_a(c, role="control")[0])}
+        ctl.update({f"sel_surface_{g}": claim_a(ctx, g, role="control")[0] for g in SURFACES})
+    elif which == B:
+        v = claim_bc(ctx, B)
+        ctl = {"rsa_random_weights": controls.random_weights(ctx, claim_bc, B, role="control")}
+    else:
+        v = claim_bc(ctx, C)
+        ctl = {"beyond_random_weights": controls.random_weights(ctx, claim_bc, C, role="control")}
+        ctl.update({f"beyond_surface_{g}": claim_bc(ctx, C, g, role="control") for g in SURFACES})
+    return v.gate(ctl)
 
 
 def display_layer(n_layers: int) -> int:
@@ -165,19 +150,17 @@ def display_layer(n_layers: int) -> int:
     return round(5 / 24 * n_layers)
 
 
-def _tol(v: Verdict) -> dict:
-    return {k: STEP_TOL for k in v.numbers() if k.endswith((".p", ".qval", "frac_layers_holding"))}
+def step_tolerances(v: Verdict) -> Verdict:
+    """p-values, q-values and fractions of layers move in steps of 1/(n+1): declared beside those numbers."""
+    v = v.copy()
+    v.tolerances.update({k: STEP_TOL for k in v.numbers() if k.endswith((".p", ".qval", "frac_layers_holding"))})
+    return v
 
 
 @pytest.mark.claim(A, family="observational", controls=A_CONTROLS)
-def test_qk_category_selectivity(lm, mc, model_pool, artifacts, baseline, record, expect):
-    cs = categories(mc)
-    v = gated(lm, mc, model_pool, A)
-    acts = qk_acts(lm, mc, model_pool)
-    prof = {g: claim_a(lm, mc, model_pool, g, "claim" if g == "category" else "control")[1]
-            for g in ("category",) + SURFACES}
-    rnd = random_lm(lm, mc, model_pool)
-    record(v, site="attn.hook_q/attn.hook_k", n_words=len(cs.words))
+def test_qk_category_selectivity(ctx, artifacts, check):
+    cs, lm, acts = ctx.stimuli("rsa_categories"), ctx.lm, qk_acts(ctx)
+    prof = {g: claim_a(ctx, g, "claim" if g == "category" else "control")[1] for g in ("category",) + SURFACES}
     dl = display_layer(lm.n_layers)
     Sq, Sk = rsa.cosine_similarity(flat(acts[KINDS[0]])[dl]), rsa.cosine_similarity(flat(acts[KINDS[1]])[dl])
     q, k = prof["category"]
@@ -187,81 +170,55 @@ def test_qk_category_selectivity(lm, mc, model_pool, artifacts, baseline, record
                             f"{lm.name} layer {dl}: label-permutation null",
                             {f"{g} grouping": prof[g][0].delta[dl] for g in SURFACES})
     series = {"Q": q.z, "K": k.z, **{f"Q, {g} grouping": prof[g][0].z for g in SURFACES},
-              "Q, random-weight copy": claim_a(rnd, mc, model_pool, role="control")[1][0].z}
+              "Q, random-weight copy": claim_a(ctx.random(), role="control")[1][0].z}
     rplot.z_by_layer({n: np.asarray(z) for n, z in series.items()}, artifacts.path("z_by_layer.png"),
                      list(range(lm.n_layers)), title=f"{lm.name}: Q/K category selectivity per layer (z vs permutations)")
-    baseline.check(v.numbers(), lm, default_tolerance=TOL, tolerances=_tol(v))
-    expect(v)
-
-
-def _control_outcome(lm, mc, model_pool, record, expect, claim: str, control: str) -> None:
-    """A control's own test: the verdict that gates ``claim`` (computed once, with its own draws), recorded and
-    checked against its recorded outcome (default: failed)."""
-    v = gated(lm, mc, model_pool, claim).controls[control]
-    record(v, control=control)
-    expect(v)
-
-
-@pytest.mark.claim("{control}", family="observational", control_of=A)
-@pytest.mark.control
-@pytest.mark.parametrize("control", A_CONTROLS)
-def test_qk_category_control_fails(lm, mc, model_pool, record, expect, control):
-    """The random-weight copy and each surface grouping of the same words must fail claim A's rule."""
-    _control_outcome(lm, mc, model_pool, record, expect, A, control)
+    check(step_tolerances(gated(ctx, A)), tolerance=TOL, site="attn.hook_q/attn.hook_k", n_words=len(cs.words))
 
 
 @pytest.mark.claim(B, family="observational", controls=B_CONTROLS)
-def test_qk_rsa_beats_rotated_weights(lm, mc, model_pool, artifacts, baseline, record, expect):
-    cs = categories(mc)
-    v = gated(lm, mc, model_pool, B)
-    acts = qk_acts(lm, mc, model_pool)
-    rot = rotation_profiles(lm, mc, model_pool)
-    L = lm.n_layers
+def test_qk_rsa_beats_rotated_weights(ctx, artifacts, check):
+    cs, lm, acts, rot = ctx.stimuli("rsa_categories"), ctx.lm, qk_acts(ctx), rotation_profiles(ctx)
+    v, L = step_tolerances(gated(ctx, B)), lm.n_layers
     # Reported, never deciding: isotropic Gaussian W_q/W_k preserve the inputs' geometry (an upper bound).
-    iso = model_pool.statistic(lm, "rsa-iso", (cs.hash(), mc.seed), lambda: rsa.random_projection_rho(
-        acts[KINDS[2]], flat(acts[KINDS[0]]).shape[-1], flat(acts[KINDS[1]]).shape[-1], n_draws=200, seed=mc.seed),
-        __file__)
-    v.details.update({f"L{l:02d}.rho_isotropic_random_mean": float(iso[l].mean()) for l in range(L)})
-    record(v, site="attn.hook_q/attn.hook_k/attn.hook_qk_in", n_words=len(cs.words))
-    rho = np.array([r[0]["rho"] for r in rot])
-    null = [r[1]["rho"] for r in rot]
+    iso = ctx.stored(isotropic_rho, cs.hash())
+    for l in range(L):
+        v.note(f"L{l:02d}.rho_isotropic_random_mean", float(iso[l].mean()))
+    rho, null = np.array([r[0]["rho"] for r in rot]), [r[1]["rho"] for r in rot]
     rplot.rsa_by_layer(rho, null, artifacts.path("rsa_by_layer.png"), None, {"isotropic random W (upper bound)":
                        iso.mean(-1)}, f"{lm.name}: Q-K RSA vs the rotated-weights null", list(range(L)))
     dl = display_layer(L)
     Sq, Sk = rsa.cosine_similarity(flat(acts[KINDS[0]])[dl]), rsa.cosine_similarity(flat(acts[KINDS[1]])[dl])
     rplot.qk_scatter_by_category(Sq, Sk, cs.labels, cs.names, artifacts.path("qk_scatter_by_category.png"), None,
                                  f"{lm.name} layer {dl}: rho {rho[dl]:.3f}")
-    baseline.check(v.numbers(), lm, default_tolerance=TOL, tolerances=_tol(v))
-    expect(v)
+    check(v, tolerance=TOL, site="attn.hook_q/attn.hook_k/attn.hook_qk_in", n_words=len(cs.words))
 
 
-@pytest.mark.claim("{control}", family="observational", control_of=B)
-@pytest.mark.control
-@pytest.mark.parametrize("control", B_CONTROLS)
-def test_qk_rsa_control_fails(lm, mc, model_pool, record, expect, control):
-    """In a random-weight copy W_q and W_k are random: its rho must not beat its own rotated weights."""
-    _control_outcome(lm, mc, model_pool, record, expect, B, control)
+def isotropic_rho(ctx, cs_hash: str) -> np.ndarray:
+    acts = qk_acts(ctx)
+    return rsa.random_projection_rho(acts[KINDS[2]], flat(acts[KINDS[0]]).shape[-1], flat(acts[KINDS[1]]).shape[-1],
+                                     n_draws=200, seed=ctx.seed)
 
 
 @pytest.mark.claim(C, family="observational", controls=C_CONTROLS)
-def test_qk_category_beyond_input(lm, mc, model_pool, artifacts, baseline, record, expect):
-    v = gated(lm, mc, model_pool, C)
-    rot = rotation_profiles(lm, mc, model_pool)
-    record(v, site="attn.hook_q/attn.hook_k vs attn.hook_qk_in", n_words=len(categories(mc).words))
-    L = lm.n_layers
+def test_qk_category_beyond_input(ctx, artifacts, check):
+    rot, L = rotation_profiles(ctx), ctx.n_layers
     for kind in ("q", "k"):
         key = f"delta_{kind}.category"
         rplot.rsa_by_layer(np.array([r[0][key] for r in rot]), [r[1][key] for r in rot],
                            artifacts.path(f"beyond_input_{kind}.png"), None, {},
-                           f"{lm.name}: {kind.upper()} within-minus-across vs the rotated-weights null", list(range(L)),
-                           ylabel="within - across cosine")
-    baseline.check(v.numbers(), lm, default_tolerance=TOL, tolerances=_tol(v))
-    expect(v)
+                           f"{ctx.lm.name}: {kind.upper()} within-minus-across vs the rotated-weights null",
+                           list(range(L)), ylabel="within - across cosine")
+    check(step_tolerances(gated(ctx, C)), tolerance=TOL, site="attn.hook_q/attn.hook_k vs attn.hook_qk_in",
+          n_words=len(ctx.stimuli("rsa_categories").words))
 
 
-@pytest.mark.claim("{control}", family="observational", control_of=C)
-@pytest.mark.control
-@pytest.mark.parametrize("control", C_CONTROLS)
-def test_qk_category_beyond_input_control_fails(lm, mc, model_pool, record, expect, control):
-    """The random-weight copy and each surface grouping must fail claim C's rule."""
-    _control_outcome(lm, mc, model_pool, record, expect, C, control)
+test_qk_category_control_fails = control_tests(
+    A, A_CONTROLS, lambda ctx: gated(ctx, A),
+    doc="The random-weight copy and each surface grouping of the same words must fail claim A's rule.")
+test_qk_rsa_control_fails = control_tests(
+    B, B_CONTROLS, lambda ctx: gated(ctx, B),
+    doc="In a random-weight copy W_q and W_k are random: its rho must not beat its own rotated weights.")
+test_qk_category_beyond_input_control_fails = control_tests(
+    C, C_CONTROLS, lambda ctx: gated(ctx, C),
+    doc="The random-weight copy and each surface grouping must fail claim C's rule.")

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from mechclaims.capture import capture
+from mechclaims.forward.capture import capture
 from mechclaims.datasets.patching import PAIRS_PATH, load_pairs, tokenize_pairs
-from mechclaims.patching import PatchTable, run_patched
+from mechclaims.forward.patching import PatchTable, run_patched
 from mechclaims.stats.patching import pair_share_test, share_verdict
 
 
@@ -23,12 +23,11 @@ def denoise(lm, tp, positions, site="blocks.0.hook_resid_pre"):  # clean activat
 
 @pytest.mark.claim("swap_embedding_carries_answer", family="causal", kinds=("causal",),
                    controls=("last_token_embedding",))
-def test_swap_embedding_carries_answer(lm, mc, baseline, record, expect):
-    tp = tokenize_pairs(lm, load_pairs(mc.stimuli_path("patching_pairs", PAIRS_PATH))[:20])
+def test_swap_embedding_carries_answer(ctx, check):
+    lm = ctx.lm
+    tp = tokenize_pairs(lm, load_pairs(PAIRS_PATH)[:20])
     F, C = ld(lm, tp.clean, None, tp), ld(lm, tp.corrupt, None, tp)
     v = share_verdict(pair_share_test(denoise(lm, tp, tp.swap), C, F, 0.9), 0.05, "swap_embedding_carries_answer")
     ctl = share_verdict(pair_share_test(denoise(lm, tp, [[n - 1] for n in tp.length]), C, F, 0.9), 0.05,
                         "last_token_embedding", role="control")  # an unchanged token: must restore nothing
-    record(v.gate({"last_token_embedding": ctl}))
-    baseline.check(v.numbers(), lm)
-    expect(v)
+    check(v.gate({"last_token_embedding": ctl}))

@@ -24,13 +24,13 @@ __version__ = "0.1.0"
 __all__ = ["load_model", "encode", "capture", "intervene", "Verdict", "run", "Summary"]
 
 _LAZY = {
-    "load_model": ("mechclaims.models", "load_model"),
-    "encode": ("mechclaims.capture", "encode"),
-    "capture": ("mechclaims.capture", None),  # the module, callable as the function (see capture.py)
-    "intervene": ("mechclaims.capture", "intervene"),
-    "Verdict": ("mechclaims.verdict", "Verdict"),
-    "run": ("mechclaims.api", "run"),
-    "Summary": ("mechclaims.api", "Summary"),
+    "load_model": ("mechclaims.model.load", "load_model"),
+    "encode": ("mechclaims.forward.capture", "encode"),
+    "capture": ("mechclaims.forward.capture", "capture"),
+    "intervene": ("mechclaims.forward.intervene", "intervene"),
+    "Verdict": ("mechclaims.verdict.verdict", "Verdict"),
+    "run": ("mechclaims.harness.api", "run"),
+    "Summary": ("mechclaims.harness.api", "Summary"),
 }
 
 

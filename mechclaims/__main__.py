@@ -6,10 +6,12 @@ import argparse
 import sys
 import time
 
+from mechclaims.errors import MechClaimsError
+from mechclaims.model.gguf import gguf_dir, load_tokenizer
+from mechclaims.model.registry import DEFAULT_MODEL, GGUF_MODELS
+
 
 def main(argv: list[str] | None = None) -> int:
-    from .models import DEFAULT_MODEL, GGUF_MODELS
-
     ap = argparse.ArgumentParser(prog="python -m mechclaims")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="build the converted-weights cache for the built-in GGUF models")
@@ -18,9 +20,6 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default: {DEFAULT_MODEL}; other models need nothing prepared and are skipped)")
     p.add_argument("--cache-dir", default=None)
     args = ap.parse_args(argv)
-    from .errors import MechClaimsError
-    from .models import gguf_dir, load_tokenizer
-
     try:
         for name in dict.fromkeys(args.model or [DEFAULT_MODEL]):
             if name not in GGUF_MODELS:

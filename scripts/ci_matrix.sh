@@ -17,7 +17,7 @@ v = next(r for r in s["records"] if r["verdicts"])["verdicts"][0]
 v["statistic"] = v["statistic"] * 1.5 + 1.0  # past any tolerance
 json.dump(s, open(p, "w"))
 PYEOF
-if $PY -m mechclaims.matrix "$ref" "$planted" > artifacts/matrix/planted.txt; then
+if $PY -m mechclaims.report.matrix "$ref" "$planted" > artifacts/matrix/planted.txt; then
   echo "FAIL: the comparison did not catch the planted change"; cat artifacts/matrix/planted.txt; exit 1
 fi
 grep -E "moved beyond tolerance|VERDICT FLIP" -A2 artifacts/matrix/planted.txt | head -5

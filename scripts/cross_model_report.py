@@ -20,8 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mechclaims.html import write_html  # noqa: E402
-from mechclaims.report import build_outcomes  # noqa: E402
+from mechclaims.report.html import write_html  # noqa: E402
+from mechclaims.report.summary import build_outcomes  # noqa: E402
 
 
 def merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 For the first ``--pairs`` pairs of ``fixtures/patching_pairs.jsonl`` and every layer l, the clean run's
 ``hook_resid_pre[l]`` (the input of decoder layer l) is copied into the corrupt run, once at the name position(s)
 and once at the last token, and the logit difference logit(target) - logit(foil) at the last token is read. The
-numbers come once from ``mechclaims.patching_runs.residual_sweep`` (batched, with its block-skip and last-token
+numbers come once from ``mechclaims.forward.patching_runs.residual_sweep`` (batched, with its block-skip and last-token
 shortcuts) and once from a plain nnsight trace per (pair, layer, position), written the way an nnsight user would.
 They must agree to float tolerance: ``|a - b| <= atol + rtol * |b|``.
 
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import nnsight
 
-    from mechclaims import patching_runs as R
+    from mechclaims.forward import patching_runs as R
     from mechclaims.datasets.patching import PAIRS_PATH, load_pairs, tokenize_pairs
-    from mechclaims.models import load_model
+    from mechclaims.model.load import load_model
 
     lm = load_model(args.model)
     if lm.sitemap.family != "llama":

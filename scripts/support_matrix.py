@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- support-matrix:start -->", "<!-- support-matrix:end -->"
-N_KINDS = 10  # mechclaims.sites.LAYER_KINDS (not imported: rendering needs no torch)
+N_KINDS = 10  # mechclaims.model.sites.LAYER_KINDS (not imported: rendering needs no torch)
 WHY = {"float32": "a sum of three residual-sized float32 terms is exact to ~1e-7 relative, so anything above "
                   "1e-5 is a wrong tensor, not round-off",
        "bfloat16": "the model itself rounds every residual add to 8 mantissa bits (eps 7.8e-3), so the identity "

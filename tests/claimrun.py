@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.verdict import Verdict
 
 N = int(os.environ.get("MC_N", "8"))
 
 
 @pytest.mark.claim("synthetic")
 @pytest.mark.parametrize("i", range(N))
-def test_synthetic(model_name, i, record, expect):
+def test_synthetic(mc_model, i, record, expect):
     v = Verdict(claim="synthetic", statistic_name="x", statistic=float(i), rule="x >= 0", passed=True, p=0.01)
     record(v)
     if os.environ.get("MC_PROGRESS"):
@@ -47,7 +47,7 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-p", "mechclaims.plugin", "-p", "mechclaims.aliases", "-p",
+    return [sys.executable, "-m", "pytest", "-p", "mechclaims.plugin", "-p", "mechclaims.harness.aliases", "-p",
             "no:cacheprovider", "-p", "no:randomly",
             "-q", *args]
 

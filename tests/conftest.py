@@ -6,6 +6,9 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Every summary.json a test writes is strict JSON and fits docs/summary.schema.json (tests/summary_check.py).
+pytest_plugins = ("summary_check",)
+
 # `ci`: fewer, derandomized examples so CI is repeatable; `dev`: more examples locally.
 settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -22,7 +25,7 @@ _TINY: dict[str, object] = {}
 @pytest.fixture(scope="session")
 def tiny():
     """``tiny(name)`` -> LoadedModel, each loaded once per session."""
-    from mechclaims.models import load_model
+    from mechclaims.model.load import load_model
 
     def get(name: str):
         if name not in _TINY:

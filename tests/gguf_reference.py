@@ -169,10 +169,10 @@ def _bpe(v: GGUFVocab, frag: str) -> list[int]:
 
 def gguf_path_of(name: str) -> Path:
     """The GGUF file of a built-in model (assembled in the cache for gemma3-270m)."""
-    from mechclaims import models
+    from mechclaims.model import registry, sources as models
 
-    if name == models.DEFAULT_MODEL:
+    if name == registry.DEFAULT_MODEL:
         return models.smollm2_gguf()
-    from mechclaims.gemma3 import gguf_file
+    from mechclaims.model.gemma3 import gguf_file
 
     return gguf_file()

@@ -1,6 +1,6 @@
 """The lesion runner's fast path equals a plain full forward pass.
 
-Claim: :class:`mechclaims.ablate.Runner` (causal models: prefixes run once with a KV cache, each edited row runs only
+Claim: :class:`mechclaims.forward.ablate.Runner` (causal models: prefixes run once with a KV cache, each edited row runs only
 its last token, from the edited block on, fed the recorded clean block input; masked models: full sequences) gives
 the same target-minus-foil logit difference as one unbatched, unpadded forward pass of the whole prompt with the same
 edit at ``mlp.hook_post``, at the first, middle and last layer, clean and edited, to float32 tolerance. Checked on
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from mechclaims.ablate import Runner
-from mechclaims.capture import encode, intervene, single_token_id
-from mechclaims.sites import site
-from mechclaims.weights import w_out
+from mechclaims.forward.ablate import Runner
+from mechclaims.forward.capture import encode, intervene, single_token_id
+from mechclaims.model.sites import site
+from mechclaims.model.weights import w_out
 
 CAUSAL = ["When Mary met John at the station, the conductor waved at",
           "The teacher thanked Anna because everyone liked",

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mechclaims import actcache
-from mechclaims.actcache import ActivationCacheWarning, ActivationStore
-from mechclaims.capture import Activations
+from mechclaims.store import actcache
+from mechclaims.store.actcache import ActivationCacheWarning, ActivationStore
+from mechclaims.forward.activations import Activations
 
 KEY = {"model": "m", "fingerprint": "abc", "tag": "t", "parts": ("h1", (0, 1))}
 
@@ -101,7 +101,7 @@ def test_unstorable_value_is_memo_only(tmp_path):
 _WORKER = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from mechclaims.actcache import ActivationStore
+    from mechclaims.store.actcache import ActivationStore
     key = {"model": "m", "fingerprint": "abc", "tag": "race", "parts": ()}
     def fn():
         print("computed", flush=True)

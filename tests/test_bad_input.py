@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from claimrun import ROOT, run
-from mechclaims import options
+from mechclaims.harness import options
 from mechclaims.errors import ModelError, OptionError, StimuliError
-from mechclaims.paths import inside, safe_component
+from mechclaims.store.paths import inside, safe_component
 
 # ---------- options: syntax, order, range, upper bounds ----------
 
@@ -116,7 +116,7 @@ def test_clean_names_keep_their_paths_and_changed_ones_never_collide():
 MODEL_CLAIM = '''
 import pytest
 
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.verdict import Verdict
 
 
 @pytest.mark.claim("paths")
@@ -157,7 +157,7 @@ def test_relative_model_names_stay_inside(tmp_path, tiny, model, cwd):
 
 
 def test_sequence_longer_than_the_context(tiny):
-    from mechclaims.capture import capture, encode, locate_word
+    from mechclaims.forward.capture import capture, encode, locate_word
 
     gpt2, bert = tiny("tiny-gpt2"), tiny("tiny-bert")
     long = "word " * 6000 + "and then she thanked him."
@@ -207,8 +207,8 @@ def test_non_string_ids_are_named(tmp_path, loader, rows, where):
 
 
 def test_tokenizer_without_pad_or_eos_pads_under_the_mask(tiny):
-    from mechclaims.capture import capture, encode
-    from mechclaims.models import ensure_pad
+    from mechclaims.forward.capture import capture, encode
+    from mechclaims.model.load import ensure_pad
 
     lm = tiny("tiny-gpt2")
     tok = copy.deepcopy(lm.tokenizer)
@@ -238,7 +238,7 @@ def test_bom_in_txt_passages_is_stripped(tmp_path):
 
 
 def test_truncated_safetensors_has_its_own_message(tmp_path, tiny):
-    from mechclaims.models import load_model, resolve_config
+    from mechclaims.model.load import load_model, resolve_config
 
     lm = tiny("tiny-gpt2")
     d = tmp_path / "m"
@@ -260,7 +260,7 @@ def test_truncated_safetensors_has_its_own_message(tmp_path, tiny):
 
 
 def test_large_stimuli_file_warns_once(tmp_path, monkeypatch, capfd):
-    from mechclaims import stimuli
+    from mechclaims.datasets import io as stimuli
     from mechclaims.datasets.passages import load_passages
 
     assert stimuli.LARGE_STIMULI_BYTES == 2_000_000  # the size the README states

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mechclaims.baseline import compare, format_mismatch
+from mechclaims.store.baseline import compare, format_mismatch
 
 
 def test_compare_within_and_outside_tolerance():

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from mechclaims.models import _atomic_dir, _cache_ok
+from mechclaims.model.cache import atomic_dir, cache_ok
 
 BUILDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from mechclaims.models import _atomic_dir
+    from mechclaims.model.cache import atomic_dir
     def build(d):
         for i in range(5):
             (d / f"part{i}.bin").write_bytes(bytes([i]) * 200_000)
             time.sleep(float(sys.argv[2]))
         (d / "done.txt").write_text(sys.argv[3])
-    out = _atomic_dir(Path(sys.argv[1]), build)
+    out = atomic_dir(Path(sys.argv[1]), build)
     print("OK", out)
 """)
 
@@ -39,7 +39,7 @@ def test_two_processes_build_the_same_cache(tmp_path):
     outs = [p.communicate(timeout=120) for p in (a, b)]
     assert a.returncode == 0 and b.returncode == 0, outs
     assert all("OK" in o for o, _ in outs)
-    assert _cache_ok(target)
+    assert cache_ok(target)
     # One built it, the other waited on the lock and then accepted it: exactly one build's content.
     assert (target / "done.txt").read_text() in ("a", "b")
     assert not list(target.parent.glob("*.tmp*"))
@@ -58,23 +58,23 @@ def test_killed_mid_write_leaves_no_accepted_cache(tmp_path):
     q = _spawn(target, 0.0, "rebuilt")
     out, err = q.communicate(timeout=120)
     assert q.returncode == 0, err
-    assert (target / "done.txt").read_text() == "rebuilt" and _cache_ok(target)
+    assert (target / "done.txt").read_text() == "rebuilt" and cache_ok(target)
 
 
 def test_corrupted_cache_is_detected_and_rebuilt(tmp_path):
     target = tmp_path / "model-z"
-    _atomic_dir(target, lambda d: (d / "weights.bin").write_bytes(b"x" * 1000))
-    assert _cache_ok(target)
+    atomic_dir(target, lambda d: (d / "weights.bin").write_bytes(b"x" * 1000))
+    assert cache_ok(target)
     with open(target / "weights.bin", "r+b") as f:  # truncate, as a full disk or a crash would
         f.truncate(10)
-    assert not _cache_ok(target)
+    assert not cache_ok(target)
     with pytest.warns(UserWarning, match="incomplete or corrupted; rebuilding"):
-        _atomic_dir(target, lambda d: (d / "weights.bin").write_bytes(b"y" * 1000))
-    assert _cache_ok(target) and (target / "weights.bin").read_bytes() == b"y" * 1000
+        atomic_dir(target, lambda d: (d / "weights.bin").write_bytes(b"y" * 1000))
+    assert cache_ok(target) and (target / "weights.bin").read_bytes() == b"y" * 1000
 
 
 def test_manifest_lists_checksums(tmp_path):
     target = tmp_path / "m"
-    _atomic_dir(target, lambda d: (d / "a.txt").write_text("hello"))
+    atomic_dir(target, lambda d: (d / "a.txt").write_text("hello"))
     manifest = json.loads((target / "MANIFEST.json").read_text())
     assert set(manifest) == {"a.txt"} and len(manifest["a.txt"]) == 64

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mechclaims.qk_null import rotation_null
+from mechclaims.stats.qk_null import rotation_null
 from mechclaims.stats import lesion as L
 from mechclaims.stats.common import needs_draws
 from mechclaims.stats.ged import ged_layer, layer_verdict
 from mechclaims.stats.ged_ctl import shuffled_control
-from mechclaims.stats.lesion_test import Side, layer_verdict as lesion_verdict, unrelated_control
+from mechclaims.stats.lesion_decision import Side, layer_verdict as lesion_verdict, unrelated_control
 from mechclaims.stats.pathlength import path_length_claim
 from mechclaims.stats.rsa_claims import rotation_claim, selectivity_claim
 
@@ -213,7 +213,7 @@ def lesion_layer(rng, *, planted: bool, d=150, n_train=60, n_test=30, k=20, writ
     sign = {"her": 1.0, "him": -1.0}
     direction = np.ones(d)  # w already is each neuron's direct effect on the her-minus-him difference per unit
     if rule == "contrast":
-        sel = L.select_by_contrast(L.paired_neuron_ttest(tr["her"], tr["him"]), k)
+        sel = L.select_by_contrast(L.paired_neuron_ttest(tr["her"], tr["him"]), k, ("her", "him"))
     else:
         sel = L.select_by_contribution({"her": tr["her"] * w * direction, "him": tr["him"] * -w}, k)
 

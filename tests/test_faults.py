@@ -137,7 +137,7 @@ def test_internal_error_still_writes_a_summary(tmp_path):
 def test_exitfirst_is_not_complete(tmp_path):
     claims = synthetic(tmp_path)
     (claims / "test_fails.py").write_text(
-        "import pytest\n@pytest.mark.claim('fails')\ndef test_fails(model_name):\n    assert False\n")
+        "import pytest\n@pytest.mark.claim('fails')\ndef test_fails(mc_model):\n    assert False\n")
     art = tmp_path / "art"
     r = run(str(claims), "--model", "tiny-gpt2", "--artifacts-dir", str(art), "-x", cwd=tmp_path)
     assert r.returncode == 1
@@ -160,6 +160,6 @@ def test_summary_survives_odd_values(tmp_path):
     record holds, the summary is written."""
     from _pytest.compat import NOTSET
 
-    from mechclaims.runs import dumps
+    from mechclaims.store.runs import dumps
 
     assert json.loads(dumps({"layer": NOTSET, "p": float("nan"), "path": tmp_path}))["layer"]

@@ -1,4 +1,4 @@
-"""Weight fingerprints from safetensors files (mechclaims.fingerprint) and the built-in models' state-dict ones.
+"""Weight fingerprints from safetensors files (mechclaims.model.fingerprint) and the built-in models' state-dict ones.
 
 Claims: a local or cached HF model with ``*.safetensors`` files is fingerprinted from the files (``st-`` prefix),
 the same files give the same fingerprint and one changed weight a different one; a model saved without safetensors
@@ -13,8 +13,9 @@ import shutil
 import pytest
 import torch
 
-from mechclaims import fingerprint as F
-from mechclaims.models import load_model, weight_fingerprint
+from mechclaims.model import fingerprint as F
+from mechclaims.model.load import load_model
+from mechclaims.model.fingerprint import weight_fingerprint
 
 
 @pytest.fixture(scope="module")

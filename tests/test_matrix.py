@@ -5,7 +5,7 @@ import copy
 import json
 from pathlib import Path
 
-from mechclaims.matrix import main
+from mechclaims.report.matrix import main
 
 
 def _summary(stat: float, passed: bool = True, fp: str = "abc") -> dict:

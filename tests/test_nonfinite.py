@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from claimrun import ROOT, run
-from mechclaims.capture import capture, encode
+from mechclaims.forward.capture import capture, encode
 from mechclaims.errors import NonFiniteActivationError
 
 
 @pytest.fixture(scope="module")
 def nan_lm():
     """A private tiny-gpt2 (never the session's shared one) whose embedding is NaN."""
-    from mechclaims.models import load_model
+    from mechclaims.model.load import load_model
 
     lm = load_model("tiny-gpt2")
     with torch.no_grad():

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from mechclaims.capture import capture, encode
-from mechclaims.models import load_model
+from mechclaims.forward.capture import capture, encode
+from mechclaims.model.load import load_model
 
 TEXTS = ["The cat sat on the mat.", "Paris is the capital of France, and it is large.", "She gave him the book."]
 DEVICE = os.environ.get("MECHCLAIMS_OFFLOAD_DEVICE", "cpu")

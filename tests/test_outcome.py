@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mechclaims.outcome import CONTROL_OUTCOMES, OUTCOMES, aggregate, decide
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.outcome import CONTROL_OUTCOMES, OUTCOMES, aggregate, decide
+from mechclaims.verdict.verdict import Verdict
 
 
 def _v(passed=True, stat=1.0, p=0.01, role="claim", **kw) -> Verdict:
@@ -64,3 +64,50 @@ def test_record_carries_outcome_and_controls():
     rec = _v().gate({"shuffled": _v(True, role="control")}).to_record()
     assert rec["outcome"] == "confounded" and rec["controls"]["shuffled"]["outcome"] == "passed"
     assert "control shuffled: passed" in _v().gate({"shuffled": _v(True, role="control")}).explain()
+
+
+# ---- round three: negligible, and gating at every level -------------------------------------------------------
+def test_significant_but_inside_the_sesoi_is_negligible_never_supported_nor_refuted():
+    from mechclaims.verdict.outcome import decide
+
+    assert decide(passed=True, testable=True, absent=True, controls={}) == "negligible"
+    assert decide(passed=True, testable=True, absent=True, controls={"c": "passed"}) == "confounded"
+    assert decide(passed=False, testable=True, absent=True, controls={}) == "refuted"
+
+
+def test_a_model_level_verdict_is_gated_on_its_own_controls():
+    """Before round three a model verdict with an aggregate returned its layers' aggregate and ignored its own
+    controls: 'supported; controls: X passed' could be written."""
+    from mechclaims.verdict.verdict import Verdict
+
+    ctl = Verdict(claim="c", statistic_name="s", statistic=1.0, rule="r", passed=True, role="control")
+    v = Verdict(claim="m", statistic_name="n", statistic=2.0, rule="r", passed=True, aggregate="all",
+                layers={0: "supported", 1: "supported"}).gate({"c": ctl})
+    assert v.outcome == "confounded"
+    untestable = Verdict(claim="c", statistic_name="s", statistic=float("nan"), rule="r", passed=False,
+                         role="control")
+    w = Verdict(claim="m", statistic_name="n", statistic=2.0, rule="r", passed=True, aggregate="all",
+                layers={0: "supported"}).gate({"c": untestable})
+    assert w.outcome == "inconclusive"
+
+
+def test_any_with_a_confounded_layer_is_never_supported():
+    from mechclaims.verdict.outcome import aggregate
+
+    assert aggregate(["supported", "confounded", "refuted"], "any") == "confounded"
+    assert aggregate(["supported", "refuted"], "any") == "supported"
+    assert aggregate(["negligible", "refuted"], "any") == "negligible"
+    assert aggregate(["supported", "negligible"], "all") == "negligible"
+
+
+def test_across_layers_gates_on_each_control_summarised_over_layers():
+    from mechclaims.verdict.layers import across_layers
+    from mechclaims.verdict.verdict import Verdict
+
+    def layer(passed: bool, ctl_passes: bool) -> Verdict:
+        c = Verdict(claim="ctl", statistic_name="s", statistic=0.0, rule="r", passed=ctl_passes, role="control")
+        return Verdict(claim="x", statistic_name="s", statistic=0.0, rule="r", passed=passed).gate({"ctl": c})
+
+    per = {0: layer(True, False), 1: layer(False, True)}  # the control passes only where the claim does not
+    v = across_layers("x", per, "any", ["ctl"])
+    assert per[0].outcome == "supported" and v.controls["ctl"].passed and v.outcome == "confounded"

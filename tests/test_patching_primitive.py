@@ -18,10 +18,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mechclaims.attribution import capture_grad
-from mechclaims.capture import capture, count_hooks
-from mechclaims.patching import _CHECKED, PatchTable, run_patched
-from mechclaims.sites import available_sites, base_of
+from mechclaims.forward.attribution import capture_grad
+from mechclaims.forward.capture import capture, count_hooks
+from mechclaims.forward import fastpath
+from mechclaims.forward.patching import PatchTable, run_patched
+from mechclaims.model.sites import available_sites, base_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_families as tf  # noqa: E402
@@ -121,7 +122,8 @@ def test_patching_shortcuts_match_plain_pass(fam):
         plain = run_patched(lm, rows, table, read_tokens=tok, batch_size=5, shortcuts=False)
         assert np.max(np.abs(fast - plain)) <= 1e-4 * max(1.0, np.max(np.abs(plain))), (fam, last_only)
     if fam in ("gpt2", "llama"):  # the default models' families must get the shortcuts, not the fallback
-        assert _CHECKED[(id(lm.model), "last")] == "ok" and _CHECKED[(id(lm.model), "skip")] == "ok"
+        chk = fastpath.check(lm)
+        assert chk.last_token and chk.skip and chk.full_skip, chk.note
 
 
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-bert"])

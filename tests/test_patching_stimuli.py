@@ -8,7 +8,7 @@ import pytest
 
 from mechclaims.datasets.patching import PAIRS_PATH, load_pairs, split_by_group, tokenize_pairs
 from mechclaims.errors import OptionError, StimuliError
-from mechclaims.stimuli import check_stimuli_overrides
+from mechclaims.datasets.io import check_stimuli_overrides
 
 GOOD = {"id": "a", "clean": "Mary was cold, so the teacher lent", "corrupt": "John was cold, so the teacher lent",
         "target": " her", "foil": " him"}

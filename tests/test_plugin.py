@@ -20,7 +20,7 @@ def test_plain():
 
 
 def _pytest(cwd: Path, *args: str, aliases: bool = False) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pytest", "-p", "mechclaims.plugin", *(["-p", "mechclaims.aliases"] if aliases
+    cmd = [sys.executable, "-m", "pytest", "-p", "mechclaims.plugin", *(["-p", "mechclaims.harness.aliases"] if aliases
                                                                        else []), "-p", "no:cacheprovider", *args]
     return subprocess.run(cmd, cwd=cwd, env=env(MECHCLAIMS_CACHE=str(cwd / "no-cache")), capture_output=True,
                           text=True, timeout=300)
@@ -59,8 +59,8 @@ def test_hub_options_are_checked(tmp_path, args, msg):
 
 
 def test_local_files_only_only_when_asked(monkeypatch):
-    from mechclaims.models import hub_kwargs
-    from mechclaims.settings import _env_offline
+    from mechclaims.model.registry import hub_kwargs
+    from mechclaims.harness.settings import _env_offline
 
     assert hub_kwargs() == {}
     assert hub_kwargs("step143000", True, True) == {"revision": "step143000", "trust_remote_code": True,
@@ -87,14 +87,14 @@ def test_front_door_is_lazy():
 OWN = '''
 import numpy as np
 import pytest
-from mechclaims.verdict import Verdict
+from mechclaims.verdict.verdict import Verdict
 
 EXPECTED_OUTCOMES = {"test_c[tiny-gpt2]": ("inconclusive", "measured on the default stimuli: x = 42")}
 STIMULI = {"mine": "mine.txt"}
 
 
 @pytest.mark.claim("c")
-def test_c(model_name, stimuli_path, record, expect):
+def test_c(mc_model, stimuli_path, record, expect):
     x = float(stimuli_path("mine").read_text())
     v = Verdict(claim="c", statistic_name="x", statistic=x, rule="x > 0", passed=x > 0, p=0.01)
     record(v)
@@ -126,8 +126,8 @@ def test_random_copy_on_meta_matches_a_fresh_init(tiny, name):
     is a proper fresh init: finite, the model's buffers, and each weight's spread as in a CPU-built copy."""
     import torch
 
-    from mechclaims.capture import capture, encode
-    from mechclaims.models import random_weight_copy
+    from mechclaims.forward.capture import capture, encode
+    from mechclaims.model.random_copy import random_weight_copy
 
     lm = tiny(name)
     cpu, meta = random_weight_copy(lm, 0, on_meta=False), random_weight_copy(lm, 0, on_meta=True)
@@ -147,7 +147,7 @@ def test_random_copy_on_meta_matches_a_fresh_init(tiny, name):
 def test_pool_call_keys_on_every_argument():
     from types import SimpleNamespace
 
-    from mechclaims.pool import ModelPool
+    from mechclaims.harness.pool import ModelPool
 
     pool, calls = ModelPool(SimpleNamespace()), []
 

@@ -18,7 +18,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pytest
 
-from mechclaims.html import fmt, write_html
+from mechclaims.report.html import fmt, write_html
 from mechclaims.plots import save_figure
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

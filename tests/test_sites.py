@@ -15,7 +15,7 @@ Ids are family names, so ``pytest tests -k "sites and gemma2"`` runs one family.
    ratio 0.058 to the resid_pre-only error, under the 0.1 separation).
 2. Every resid_* site equals the matching ``output_hidden_states`` entry (the last block's resid_post equals
    ``ln_final.hook_in``; ``hidden_states[-1]`` equals ``ln_final.hook_normalized``).
-3. Every site is live: perturbing it (``mechclaims.capture.intervene``; derived sites through
+3. Every site is live: perturbing it (``mechclaims.forward.capture.intervene``; derived sites through
    ``SiteSpec.apply_edit``) changes the logits.
 4. q/k: shapes ``[n_heads, d_head]`` / ``[n_kv_heads, d_head]``; concatenated heads equal the projection (after
    any q/k norm); and, observed inside the attention kernel, the model's q/k equal hook_q/hook_k at position 0,
@@ -39,10 +39,11 @@ import numpy as np
 import pytest
 import torch
 
-from mechclaims.capture import capture, encode, intervene
+from mechclaims.forward.capture import capture, encode, intervene
 from mechclaims.errors import SiteError
-from mechclaims.residual import identity_checks, identity_sites
-from mechclaims.sites import FAMILIES, available_sites, base_of, resolve, sitemap_for
+from mechclaims.forward.readings import identity_checks, identity_sites
+from mechclaims.model.families import FAMILIES
+from mechclaims.model.sites import available_sites, base_of, resolve, sitemap_for
 from mechclaims.stats.additivity import SEPARATION, TOLERANCE
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -448,7 +449,7 @@ def _real(name: str, dtype: str, model_pool, mc):
     import dataclasses
 
     from mechclaims.errors import ModelError
-    from mechclaims.models import load_model
+    from mechclaims.model.load import load_model
 
     if (name, dtype) not in _MODELS:
         try:
@@ -575,8 +576,8 @@ def test_sites_adding_a_family_doc_example(monkeypatch):
     import re
     from types import SimpleNamespace
 
-    import mechclaims.sites as sites
-    from mechclaims.models import LoadedModel
+    import mechclaims.model.families as sites
+    from mechclaims.model.registry import LoadedModel
 
     doc = (Path(__file__).parent.parent / "docs" / "adding_a_family.md").read_text()
     code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)

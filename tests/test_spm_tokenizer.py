@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mechclaims import spm_tokenizer as spm
+from mechclaims.model import spm_tokenizer as spm
 
 sys.path.insert(0, str(Path(__file__).parent))
 import gguf_reference as ref  # noqa: E402
@@ -80,7 +80,7 @@ def test_spm_rebuilt_gemma3_equals_gguf_reference():
     from test_tokenization import EDGE, fixture_texts
 
     try:
-        from mechclaims.gemma3 import rebuilt_tokenizer
+        from mechclaims.model.gemma3 import rebuilt_tokenizer
 
         tok = rebuilt_tokenizer()
     except ModelError as e:  # the optional second model is not installed
@@ -97,10 +97,10 @@ def test_spm_rebuilt_gemma3_bos_flag_is_pinnable():
     """The rebuilt tokenizer answers transformers' add_bos_token/add_eos_token setters (4.57's base class has none),
     so the BOS pin works on it: flipping the flag changes the ids, pinning restores them."""
     from mechclaims.errors import ModelError
-    from mechclaims.tokenization import pin_special_tokens
+    from mechclaims.model.tokenization import pin_special_tokens
 
     try:
-        from mechclaims.gemma3 import rebuilt_tokenizer
+        from mechclaims.model.gemma3 import rebuilt_tokenizer
 
         tok = rebuilt_tokenizer()
     except ModelError as e:

@@ -1,4 +1,4 @@
-"""The on-disk statistics cache (mechclaims.statcache): a stored result equals a recomputed one, and any changed input
+"""The on-disk statistics cache (mechclaims.store.statcache): a stored result equals a recomputed one, and any changed input
 misses.
 
 Claims: (1) Verdicts (nested controls, NaN, int-keyed layers), GED layers and RSA profiles round-trip exactly through
@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_results_round_trip_exactly(tmp_path):
-    from mechclaims.actcache import ActivationStore
+    from mechclaims.store.actcache import ActivationStore
     from mechclaims.stats.rsa import SelectivityProfile
-    from mechclaims.verdict import Verdict
+    from mechclaims.verdict.verdict import Verdict
 
     ctl = Verdict(claim="c", statistic_name="x", statistic=float("nan"), rule="r", passed=False, role="control")
     v = Verdict(claim="a", statistic_name="s", statistic=1.5, rule="r", passed=True, p=0.01, effect_name="e",
@@ -45,7 +45,7 @@ def test_results_round_trip_exactly(tmp_path):
 
 
 def test_code_version_follows_the_claim_file(tmp_path):
-    from mechclaims.statcache import code_version
+    from mechclaims.store.statcache import code_version
 
     f = tmp_path / "test_claim.py"
     f.write_text("X = 1\n")

@@ -17,7 +17,7 @@ from mechclaims.stats.common import needs_draws, sequential_mc_p, tail_p
 from mechclaims.stats.lesion import (
     direct_contributions, flip_pairs, jaccard, logit_direction, paired_neuron_ttest, random_sets, select_by_contrast,
     select_by_contribution, selection_stability, split_halves, top_k)
-from mechclaims.stats.lesion_test import Side, layer_verdict, unrelated_control
+from mechclaims.stats.lesion_decision import Side, layer_verdict, unrelated_control
 
 
 def _pairs(rng, n=40, d=60, planted_her=(0, 1, 2), planted_him=(3, 4), shift=1.5):
@@ -37,7 +37,7 @@ def test_ttest_finds_planted_neurons_and_matches_scipy():
     ref = stats.ttest_rel(her, him, axis=0)
     np.testing.assert_allclose(test.t, ref.statistic)
     np.testing.assert_allclose(test.q, fdrcorrection(ref.pvalue)[1])
-    sel = select_by_contrast(test, k=20)
+    sel = select_by_contrast(test, 20, ('her', 'him'))
     assert set(sel["her"]) == {0, 1, 2}
     assert set(sel["him"]) == {3, 4}
 
@@ -53,14 +53,14 @@ def test_constant_neurons_are_untestable_not_errors():
     # The FDR family is the testable neurons only.
     ok = test.testable
     np.testing.assert_allclose(test.q[ok], fdrcorrection(stats.ttest_rel(her[:, ok], him[:, ok]).pvalue)[1])
-    assert 10 not in select_by_contrast(test)["her"] and 11 not in select_by_contrast(test)["her"]
+    assert 10 not in select_by_contrast(test, 20, ('her', 'him'))["her"] and 11 not in select_by_contrast(test, 20, ('her', 'him'))["her"]
 
 
 def test_all_constant_gives_empty_selection():
     x = np.ones((5, 4))
     test = paired_neuron_ttest(x, x)
     assert test.n_untestable == 4 and not test.reject.any()
-    assert all(len(v) == 0 for v in select_by_contrast(test).values())
+    assert all(len(v) == 0 for v in select_by_contrast(test, 20, ('her', 'him')).values())
 
 
 def test_ttest_rejects_bad_shapes():
@@ -107,7 +107,7 @@ def test_contribution_rule_sees_the_sign_the_contrast_rule_misses():
     her = rng.normal(0, 0.3, (n, d_mlp)) + 1.0
     him = rng.normal(0, 0.3, (n, d_mlp)) + 1.0
     her[:, [0, 1]] += 2.0                                  # both more active on her prompts
-    assert {0, 1} <= set(select_by_contrast(paired_neuron_ttest(her, him))["her"])
+    assert {0, 1} <= set(select_by_contrast(paired_neuron_ttest(her, him), 20, ('her', 'him'))["her"])
     contrib = {"her": direct_contributions(her, w, v_her), "him": direct_contributions(him, w, -v_her)}
     sel = select_by_contribution(contrib, k=3)
     assert 0 in sel["her"] and 1 not in sel["her"]

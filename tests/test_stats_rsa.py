@@ -133,12 +133,13 @@ def test_multi_token_words_are_rejected_or_take_last_token():
 
 def test_default_words_are_single_tokens_for_the_shipped_tokenizers():
     from mechclaims.errors import ModelError
-    from mechclaims.models import minilm_dir, smollm2_dir
+    from mechclaims.model.sources import minilm_dir
+    from mechclaims.model.gguf import gguf_dir
     transformers = pytest.importorskip("transformers")
     cs = load_categories()
     try:
         toks = {"minilm-l6": transformers.AutoTokenizer.from_pretrained(minilm_dir()),
-                "smollm2-135m": transformers.AutoTokenizer.from_pretrained(smollm2_dir(tokenizer_only=True))}
+                "smollm2-135m": transformers.AutoTokenizer.from_pretrained(gguf_dir("smollm2-135m", tokenizer_only=True))}
     except ModelError as e:
         pytest.skip(str(e))
     for name, tok in toks.items():

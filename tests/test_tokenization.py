@@ -40,7 +40,7 @@ def fixture_texts() -> tuple[str, ...]:
 
 
 def _tokenizer(name: str):
-    from mechclaims.models import load_tokenizer
+    from mechclaims.model.gguf import load_tokenizer
 
     try:
         return load_tokenizer(name)
@@ -73,7 +73,7 @@ def test_tokenization_ids_equal_gguf_reference(name):
 def test_tokenization_pin_overrides_a_version_that_disagrees(name):
     """Mimic a transformers version that gets BOS wrong (4.57 adds it to SmolLM2, 5.0 drops it from Gemma 3):
     the pin restores the GGUF's rule and changes nothing else."""
-    from mechclaims.tokenization import pin_special_tokens, special_tokens
+    from mechclaims.model.tokenization import pin_special_tokens, special_tokens
 
     tok = _tokenizer(name)
     meta = special_tokens(name)

@@ -16,12 +16,12 @@ import torch
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from mechclaims.capture import capture
-from mechclaims.sites import site
+from mechclaims.forward.capture import capture
+from mechclaims.model.sites import site
 from mechclaims.stats.rsa import within_across
 from mechclaims.stats.rsa_rotation import (auc_batch, delta_batch, haar_frames, input_factor, rho_batch,
                                            rotated_inputs, surface_groupings)
-from mechclaims.weights import qk_path, w_out
+from mechclaims.model.weights import qk_path, w_out
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_families as tf  # noqa: E402

@@ -2,7 +2,7 @@
 
 Each one has 3 layers and width 64, so the whole site-map matrix runs on CPU in seconds. They need no tokenizer:
 the self-tests feed token ids (``ids(...)``), and the stub tokenizer only supplies the pad id that
-``mechclaims.capture`` uses for right padding.
+``mechclaims.forward.capture`` uses for right padding.
 
 ``TINY`` maps a readable family id (the pytest id: ``-k "sites and gemma2"``) to ``(config factory, model class
 name)``. Sublayer weights are drawn with ``initializer_range=0.2`` (not HF's 0.02) so that attention and the MLP add
@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mechclaims.sites import SiteMap, SiteSpec, first, sitemap_for
+from mechclaims.model.sites import SiteMap, SiteSpec, first, sitemap_for
 
 V, D, H, KV, L, FF, T = 96, 64, 4, 2, 3, 128, 9  # vocab, width, heads, kv heads, layers, MLP width, tokens
 INIT = 0.2
@@ -82,7 +82,9 @@ def build(family: str, dtype: str = "float32", seed: int = 0):
     import torch
     import transformers
 
-    from mechclaims.models import LoadedModel, _kind_of, n_layers_of, weight_fingerprint
+    from mechclaims.model.registry import LoadedModel, kind_of, n_layers_of
+
+    from mechclaims.model.fingerprint import weight_fingerprint
 
     make_cfg, cls_name = TINY[family]
     cfg = make_cfg()
@@ -93,7 +95,7 @@ def build(family: str, dtype: str = "float32", seed: int = 0):
     model.requires_grad_(False)
     sm = sitemap_for(model)
     tok = SimpleNamespace(pad_token_id=int(getattr(cfg, "pad_token_id", None) or 0))
-    return LoadedModel(name=f"tiny-{family}", model=model, tokenizer=tok, kind=_kind_of(model), family=sm.family,
+    return LoadedModel(name=f"tiny-{family}", model=model, tokenizer=tok, kind=kind_of(model), family=sm.family,
                        n_layers=n_layers_of(model.config), fingerprint=weight_fingerprint(model), dtype=dtype)
 
 

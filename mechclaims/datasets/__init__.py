@@ -1,1 +1,1 @@
-"""Claim-specific stimuli formats, each validated through mechclaims.stimuli."""
+"""Claim-specific stimuli formats, each validated through mechclaims.datasets.io."""

@@ -15,9 +15,9 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ..errors import StimuliError
-from ..paths import bundled_fixtures
-from ..stimuli import read_text, stimuli_hash
+from mechclaims.errors import StimuliError
+from mechclaims.datasets.io import bundled_fixtures
+from mechclaims.datasets.io import read_text, stimuli_hash
 
 DEFAULT_PATH = bundled_fixtures() / "rsa_categories.json"
 DEFAULT_TEMPLATE = "The next word is {word}"

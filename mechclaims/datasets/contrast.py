@@ -19,8 +19,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..errors import StimuliError
-from ..stimuli import read_text
+from mechclaims.errors import StimuliError
+from mechclaims.datasets.io import read_text
 
 DIRECTIVE = "#!"
 RESERVED = frozenset({"id", "frame", "label", "text", "source", "word"})

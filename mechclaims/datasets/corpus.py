@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import StimuliError
+from mechclaims.errors import StimuliError
 
 PRONOUNS = ("him", "her")
 # Words that follow an object pronoun but cannot follow a possessive "her" ("told her that", "gave her the").
@@ -67,7 +67,7 @@ def extract_windows(docs: Iterable[tuple[str, str]], left_words: int = 16, right
     return out, why
 
 
-def _parquet_docs(path: str, text_column: str = "text", max_docs: int = 200_000) -> Iterable[tuple[str, str]]:
+def parquet_docs(path: str, text_column: str = "text", max_docs: int = 200_000) -> Iterable[tuple[str, str]]:
     try:
         import pandas as pd
     except ImportError:

@@ -25,11 +25,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import StimuliError
-from ..stimuli import _check_keys, read_jsonl_numbered, record_id, stimuli_hash
-from ..paths import bundled_fixtures
-from .contrast import read_contrast
-from .pronouns import missing_partner, partner_message
+from mechclaims.errors import StimuliError
+from mechclaims.datasets.io import check_keys, read_jsonl_numbered, record_id, stimuli_hash
+from mechclaims.datasets.io import bundled_fixtures
+from mechclaims.datasets.contrast import read_contrast
+from mechclaims.datasets.pronouns import missing_partner, partner_message
 
 SIDES = ("her", "him")  # the bundled sides
 FIXTURES = bundled_fixtures()
@@ -75,7 +75,7 @@ def _common(path: str | Path, what: str, min_pairs: int) -> list[PronounPair]:
                      else f"the referent of side {lacks!r}")
             raise StimuliError(partner_message(f"{what} {path}, line {line} (record {i}, id {pid!r})", other, lacks,
                                                f"the same frame with {frame}"))
-        _check_keys(r, ("id", *sides), path, line, what)
+        check_keys(r, ("id", *sides), path, line, what)
         for k in sides:
             if not isinstance(r[k], str):
                 raise StimuliError(f"{what} {path}, record {i} (id {pid!r}): field {k!r} must be a string.")

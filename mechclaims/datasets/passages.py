@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import StimuliError
-from ..paths import bundled_fixtures
-from ..stimuli import read_jsonl, read_text, stimuli_hash
+from mechclaims.errors import StimuliError
+from mechclaims.datasets.io import bundled_fixtures
+from mechclaims.datasets.io import read_jsonl, read_text, stimuli_hash
 
 DEFAULT_PASSAGES = bundled_fixtures() / "passages.jsonl"
 WHAT = "passages file"

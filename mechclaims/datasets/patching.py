@@ -18,9 +18,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import StimuliError
-from ..paths import bundled_fixtures
-from ..stimuli import read_jsonl_numbered, stimuli_hash
+from mechclaims.errors import StimuliError
+from mechclaims.model.tokens import encode, single_token_id
+from mechclaims.datasets.io import bundled_fixtures
+from mechclaims.datasets.io import read_jsonl_numbered, stimuli_hash
 
 FIXTURES = bundled_fixtures()
 PAIRS_PATH = FIXTURES / "patching_pairs.jsonl"
@@ -94,8 +95,6 @@ def load_pairs(path: str | Path = PAIRS_PATH, min_pairs: int = 10) -> list[Patch
 
 def tokenize_pairs(lm: Any, pairs: Sequence[PatchPair], path: str | Path = "") -> TokenizedPairs:
     """Token ids per pair for ``lm``, with the per-model rules (equal length, a swap, one-token target/foil)."""
-    from ..capture import encode, single_token_id
-
     clean, corrupt = encode(lm, [p.clean for p in pairs]), encode(lm, [p.corrupt for p in pairs])
     swap, tgt, foil = [], [], []
     for p, a, b in zip(pairs, clean, corrupt):

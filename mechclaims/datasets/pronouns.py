@@ -32,11 +32,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import StimuliError
-from ..options import MIN_HELDOUT_PER_LABEL
-from ..stimuli import _check_keys, read_records_numbered, read_text, record_id, stimuli_hash
-from .contrast import Contrast, any_case, default, find_one, hits, read_contrast
-from .corpus import OBJECT_NEXT, _parquet_docs, extract_windows, is_object_position  # noqa: F401  (re-exported)
+from mechclaims.errors import StimuliError
+from mechclaims.harness.options import MIN_HELDOUT_PER_LABEL
+from mechclaims.datasets.io import check_keys, read_records_numbered, read_text, record_id, stimuli_hash
+from mechclaims.datasets.contrast import Contrast, any_case, default, find_one, hits, read_contrast
+from mechclaims.datasets.corpus import OBJECT_NEXT, parquet_docs, extract_windows, is_object_position  # noqa: F401  (re-exported)
 
 PRONOUNS = ("him", "her")
 _OTHER = {"him": "her", "her": "him"}
@@ -158,7 +158,7 @@ def partner_message(where: str, have: str, lacks: str, matching: str = "") -> st
 
 
 MIN_PAIRS = 8  # the claim splits pairs into train and test and fits covariances
-# MIN_HELDOUT_PER_LABEL (mechclaims.options): Welch t-test and bootstrap CI of d per label; 50 or more is sensible
+# MIN_HELDOUT_PER_LABEL (mechclaims.harness.options): Welch t-test and bootstrap CI of d per label; 50 or more is sensible
 
 
 def _one_word(text: str, cls: str, con: Contrast) -> tuple[int, str] | str:
@@ -182,13 +182,14 @@ def load_pairs(path: str | os.PathLike) -> PronounPairs:
     numbered = read_records_numbered(path, ("id",), what=what)
     rows = [r for _, r in numbered]
     seen: set[str] = set()
+    same: dict[tuple[str, str], tuple[str, int]] = {}  # the pair's two sentences -> (id, line) of its first record
     for k, (line, r) in enumerate(numbered, 1):
         where = f"{what} {path}, line {line} (record {k}, id {r['id']!r})"
         r["id"] = record_id(r["id"], f"{what} {path}, line {line} (record {k})")
         lacks = missing_partner(r, con.names)
         if lacks is not None:
             raise StimuliError(partner_message(where, con.other(lacks), lacks))
-        _check_keys(r, con.names, path, line, what)
+        check_keys(r, con.names, path, line, what)
         if r["id"] in seen:
             raise StimuliError(f"{where}: duplicate id; ids must be unique.")
         seen.add(str(r["id"]))
@@ -204,6 +205,14 @@ def load_pairs(path: str | os.PathLike) -> PronounPairs:
             raise StimuliError(f"{where}: the sentences are not matched. Replacing {wa!r} by {wb!r} in {sa!r} "
                                f"must give exactly {sb!r}.")
         r["_words"] = (wa, wb)
+        texts = (" ".join(sa.split()), " ".join(sb.split()))
+        if texts in same:
+            first_id, first_line = same[texts]
+            raise StimuliError(f"{where}: the same pair as id {first_id!r} (line {first_line}) under another id. A "
+                               f"pair listed twice can land in both the training and the held-out split, so the "
+                               f"held-out test would score a pair it was trained on. Delete one of {first_id!r} and "
+                               f"{r['id']!r}.")
+        same[texts] = (str(r["id"]), line)
     if len(rows) < MIN_PAIRS:
         raise StimuliError(f"{what} {path}: {len(rows)} pairs; the claim needs at least {MIN_PAIRS} (it splits them "
                            f"into train and test and fits covariances). Add pairs.")
@@ -249,7 +258,7 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: 
         rows, why = extract_windows(docs, **extract)
     elif p.endswith(".parquet") or os.path.isdir(p) or any(c in p for c in "*?["):
         what = "GED held-out Parquet source"
-        rows, why = extract_windows(_parquet_docs(p), **extract)
+        rows, why = extract_windows(parquet_docs(p), **extract)
     else:
         what = "GED held-out file"
         numbered = read_records_numbered(p, ("id", "label", "text"), what=what)

@@ -9,13 +9,13 @@ import matplotlib
 matplotlib.use("Agg")  # headless everywhere: CI, xdist workers, the GPU box
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mechclaims.store.diskio import atomic_write  # noqa: E402
+
 
 
 def save_figure(fig: "plt.Figure", path: str | Path, dpi: int = 110) -> Path:
     """Save ``fig`` as PNG, whole or not at all (rendered in memory, then temp file + rename), close it, and
     return the path. A full or read-only disk raises ArtifactsWriteError naming the file and the fix."""
-    from ..diskio import atomic_write
-
     buf = io.BytesIO()
     try:
         fig.savefig(buf, dpi=dpi, bbox_inches="tight", format="png")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plt, save_figure
+from mechclaims.plots import plt
+from mechclaims.plots import save_figure
 
 
 def reconstruction_scatter(h_next: np.ndarray, recon: np.ndarray, h_only: np.ndarray, title: str, path: Path,

@@ -9,8 +9,9 @@ import numpy as np
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from . import plt, save_figure
-from ..stats.ged import GEDLayer
+from mechclaims.plots import plt
+from mechclaims.plots import save_figure
+from mechclaims.stats.ged import GEDLayer
 
 _COLORS = ("tab:blue", "tab:red")  # A>B, B>A
 OUTCOME_COLORS = {"supported": "#2e7d32", "confounded": "#8e24aa", "refuted": "#ef6c00", "inconclusive": "#90a4ae"}

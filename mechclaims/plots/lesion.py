@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import save_figure
+from mechclaims.plots import save_figure
 
 _RULE_COLORS = {"contrast": "tab:blue", "contribution": "tab:orange", "shuffled": "tab:gray"}
 

@@ -7,7 +7,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import plt, save_figure
+from mechclaims.plots import plt
+from mechclaims.plots import save_figure
 
 
 def recovery_heatmap(heat: np.ndarray, tokens: Sequence[str], profiles: Mapping[str, np.ndarray],

@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from ..stats.pathlength import LayerProfile, cumulative_path
-from ..verdict import Verdict
-from . import save_figure
+from mechclaims.stats.pathlength import LayerProfile, cumulative_path
+from mechclaims.verdict.verdict import Verdict
+from mechclaims.plots import save_figure
 
 MAX_LINES = 400  # a few hundred token paths show the fan; thousands only slow the plot down
 

@@ -7,7 +7,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import plt, save_figure
+from mechclaims.plots import plt
+from mechclaims.plots import save_figure
 
 
 def _upper_pairs(labels: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..verdict import Verdict
+from mechclaims.verdict.verdict import Verdict
 
 # float32: eps 1.2e-7, a sum of three terms of residual size gives <~1e-6 relative; 1e-5 leaves 10x headroom.
 # bfloat16 (eps 7.8e-3) and float16 (eps 9.8e-4): the model itself rounds the residual add, so the identity holds

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,6 @@ def tost_interval(ci_low: float, ci_high: float, sesoi: float) -> bool:
 
 def tost_t(mean: float, se: float, df: float, sesoi: float, alpha: float = 0.05) -> tuple[bool, float]:
     """TOST for a mean with a t reference (``scipy.stats.t``): returns (shown, the larger one-sided p)."""
-    from scipy import stats
-
     if not (np.isfinite(mean) and np.isfinite(se) and se > 0 and df > 0):
         return False, float("nan")
     p_low = stats.t.sf((mean + sesoi) / se, df)  # H0: effect <= -sesoi

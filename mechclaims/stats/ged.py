@@ -21,15 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+from scipy import linalg, stats
 from sklearn.covariance import shrunk_covariance
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
-from ..verdict import Verdict
-from .common import cohens_d, null_summary
-from .equivalence import absence
-from .ged_null import d_axis, perm_eval, sequential, swap_eval
+from mechclaims.verdict.verdict import Verdict
+from mechclaims.stats.common import cohens_d, null_summary
+from mechclaims.stats.equivalence import absence
+from mechclaims.stats.ged_null import d_axis, perm_eval, sequential, swap_eval
 
 DIRECTIONS = ("him>her", "her>him")  # the bundled classes' directions: A>B, B>A
 
@@ -61,8 +61,6 @@ class GEDFit:
 
 def fit_ged(Zs: np.ndarray, Zr: np.ndarray, pca: PCA, gamma: float) -> GEDFit:
     """``scipy.linalg.eigh(S, R~)`` on PCA scores; raises ValueError when R~ is not positive-definite."""
-    from scipy import linalg
-
     S, R = np.atleast_2d(np.cov(Zs, rowvar=False)), np.atleast_2d(np.cov(Zr, rowvar=False))
     Rs = shrink(R, gamma)
     r_min = float(np.linalg.eigvalsh(Rs)[0])

@@ -15,8 +15,8 @@ from typing import Mapping
 
 from scipy import stats
 
-from ..verdict import Verdict
-from .ged import GEDLayer, direction_passes
+from mechclaims.verdict.verdict import Verdict
+from mechclaims.stats.ged import GEDLayer, direction_passes
 
 
 def decision(res: GEDLayer, alpha: float) -> bool | None:

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 from scipy import linalg
 
-from .common import sequential_null
+from mechclaims.stats.common import sequential_null
 
 CHUNK = 128
 

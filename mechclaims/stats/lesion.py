@@ -1,5 +1,5 @@
 """Neuron selection for the MLP lesion claim ("her neurons" and "him neurons"). Pure: numpy arrays in, selections
-out. The per-layer decision (mean ablation against size-matched random sets) is in :mod:`mechclaims.stats.lesion_test`.
+out. The per-layer decision (mean ablation against size-matched random sets) is in :mod:`mechclaims.stats.lesion_decision`.
 
 Two selection rules, both fixed before looking:
 
@@ -26,7 +26,6 @@ from scipy import stats
 from statsmodels.stats.multitest import fdrcorrection
 
 
-SIDES = ("her", "him")
 DEFAULT_K = 20  # neurons per side; fixed before looking (about 1.3% of SmolLM2's 1536 MLP neurons)
 DEFAULT_H = 10  # sequential Monte Carlo: stop a side after this many random sets at least as strong
 
@@ -93,8 +92,8 @@ def top_k(scores: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.
     return idx[order[:max(int(k), 0)]]
 
 
-def select_by_contrast(test: ContrastTest, k: int = DEFAULT_K, sides: Sequence[str] = SIDES) -> dict[str, np.ndarray]:
-    """Rule (a): FDR-significant neurons, t>0 -> ``sides[0]`` ("her"), t<0 -> ``sides[1]`` ("him"); at most ``k``
+def select_by_contrast(test: ContrastTest, k: int, sides: Sequence[str]) -> dict[str, np.ndarray]:
+    """Rule (a): FDR-significant neurons, t>0 -> ``sides[0]`` (e.g. "her"), t<0 -> ``sides[1]``; at most ``k``
     each, largest |t| first (the t-test reads the first side minus the second)."""
     return {sides[0]: top_k(test.t, k, test.reject), sides[1]: top_k(-test.t, k, test.reject)}
 

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from ..verdict import Verdict
+from mechclaims.verdict.verdict import Verdict
 
 MIN_PAIRS = 8  # below this a t-test at alpha / 30 has no power worth the name: inconclusive
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ..verdict import Verdict
-from .common import null_summary
-from .equivalence import absence
-from .within_doc import freedman_lane, jackknife, partial_rho
+from mechclaims.verdict.verdict import Verdict
+from mechclaims.stats.common import null_summary
+from mechclaims.stats.equivalence import absence
+from mechclaims.stats.within_doc import freedman_lane, jackknife, partial_rho
 
 CLAIM = "path length ~ next-token confidence"
 SESOI = 0.1  # |rho| below this is no association worth the name (stated before looking)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ..verdict import Verdict
-from .equivalence import absence
-from .within_doc import partial_rho
+from mechclaims.verdict.verdict import Verdict
+from mechclaims.stats.equivalence import absence
+from mechclaims.stats.within_doc import partial_rho
 
 CLAIM = "path length ~ confidence differs across model sizes"
 SESOI = 0.1  # |delta rho| below this is no difference worth the name (stated before running it)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import fdrcorrection
 
-from .common import perm_p_value, z_score
+from mechclaims.stats.common import perm_p_value, z_score
 
 
 def cosine_similarity(X: np.ndarray, center: bool = False) -> np.ndarray:
@@ -46,7 +46,7 @@ def upper(S: np.ndarray) -> np.ndarray:
     return S[..., iu[0], iu[1]]
 
 
-def _same(labels: np.ndarray) -> np.ndarray:
+def same_group(labels: np.ndarray) -> np.ndarray:
     """``[..., n] -> [..., P]``: does pair (i<j) share a label."""
     iu = np.triu_indices(labels.shape[-1], 1)
     return labels[..., iu[0]] == labels[..., iu[1]]
@@ -106,7 +106,7 @@ def label_permutations(labels: np.ndarray, n_perm: int, seed: int) -> np.ndarray
 def within_across(S: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean off-diagonal similarity within and across labels. ``S[U, n, n]``, ``labels[B, n]`` -> ``[U, B]``."""
     s = upper(np.asarray(S, dtype=np.float64))  # [U, P]
-    same = _same(np.atleast_2d(labels)).astype(np.float64)  # [B, P]; group sizes are fixed under permutation
+    same = same_group(np.atleast_2d(labels)).astype(np.float64)  # [B, P]; group sizes are fixed under permutation
     n_w = same.sum(-1)
     w = s @ same.T
     return w / n_w, (s.sum(-1, keepdims=True) - w) / (same.shape[-1] - n_w)
@@ -141,7 +141,7 @@ def selectivity_profile(X: np.ndarray, labels: np.ndarray, *, n_perm: int = 1000
     null = nw - na  # [U, n_perm]
     z = np.array([z_score(d, nl) for d, nl in zip(delta, null)])
     p = _p(delta, null)
-    s, same = upper(S), _same(labels).astype(np.float64)
+    s, same = upper(S), same_group(labels).astype(np.float64)
 
     def stat(c: np.ndarray) -> np.ndarray:  # counts [B, n] -> [U+1, B]
         wt = upper(c[:, :, None] * c[:, None, :])  # weight of pair (i<j) = c_i c_j

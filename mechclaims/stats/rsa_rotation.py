@@ -20,14 +20,13 @@ Statistics per draw (pure numpy; the caller runs the projections):
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from .rsa import _same, upper
+from mechclaims.stats.rsa import same_group, upper
 
 
 def haar_frames(d: int, r: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """``[n, d, r]`` Haar-distributed orthonormal frames (QR of a Gaussian with the sign of R's diagonal fixed)."""
-    from threadpoolctl import threadpool_limits
-
     G = rng.standard_normal((n, d, r), dtype=np.float32)
     with threadpool_limits(1):  # many small QRs: 5x faster on one BLAS thread than on two (bit-identical result)
         Q, R = np.linalg.qr(G)
@@ -84,7 +83,7 @@ def delta_batch(V: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def delta_cos(s: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """:func:`delta_batch` from the similarity upper triangles ``[b, P]``."""
-    same = _same(np.asarray(labels)).astype(float)
+    same = same_group(np.asarray(labels)).astype(float)
     return (s @ same) / same.sum() - (s @ (1 - same)) / (1 - same).sum()
 
 
@@ -96,7 +95,7 @@ def auc_batch(V: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def auc_cos(s: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """:func:`auc_batch` from the similarity upper triangles ``[b, P]``."""
-    same = _same(np.asarray(labels))
+    same = same_group(np.asarray(labels))
     r = _ranks(s) + 1.0
     n_w, n_a = same.sum(), (~same).sum()
     return ((r[:, same].sum(-1) - n_w * (n_w + 1) / 2) / (n_w * n_a))

@@ -1,0 +1,225 @@
+"""On-disk activation cache: a capture is computed once per model, stimuli and environment, then reused.
+
+An entry is keyed by everything that can change the numbers: the model's weight fingerprint, the stimuli hash and
+capture settings (``parts``), dtype, device type, and the torch, transformers and numpy versions. A version change
+therefore never reuses stale activations: it simply misses.
+
+Layout under ``<cache-dir>/activations/``: ``<model>-<tag>-<digest>.npz`` (the arrays) and ``.json`` (the key, the
+structure and the npz's sha256). Writes go to a temp file that is renamed into place, npz first and manifest last,
+under a file lock, so:
+- two processes that build one entry at once: the second waits, then reads what the first wrote;
+- a run killed mid-write leaves either no manifest (a miss) or a manifest whose checksum does not match (rebuilt
+  with a warning), never a half-read array;
+- a truncated or edited file fails its checksum and is rebuilt with an :class:`ActivationCacheWarning`;
+- a read-only or full cache dir gives one :class:`ActivationCacheWarning` and the run keeps its activations in
+  memory (mode ``off`` from then on); no temp file is left;
+- temp files of writes killed over an hour ago are removed by the first writer that takes a lock.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mechclaims.errors import CacheWarning
+import torch
+import transformers
+from filelock import FileLock
+
+from mechclaims.store.diskio import cannot_write, disk_errno, file_sha256, sweep_orphans
+from mechclaims.store.paths import safe_component
+
+FORMAT = 1  # bump when the stored structure or a capture's meaning changes
+# Result types the statistics cache may store (class name -> module): decoded by name from this list only.
+_DATACLASSES = {"Verdict": "mechclaims.verdict.verdict", "GEDLayer": "mechclaims.stats.ged",
+               "SelectivityProfile": "mechclaims.stats.rsa"}
+ACTIVATIONS = ("mechclaims.forward.activations", "Activations")  # by name: the store sits below the forward wing
+MODES = ("on", "off", "refresh")
+
+
+class ActivationCacheWarning(CacheWarning):
+    """A cache entry was unreadable or failed its checksum and is being rebuilt, or the cache dir cannot be
+    written and activations stay in memory."""
+
+
+def environment_key() -> dict[str, str]:
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__}
+
+
+def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
+    """JSON-able description of ``obj``; its arrays are appended to ``arrays`` and referred to by index."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            raise TypeError("object arrays cannot be cached")
+        arrays.append(obj)
+        return {"t": "a", "i": len(arrays) - 1}
+    if (type(obj).__module__, type(obj).__name__) == ACTIVATIONS:
+        return {"t": "Activations", "sites": _encode(obj.sites, arrays), "seq": _encode(obj.seq, arrays),
+                "pos": _encode(obj.pos, arrays), "meta": _encode(obj.meta, arrays)}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, str) for k in obj):  # e.g. layer numbers or (name, side) tuples: keys encoded too
+            return {"t": "D", "items": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
+        return {"t": "d", "items": [[k, _encode(v, arrays)] for k, v in obj.items()]}
+    if type(obj).__name__ in _DATACLASSES and type(obj).__module__ == _DATACLASSES[type(obj).__name__]:
+        return {"t": "dc", "cls": type(obj).__name__,
+                "f": {f.name: _encode(getattr(obj, f.name), arrays) for f in dataclasses.fields(obj)}}
+    if isinstance(obj, (list, tuple)):
+        return {"t": "l" if isinstance(obj, list) else "u", "items": [_encode(v, arrays) for v in obj]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"t": "v", "v": obj}
+    if isinstance(obj, np.generic):
+        return {"t": "v", "v": obj.item()}
+    raise TypeError(f"cannot cache a {type(obj).__name__}")
+
+
+def _decode(tree: Any, arrays: Any) -> Any:
+    t = tree["t"]
+    if t == "a":
+        return arrays[f"arr_{tree['i']}"]
+    if t == "Activations":
+        return getattr(importlib.import_module(ACTIVATIONS[0]), ACTIVATIONS[1])(_decode(tree["sites"], arrays), _decode(tree["seq"], arrays),
+                           _decode(tree["pos"], arrays), _decode(tree["meta"], arrays))
+    if t == "d":
+        return {k: _decode(v, arrays) for k, v in tree["items"]}
+    if t == "D":
+        return {_decode(k, arrays): _decode(v, arrays) for k, v in tree["items"]}
+    if t == "dc":  # only the allow-listed result types: a manifest never names a class to import
+        cls = getattr(importlib.import_module(_DATACLASSES[tree["cls"]]), tree["cls"])
+        obj = cls.__new__(cls)  # as stored: __post_init__ already ran when it was made (it would re-annotate)
+        obj.__dict__.update({k: _decode(v, arrays) for k, v in tree["f"].items()})
+        return obj
+    if t in ("l", "u"):
+        items = [_decode(v, arrays) for v in tree["items"]]
+        return items if t == "l" else tuple(items)
+    return tree["v"]
+
+
+def _stored_key(key: dict[str, Any]) -> dict[str, str]:
+    """The key as the manifest holds it (after a JSON round trip)."""
+    return json.loads(json.dumps({**environment_key(), **{k: repr(v) for k, v in key.items()}}))
+
+
+def _atomic_write(final: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ActivationStore:
+    """``get(key, fn)``: the cached value for ``key`` if intact, else ``fn()`` (stored for next time).
+
+    ``mode``: ``on`` (read and write), ``off`` (never touch the disk), ``refresh`` (recompute and overwrite).
+    """
+
+    def __init__(self, root: str | os.PathLike, mode: str = "on", what: str = "activation"):
+        if mode not in MODES:
+            raise ValueError(f"{what} cache mode {mode!r}: use one of {MODES}")
+        self.root, self.mode, self.what = Path(root), mode, what
+        self.hits = self.misses = self.rebuilt = 0
+        self.degraded = ""  # why the disk is no longer used (read-only, full); empty while it is
+        self._swept = False
+
+    def paths(self, key: dict[str, Any]) -> tuple[Path, Path, Path]:
+        full = {"format": FORMAT, **environment_key(), **key}
+        digest = hashlib.sha256(json.dumps(full, sort_keys=True, default=repr).encode()).hexdigest()[:20]
+        stem = safe_component(f"{key.get('model', 'model')}-{key.get('tag', 'acts')}")
+        # Named, not with_suffix(): a stem with a dot in it (a function's qualified name) would lose its digest.
+        return tuple(self.root / f"{stem}-{digest}{ext}" for ext in (".npz", ".json", ".lock"))
+
+    def get(self, key: dict[str, Any], fn: Callable[[], Any]) -> Any:
+        if self.mode == "off" or self.degraded:
+            return fn()  # "off" never touches the disk, not even to create the directory
+        npz, man, lock = self.paths(key)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if self.mode == "on" and (val := self._load(npz, man, key)) is not None:
+                self.hits += 1
+                return val
+            held = FileLock(str(lock))
+            held.acquire()
+        except OSError as e:
+            self._degrade(e)
+            return fn()
+        try:
+            if not self._swept:
+                sweep_orphans(self.root, (".*.tmp",))  # writes killed (SIGKILL) over an hour ago
+                self._swept = True
+            # Another process may have finished the same entry while this one waited for the lock.
+            if self.mode == "on" and (val := self._load(npz, man, key)) is not None:
+                self.hits += 1
+                return val
+            self.misses += 1
+            val = fn()
+            try:
+                self._store(npz, man, key, val)
+            except Exception as e:  # noqa: BLE001 - a full disk may surface as another type (zipfile, numpy)
+                if not isinstance(e, OSError) and cannot_write(e) is None:
+                    raise
+                try:
+                    npz.unlink(missing_ok=True)  # never an npz without its manifest's checksum
+                except OSError:
+                    pass
+                self._degrade(e)
+            return val
+        finally:
+            held.release()
+
+    def _degrade(self, e: BaseException) -> None:
+        """Read-only or full: warn once, then keep every capture of this run in memory."""
+        no = disk_errno(e)
+        self.degraded = getattr(e, "strerror", None) or (os.strerror(no) if no else type(e).__name__)
+        warnings.warn(ActivationCacheWarning(
+            f"the {self.what} cache {self.root} cannot be written ({self.degraded}); keeping {self.what}s in memory "
+            f"for this run (they are recomputed next time). Pass a writable --mc-cache-dir, free space, or "
+            f"--mc-{self.what}-cache off."), stacklevel=3)
+
+    def _load(self, npz: Path, man: Path, key: dict[str, Any]) -> Any | None:
+        if not man.exists():
+            return None
+        try:
+            meta = json.loads(man.read_text())
+            if meta.get("format") != FORMAT:
+                return None
+            if meta.get("key") != _stored_key(key):  # a digest collision, or a file renamed by hand
+                return None
+            if not npz.exists():
+                raise ValueError("the .npz named by its manifest is missing")
+            if file_sha256(npz) != meta["sha256"]:
+                raise ValueError("checksum mismatch (truncated or modified)")
+            with np.load(npz, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+            return _decode(meta["tree"], arrays)
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+            self.rebuilt += 1
+            warnings.warn(ActivationCacheWarning(f"{self.what} cache entry {npz} is unusable ({e}); rebuilding it. "
+                                                 f"To clear the cache: rm -rf {self.root}"), stacklevel=3)
+            man.unlink(missing_ok=True)
+            return None
+
+    def _store(self, npz: Path, man: Path, key: dict[str, Any], val: Any) -> None:
+        arrays: list[np.ndarray] = []
+        try:
+            tree = _encode(val, arrays)
+        except TypeError:
+            return  # not an array structure: memo only, never half-written
+        man.unlink(missing_ok=True)  # a stale manifest must never vouch for the new npz
+        _atomic_write(npz, lambda f: np.savez(f, *arrays))
+        meta = {"format": FORMAT, "key": _stored_key(key),
+                "sha256": file_sha256(npz), "tree": tree}
+        _atomic_write(man, lambda f: f.write(json.dumps(meta)), mode="w")

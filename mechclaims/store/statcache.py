@@ -1,0 +1,44 @@
+"""On-disk statistics cache: a claim's per-layer results (Verdicts, null draws) computed once per input.
+
+A `-k` re-run of one layer of the lesion claim needs the Bonferroni family of all its layers, and a second run of
+the suite on the same model recomputes every null. Both read the stored results instead. An entry is keyed by
+everything that can change the numbers:
+
+- the model's weight fingerprint, dtype and device type, and the torch/transformers/numpy versions (as for the
+  activation cache, :mod:`mechclaims.store.actcache`, whose store it reuses: checksummed, atomic, locked);
+- the claim's own inputs, passed by the claim as ``parts``: stimuli hashes, seed, draw counts, layer;
+- the code: a hash of every ``mechclaims/**/*.py`` file and of the claim module itself, so that an edit to a
+  statistic, a constant in a claim file or a bug fix can never reuse an old result.
+
+Modes (``--mc-statistics-cache``): ``on`` (default: read and write), ``off`` (never touch the disk), ``refresh``
+(recompute and overwrite). ``make bench``'s "recomputed" row runs with ``refresh``. The environment variable
+``MECHCLAIMS_STATISTICS_CACHE`` sets the default (the repository's own tests of repeatability set it to ``off``).
+
+Falsified by: a cached run whose numbers differ from a recomputed one (tests/test_statcache.py checks equality on
+a tiny model, and that a changed seed, stimuli file or code hash misses).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+ENV = "MECHCLAIMS_STATISTICS_CACHE"
+PACKAGE = Path(__file__).resolve().parents[1]  # the mechclaims package
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(*extra: str) -> str:
+    """sha256 over the mechclaims package's sources and ``extra`` files (the claim module), 16 hex digits. Read once
+    per process: the code a run imported is the code its results came from, even if a file is edited meanwhile."""
+    h = hashlib.sha256()
+    files = sorted(PACKAGE.rglob("*.py")) + [Path(e).resolve() for e in extra]
+    for f in files:
+        h.update(str(f.relative_to(PACKAGE) if f.is_relative_to(PACKAGE) else f.name).encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def default_mode() -> str:
+    return os.environ.get(ENV, "").strip().lower() or "on"

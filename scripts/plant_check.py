@@ -1,0 +1,114 @@
+"""Run a claim's own rule on a planted model and on its unedited twin, and print the outcomes.
+
+    python scripts/plant_check.py additivity [--model tiny-gpt2]
+    python scripts/plant_check.py lesion [--model tiny-gpt2] [--layer 2] [--size 0.2] [--null-sets 200]
+    python scripts/plant_check.py qk [--model tiny-gpt2] [--size 0.2]
+
+The claim modules are imported from claims/ and called with a :class:`mechclaims.claim.context.Context` built here
+(statistics and activation caches off), exactly the functions their tests call:
+- additivity: ``test_additivity.layer_verdict(ctx, layer)`` per layer (planted: ``plant_silent_mlp`` at ``--layer``);
+- lesion: ``test_lesion.layer_results(ctx, layer)`` per layer, both rules, with its two controls gated (planted:
+  ``referent_channel`` + ``plant_lesion``; twin: the channel model; confounds: ``plant_lesion(unrelated=size)`` and
+  ``plant_lesion_prior``);
+- qk: claims A and C with their controls (``test_rsa.gated``) (planted: ``plant_qk`` at every layer, since the rule
+  asks for more than half the layers; confound: ``plant_qk_mean_projection`` at every layer).
+Runs longer than ~30 s: ``flock /tmp/mechclaims-heavy.lock nice -n 5 python scripts/plant_check.py ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "claims")]
+
+from mechclaims.claim.context import Context  # noqa: E402
+from mechclaims.harness.pool import ModelPool  # noqa: E402
+from mechclaims.harness.settings import Settings  # noqa: E402
+from mechclaims.model.load import load_model  # noqa: E402
+from mechclaims.model.plant import (plant_lesion, plant_lesion_prior, plant_qk, plant_qk_mean_projection,  # noqa: E402
+                                    plant_silent_mlp, referent_channel)
+
+
+def context(lm, module, tmp: str, null_sets: int = 200, permutations: int = 1000) -> Context:
+    s = Settings(models=[lm.name], device="cpu", dtype="float32", artifacts=Path(tmp), seed=0,
+                 permutations=permutations, layers="all", cache_dir=tmp, stimuli={}, activation_cache="off",
+                 statistics_cache="off", lesion_null_sets=null_sets)
+    return Context(lm, s, ModelPool(s), module)
+
+
+def show(tag: str, v, controls: bool = True) -> None:
+    line = f"  {tag:<38} {v.outcome:<13} {v.statistic_name}={v.statistic:.4g}"
+    if controls and v.controls:
+        line += "  controls: " + ", ".join(f"{k}={'PASS' if c.passed else 'fail'}" for k, c in v.controls.items())
+    print(line + (f"  ({v.reason})" if v.reason else ""), flush=True)
+
+
+def additivity(args, tmp: str) -> None:
+    import test_additivity as T
+
+    lm = load_model(args.model)
+    for m in (lm, plant_silent_mlp(lm, args.layer, 0.0)):
+        ctx = context(m, T, tmp)
+        print(m.name)
+        for layer in range(m.n_layers):
+            show(f"layer {layer}", T.layer_verdict(ctx, layer))
+
+
+def lesion(args, tmp: str) -> None:
+    import test_lesion as T
+
+    lm = load_model(args.model)
+    twin = referent_channel(lm)
+    for m in (twin, plant_lesion(twin, args.layer, args.size), plant_lesion(twin, args.layer, args.size,
+                                                                             unrelated=args.size),
+              plant_lesion_prior(twin, args.layer, args.size)):
+        ctx = context(m, T, tmp, args.null_sets)
+        print(m.name, {s: round(v["p"], 4) for s, v in T.preconditions(ctx).items()}, "(precondition p per side)")
+        for layer in range(m.n_layers):
+            for rule, v in T.layer_results(ctx, layer).items():
+                show(f"layer {layer} {rule}", v)
+                print(f"      her effect {v.details.get('her.effect', float('nan')):+.3f} "
+                      f"him effect {v.details.get('him.effect', float('nan')):+.3f}")
+
+
+def qk(args, tmp: str) -> None:
+    import test_rsa as T
+
+    lm = load_model(args.model)
+    planted, meanproj = lm, lm
+    for layer in range(lm.n_layers):
+        planted = plant_qk(planted, layer, args.size)
+        meanproj = plant_qk_mean_projection(meanproj, layer)
+    for m in (lm, planted, meanproj):
+        ctx = context(m, T, tmp, permutations=args.permutations)
+        print(m.name)
+        for which in (T.A, T.C):
+            show(which, T.gated(ctx, which))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("claim", choices=["additivity", "lesion", "qk"])
+    ap.add_argument("--model", default="tiny-gpt2")
+    ap.add_argument("--layer", type=int, default=None)
+    ap.add_argument("--size", type=float, default=0.2)
+    ap.add_argument("--null-sets", type=int, default=200)
+    ap.add_argument("--permutations", type=int, default=1000)
+    args = ap.parse_args()
+    if args.layer is None:
+        args.layer = {"additivity": 1, "lesion": 2, "qk": 1}[args.claim]
+    torch.set_num_threads(1)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        {"additivity": additivity, "lesion": lesion, "qk": qk}[args.claim](args, tmp)
+    print(f"[{time.time() - t0:.0f} s]")
+
+
+if __name__ == "__main__":
+    main()
