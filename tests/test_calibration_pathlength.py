@@ -6,8 +6,8 @@ within-document-permutation Freedman-Lane on the same data and (b) a rule that r
 The full table, at the deciding alpha 0.05 with 1,000 runs per cell, is ``python -m mechclaims.calibrate.pathlength``.
 
 Why alpha 0.2 here: at 0.05 a correct rule needs ~1,000 runs to pass reliably (P(pass) 0.89 at a true 0.05), which
-does not fit in a unit test. At alpha 0.2 and 300 runs the checker passes at most 74 rejections: a valid test with
-99 draws (true size 0.19) passes with probability 0.99, and a rule at 2 x alpha (0.4) with probability 2e-8.
+does not fit in a unit test (seconds). At alpha 0.2, 120 runs and 39 draws (a valid test's true size is then at most
+0.175) the checker (CP upper <= 0.3) accepts up to 27 rejections; a rule at 2 x alpha (0.4) expects 48.
 Measured (seed 0): MEASURED_TBD
 Falsified by: the new component failing the checker, or either bad rule passing it.
 """
@@ -22,7 +22,8 @@ from mechclaims.stats.pathlength import path_length_claim
 from mechclaims.stats.pathlength_serial import path_length_rule
 
 ALPHA = 0.2
-RUNS = 300
+RUNS = 120
+N_PERM = 39  # a valid p < 0.2 then rejects at most 7/40 = 0.175
 
 
 class _Recorder:
@@ -40,7 +41,7 @@ class _Recorder:
 @pytest.fixture(scope="module")
 def new_cell():
     rec = _Recorder(path_length_rule)
-    c = run_cell(0.9, "exp8", "null", RUNS, 0, n_perm=99, alpha=ALPHA, rule=rec)
+    c = run_cell(0.9, "exp8", "null", RUNS, 0, n_perm=N_PERM, alpha=ALPHA, rule=rec)
     return c, np.array(rec.p)
 
 
@@ -58,7 +59,7 @@ def test_a_rule_at_twice_alpha_fails_the_checker(new_cell):
 
 
 def test_old_permutation_fl_fails_the_checker():
-    c = run_cell(0.9, "exp8", "null", 100, 0, n_perm=99, alpha=ALPHA, rule=path_length_claim)
+    c = run_cell(0.9, "exp8", "null", 40, 0, n_perm=N_PERM, alpha=ALPHA, rule=path_length_claim)
     s = cell_sizes(c, ALPHA)[0]
     assert not s.ok, s.explain()
     assert c.fl / c.n >= 0.4
@@ -68,5 +69,6 @@ def test_sizes_and_power_run_end_to_end():
     rows = sizes(4, 0, n_perm=19, phis=(0.5,), trends=("rise60",))
     assert [r.name.split(" ")[0] for r in rows] == ["FL", "rule,", "JK", "rule,"]
     assert all(r.n == 4 and r.alpha == 0.05 for r in rows)
-    pw, mde = power(3, 0, phis=(0.0,), effects=(0.0, 0.6), n_perm=19)
+    # 39 draws: with 19 the smallest p is 1/20 = 0.05, never < 0.05, so power would be 0 by construction
+    pw, mde = power(3, 0, phis=(0.0,), effects=(0.0, 0.6), n_perm=39)
     assert pw[-1].power == 1.0 and pw[-1].rho > 0.4 and 0 < mde[0.0] < pw[-1].rho

@@ -1,5 +1,6 @@
-"""Calibration of the path-length rule (``mechclaims.stats.pathlength_serial.path_length_rule``) at the alpha where it
-decides, per component of its intersection-union rule, under structured nulls (``pathlength_null.simulate``).
+"""Calibration of the path-length decision as deployed (``mechclaims.stats.pathlength_decision.path_length_decision``,
+built on ``pathlength_serial.path_length_rule``) at the alpha where it decides, per component of its intersection-union
+rule, under structured nulls (``pathlength_null.simulate``).
 
 The claim decides at 0.05: one test per model, not per layer. The rule passes when the shift Freedman-Lane p < alpha
 (FL) AND the document-jackknife interval excludes 0 (JK). An all-must-pass rule reaches its size when the other
@@ -31,6 +32,7 @@ import numpy as np
 
 from mechclaims.calibrate.bound import Size
 from mechclaims.calibrate.pathlength_null import PHIS, simulate
+from mechclaims.stats.pathlength_decision import path_length_decision
 from mechclaims.stats.pathlength_serial import path_length_rule, size_difference_rule
 from mechclaims.stats.pathlength_sizes import ModelPath
 from mechclaims.stats.serial import partial_rho, position_basis
@@ -42,6 +44,14 @@ N_PERM_SLOPES = 199  # slopes configuration: FL's decision there is a power; JK,
 SLOPE_SD = 0.5      # per-document slopes of random sign: FL non-null, estimand 0
 TRENDS = ("exp8", "rise60")
 Rule = Callable[..., object]
+
+
+def deployed_rule(steps, logprob, logit, pos, doc, *, n_perm: int, seed: int, alpha: float = ALPHA):
+    """The decision the claim calls (``path_length_decision``: position alone AND position + target id), with a
+    target id drawn independently of x and y (Zipf-like, 5,000 types): under the null neither adjustment links them.
+    Its p and interval (FL and JK counts) are the position-only component's; ``passed`` is the joint decision."""
+    ids = np.random.default_rng([seed, 17]).zipf(1.3, len(logprob)) % 5000
+    return path_length_decision(steps, logprob, logit, pos, doc, ids, n_perm=n_perm, seed=seed, alpha=alpha)
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class Cell:
 
 
 def run_cell(phi: float, trend: str, config: str, n_runs: int, seed: int, *, n_perm: int = N_PERM,
-             alpha: float = ALPHA, rule: Rule = path_length_rule, **sim) -> Cell:
+             alpha: float = ALPHA, rule: Rule = deployed_rule, **sim) -> Cell:
     """``n_runs`` corpora of one configuration through ``rule`` (any function with ``path_length_claim``'s
     signature, e.g. the old rule for comparison); counts FL (p < alpha), JK (interval excludes 0) and the rule."""
     rng = np.random.default_rng([seed, int(100 * phi), TRENDS.index(trend) if trend in TRENDS else 9,
@@ -95,7 +105,7 @@ def cell_sizes(c: Cell, alpha: float = ALPHA) -> list[Size]:
 def cells(n_runs: int | None = None, seed: int = 0, *, n_perm: int = N_PERM, n_perm_slopes: int | None = None,
           alpha: float = ALPHA,
           phis: tuple[float, ...] = PHIS, trends: tuple[str, ...] = TRENDS, configs: tuple[str, ...] = ("null", "slopes"),
-          rule: Rule = path_length_rule, log: Callable[[str], None] | None = None, **sim) -> list[Cell]:
+          rule: Rule = deployed_rule, log: Callable[[str], None] | None = None, **sim) -> list[Cell]:
     out = []
     for config in configs:
         for trend in trends:
@@ -111,8 +121,14 @@ def cells(n_runs: int | None = None, seed: int = 0, *, n_perm: int = N_PERM, n_p
 
 def sizes(n_runs: int | None = None, seed: int = 0, **kw) -> list[Size]:
     """Per-component and whole-rule rejection rates at ``alpha`` (default 0.05), each a ``bound.Size``; keyword
-    arguments go to ``cells`` (``n_perm``, ``alpha``, ``phis``, ``trends``, ``rule``, simulation settings)."""
+    arguments go to ``cells`` (``n_perm``, ``alpha``, ``phis``, ``trends``, ``rule``, simulation settings).
+    ``python -m mechclaims.calibrate --only pathlength`` calls it with no keywords: the deployed decision, 1,000 runs
+    per cell, 999 shifts under the null and 199 in the slopes configuration, plus the across-sizes rule (500 runs)."""
     alpha = kw.get("alpha", ALPHA)
+    if not kw:
+        kw = dict(n_perm_slopes=N_PERM_SLOPES)
+        rows = [s for c in cells(n_runs, seed, **kw) for s in cell_sizes(c, alpha)]
+        return rows + size_difference_sizes(n_runs or 500, seed)
     return [s for c in cells(n_runs, seed, **kw) for s in cell_sizes(c, alpha)]
 
 
@@ -159,7 +175,7 @@ def population_rho(effect: float, phi: float, trend: str, seed: int = 0, G: int 
 
 def power(n_runs: int = 200, seed: int = 0, *, phis: tuple[float, ...] = PHIS, trend: str = "exp8",
           effects: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3), n_perm: int = 199, alpha: float = ALPHA,
-          target: float = 0.8, rule: Rule = path_length_rule) -> tuple[list[PowerRow], dict[float, float]]:
+          target: float = 0.8, rule: Rule = deployed_rule) -> tuple[list[PowerRow], dict[float, float]]:
     """Power curve per phi and the minimum detectable within-document rho at ``target`` power (linear interpolation
     in population rho; NaN when the grid never reaches it). 199 draws: the permutation resolution (0.005) is far
     from deciding at 0.05, and fewer draws can only lower power (the MDE errs large)."""
