@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 
 from mechclaims.claim import StimuliSet, Verdict
+from mechclaims.claim.design import Design
 from mechclaims.datasets.passages import check_token_counts, load_passages, passages_hash
 from mechclaims.errors import StimuliError
 from mechclaims.forward.capture import capture, encode
@@ -54,6 +55,16 @@ CONTROLS = ("pathlength_shuffled_targets", "pathlength_word_shuffled_text")
 # 1e-3 absolute is below each deciding margin (margin_* in the verdict; smollm2-135m's smallest was 0.005 in round 2).
 TOL = {"rtol": 0.0, "atol": TOL_ATOL}
 CROSS_DIR = "pathlength_cross_model"
+DESIGNS = {"path_length_confidence": Design(
+    rule="shift Freedman-Lane p < alpha AND 1-alpha document-jackknife t-interval (Satterthwaite df) excludes 0, "
+         "within-document ranks, position as a cubic B-spline of log position (8 knots), position 0 excluded; under "
+         "both adjustments (position; position + target id ranked within documents), same sign. Refuted: both "
+         "1-2alpha intervals inside +-SESOI",
+    alpha=0.05, sesoi=0.1, thresholds={"n_knots": 8, "degree": 3, "min_position": 1, "min_docs": 5},
+    stated="2026-12-07",
+    post_hoc="restated after round two's runs on the same 12 passages: the review (issue 27) reported the target-id "
+             "covariate's number (rho 0.127 with a linear position) before this rule was stated; the rule takes the "
+             "intersection of both adjustments so that neither can be chosen to fit")}
 EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
 
 
