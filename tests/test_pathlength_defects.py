@@ -5,7 +5,8 @@ rejects at most about alpha at the deciding alpha (0.05, one test per model) whe
 more; a shared non-linear position trend (exp(-pos/8)) does not make the deployed rule pass where the old linear
 position did; an outcome that flips with the pre-stated target-id covariate is ``inconclusive``, not ``refuted``;
 ``refuted`` reports the equivalence test's power; the claim's baseline tolerance is below the margin that decided
-smollm2-135m's round-two outcome (0.005). The full tables: ``python -m mechclaims.calibrate --only pathlength``.
+smollm2-135m's round-two outcome (0.005); ranks within documents remove the bias that all-token ranks let through
+under a shared trend; the across-sizes decision inherits the covariate requirement. The full tables: ``python -m mechclaims.calibrate --only pathlength``.
 """
 from __future__ import annotations
 
@@ -106,3 +107,35 @@ def test_defect_baseline_tolerance_is_below_the_deciding_margin():
     spec.loader.exec_module(mod)
     assert mod.TOL["atol"] == TOL_ATOL < 0.005  # round two: atol 1e-2 beside smollm2's 0.005 margin
     assert mod.TOL["rtol"] * 1.0 < 0.005
+
+
+def test_defect_all_token_ranks_let_a_shared_trend_through():
+    # Documents with large level shifts (SD 3) and a shared 1 - exp(-pos/60) trend (2 SD), no link: the same draw
+    # with and without the trend. Measured (300 documents, seeds 0/1): bias of all-token ranks +0.028/+0.025, of
+    # ranks within documents +0.001/-0.001 (both with the spline).
+    from mechclaims.stats.serial import partial_rho, position_basis
+    for seed in (0, 1):
+        bias = {}
+        for within in ("all", "document"):
+            r = []
+            for amp in (2.0, 0.0):
+                d = simulate(np.random.default_rng(seed), phi=0.0, trend="rise60", G=300, between=3.0, amplitude=amp)
+                k = d.pos >= 1
+                r.append(partial_rho(d.x[k], d.y[k], position_basis(d.pos[k]), d.doc[k], within=within)[0])
+            bias[within] = r[0] - r[1]
+        assert bias["all"] > 0.015 and abs(bias["document"]) < 0.005, bias
+
+
+def test_defect_across_sizes_inherits_the_covariate_requirement():
+    # Model b's link is masked by target frequency (as _masked), model a has none. Measured: the old across-sizes
+    # rule calls the difference absent (refuted, delta -0.003); with the target id delta is +0.352: inconclusive.
+    from mechclaims.stats.pathlength_decision import model_paths, size_difference_decision
+    from mechclaims.stats.pathlength_sizes import ModelPath, size_difference
+    x, y, pos, docs, ids = _masked(15)
+    a = simulate(np.random.default_rng(16), phi=0.5, trend="none", G=40)
+    old = size_difference(ModelPath.from_arrays("a", a.x[:, None], a.y, a.pos, a.doc),
+                          ModelPath.from_arrays("b", x[:, None], y, pos, docs), bootstrap=False)
+    new = size_difference_decision(model_paths("a", a.x[:, None], a.y, a.pos, a.doc, np.arange(len(a.x)) % 101),
+                                   model_paths("b", x[:, None], y, pos, docs, ids), bootstrap=False)
+    assert old.outcome == "refuted", old.explain()
+    assert new.outcome == "inconclusive" and new.details["cov_delta"] > 0.2, new.explain()
