@@ -56,8 +56,13 @@ def margins(v: Verdict, alpha: float, sesoi: float = SESOI) -> dict[str, float]:
     """Distance of each deciding number to the threshold it is compared with (smaller = closer to flipping)."""
     lo, hi = v.effect_ci
     return {"margin_p": abs(float(v.p) - alpha), "margin_ci_zero": float(min(abs(lo), abs(hi))),
-            "margin_ci90_sesoi": float(min(abs(sesoi - abs(v.details["ci90_low"])),
-                                           abs(sesoi - abs(v.details["ci90_high"]))))}
+            "margin_ci90_sesoi": tost_margin(v.details["ci90_low"], v.details["ci90_high"], sesoi)}
+
+
+def tost_margin(lo: float, hi: float, sesoi: float) -> float:
+    """How far the 90% interval is from flipping the equivalence decision: absence holds iff max(|lo|, |hi|) < sesoi,
+    so the distance is |max(|lo|, |hi|) - sesoi| (the nearer end alone says nothing when the other is outside)."""
+    return float(abs(max(abs(lo), abs(hi)) - sesoi))
 
 
 def joint(v: Verdict, c: Verdict) -> tuple[bool, bool, bool]:
@@ -144,8 +149,7 @@ def size_difference_decision(a: tuple, b: tuple, *, alpha: float = 0.05, n_boot:
     for tag, u in zip(ADJUSTMENTS, (v, c)):
         lo, hi = u.effect_ci
         v.note(f"margin_ci_zero_{tag}", min(abs(lo), abs(hi)))
-        v.note(f"margin_ci90_sesoi_{tag}", min(abs(0.1 - abs(u.details["ci90_low"])),
-                                               abs(0.1 - abs(u.details["ci90_high"]))))
+        v.note(f"margin_ci90_sesoi_{tag}", tost_margin(u.details["ci90_low"], u.details["ci90_high"], 0.1))
         v.note(f"tost_power_at_zero_{tag}", tost_power_at_zero(u.details["jackknife_se"], u.details["n_docs"] - 1,
                                                                0.1, alpha))
     v.note("cov_delta", c.effect).note("cov_ci_low", c.effect_ci[0]).note("cov_ci_high", c.effect_ci[1])
