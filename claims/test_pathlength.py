@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 from mechclaims.claim import StimuliSet, Verdict
-from mechclaims.claim.design import Design
+from mechclaims.claim import Design
 from mechclaims.datasets.passages import check_token_counts, load_passages, passages_hash
 from mechclaims.errors import StimuliError
 from mechclaims.forward.capture import capture, encode

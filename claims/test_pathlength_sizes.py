@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from mechclaims.claim import Design
 from mechclaims.claim.context import Context
 from mechclaims.errors import MechClaimsError
 from mechclaims.stats.pathlength_decision import model_paths, size_difference_decision
@@ -36,6 +37,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 import test_pathlength as single  # noqa: E402  (the one-model claim: its capture, stimuli and verdict)
 
 EXPECTED_OUTCOMES = load_expected(__file__)
+DESIGNS = {"path_length_differs_across_sizes": Design(  # pre-registration (mechclaims.verdict.design)
+    rule="delta = rho(larger) - rho(smaller) of path_length_confidence's within-document partial rho; under both "
+         "adjustments (position spline; + target id ranked within documents) the 95% paired document-jackknife "
+         "t-interval excludes 0 with one sign; refuted: both 90% intervals inside +-0.1",
+    alpha=0.05, sesoi=0.1, thresholds={**single.DESIGNS["path_length_confidence"].thresholds},
+    stated="2026-12-01",
+    post_hoc="round three (2026-12-07): rho's definition follows path_length_confidence's restated rule, after the "
+             "first two-model run on the same passages")}
 PAIRS = [("smollm2-135m", "gemma3-270m")]  # (smaller, larger)
 
 

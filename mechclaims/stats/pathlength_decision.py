@@ -34,7 +34,8 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from mechclaims.stats.pathlength import SESOI
-from mechclaims.stats.pathlength_serial import path_length_rule
+from mechclaims.stats.pathlength_serial import SplineModelPath, path_length_rule, size_difference_rule
+from mechclaims.stats.serial import position_basis, ranks
 from mechclaims.verdict import Verdict
 
 ADJUSTMENTS = ("position", "position_target_id")
@@ -124,8 +125,6 @@ def model_paths(name: str, steps: np.ndarray, logprob: np.ndarray, pos: np.ndarr
                 target_ids: np.ndarray, min_position: int = 1):
     """One model's two ``SplineModelPath``s, position 0 dropped: the position spline alone, and the spline with the
     target id ranked within documents (within-document ranks do not move when a document is left out)."""
-    from mechclaims.stats.pathlength_serial import SplineModelPath
-    from mechclaims.stats.serial import position_basis, ranks
     k = np.asarray(pos) >= min_position
     total, y, p, d = np.asarray(steps, float)[k].sum(axis=1), np.asarray(logprob, float)[k], np.asarray(pos, float)[k], \
         np.asarray(doc)[k]
@@ -139,7 +138,6 @@ def size_difference_decision(a: tuple, b: tuple, *, alpha: float = 0.05, n_boot:
     """``size_difference_rule`` (paired document jackknife of delta rho) under both adjustments of
     ``path_length_decision``: "the models differ" needs both intervals to exclude 0 with the same sign; refuted
     needs both 90% intervals inside +-0.1. ``a``/``b``: ``model_paths`` of the smaller and the larger model."""
-    from mechclaims.stats.pathlength_serial import size_difference_rule
     with threadpool_limits(**ONE_THREAD):
         v = size_difference_rule(a[0], b[0], alpha=alpha, n_boot=n_boot, seed=seed, bootstrap=bootstrap)
         if not v.testable:

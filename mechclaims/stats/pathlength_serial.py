@@ -41,7 +41,7 @@ from mechclaims.stats.pathlength import CLAIM, SESOI
 from mechclaims.stats.pathlength_sizes import SESOI as SIZES_SESOI
 from mechclaims.stats.pathlength_sizes import ModelPath, size_difference
 from mechclaims.stats.serial import (
-    _codes, _orth, _prepare, _resid, covariate_block, effective_df, jackknife, lag1, partial_rho, position_basis,
+    doc_codes, orthonormal, prepare, residualize, covariate_block, effective_df, jackknife, lag1, partial_rho, position_basis,
     ranks, shift_freedman_lane)
 from mechclaims.stats.within_doc import partial_rho as linear_partial_rho
 from mechclaims.verdict import Verdict
@@ -57,15 +57,15 @@ def pooled_partial_rho(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
     """Partial Spearman rho(x, y | z) over all tokens, no document effects (mixes between and within documents)."""
     n = len(y)
     rx, ry = (stats.rankdata(np.asarray(v, float)) for v in (x, y))
-    q = _orth(np.column_stack([np.ones(n), np.asarray(z, float).reshape(n, -1)]))
-    ex, ey = _resid(rx, q), _resid(ry, q)
+    q = orthonormal(np.column_stack([np.ones(n), np.asarray(z, float).reshape(n, -1)]))
+    ex, ey = residualize(rx, q), residualize(ry, q)
     return float(ex @ ey / (np.linalg.norm(ex) * np.linalg.norm(ey)))
 
 
 def residual_lag1(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray) -> tuple[float, float]:
     """Lag-1 autocorrelation of x's and y's rank residuals (after documents and ``z``): how serial the data are."""
-    codes, rx, ry, q = _prepare(x, y, z, doc_ids)
-    return lag1(_resid(rx[:, 0], q), codes), lag1(_resid(ry, q), codes)
+    codes, rx, ry, q = prepare(x, y, z, doc_ids)
+    return lag1(residualize(rx[:, 0], q), codes), lag1(residualize(ry, q), codes)
 
 
 def path_length_rule(steps: np.ndarray, target_logprob: np.ndarray, target_logit: np.ndarray,
@@ -92,7 +92,7 @@ def path_length_rule(steps: np.ndarray, target_logprob: np.ndarray, target_logit
             raise ValueError(f"{name} has {len(a)} entries but steps has {n} tokens; pass one value per token")
     pos_all = np.asarray(positions, float)
     k = np.flatnonzero(pos_all >= min_position)
-    k = k[np.lexsort((pos_all[k], _codes(np.asarray(doc_ids)[k])))]  # document order, then position order
+    k = k[np.lexsort((pos_all[k], doc_codes(np.asarray(doc_ids)[k])))]  # document order, then position order
     take = {name: (None if a is None else np.asarray(a)[k]) for name, a in arrays.items()}
     docs, pos = take["doc_ids"], pos_all[k]
     s, y, logit = s[k], take["target_logprob"].astype(float), take["target_logit"].astype(float)

@@ -67,7 +67,7 @@ def covariate_block(positions: np.ndarray, covariates: np.ndarray | None = None,
     return np.column_stack([b, ranks(covariates, docs, within)])
 
 
-def _codes(doc_ids: np.ndarray) -> np.ndarray:
+def doc_codes(doc_ids: np.ndarray) -> np.ndarray:
     return np.unique(np.asarray(doc_ids), return_inverse=True)[1].ravel()
 
 
@@ -78,7 +78,7 @@ def _demean(a: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return a - (sums / np.bincount(codes)[:, None])[codes]
 
 
-def _orth(a: np.ndarray) -> np.ndarray:
+def orthonormal(a: np.ndarray) -> np.ndarray:
     """Orthonormal basis of span(a), rank-revealing: plain QR of a rank-deficient matrix spans arbitrary extra
     directions, and a leave-one-document-out subset can drop a spline column's support entirely."""
     if a.size == 0:
@@ -97,7 +97,7 @@ def ranks(a: np.ndarray, doc_ids: np.ndarray, within: str = RANKS) -> np.ndarray
         return stats.rankdata(a, axis=0)
     if within != "document":
         raise ValueError(f"ranks within 'document' or 'all', not {within!r}")
-    codes = _codes(doc_ids)
+    codes = doc_codes(doc_ids)
     sizes = np.bincount(codes)
     before = np.concatenate([[0], np.cumsum(sizes)[:-1]])[codes]
     out = np.empty_like(a)
@@ -109,8 +109,8 @@ def ranks(a: np.ndarray, doc_ids: np.ndarray, within: str = RANKS) -> np.ndarray
     return out
 
 
-def _prepare(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, within: str = RANKS):
-    codes = _codes(doc_ids)
+def prepare(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, within: str = RANKS):
+    codes = doc_codes(doc_ids)
     n = len(codes)
     return (codes,) + _ranked(ranks(np.asarray(x).reshape(n, -1), codes, within), ranks(y, codes, within)[:, 0], z,
                               codes)
@@ -119,15 +119,15 @@ def _prepare(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, w
 def _ranked(rx: np.ndarray, ry: np.ndarray, z: np.ndarray, codes: np.ndarray):
     """Demeaned ranks and the orthonormal basis of the demeaned covariates."""
     return (_demean(rx, codes), _demean(ry, codes)[:, 0],
-            _orth(_demean(np.asarray(z, float).reshape(len(codes), -1), codes)))
+            orthonormal(_demean(np.asarray(z, float).reshape(len(codes), -1), codes)))
 
 
-def _resid(v: np.ndarray, q: np.ndarray) -> np.ndarray:
+def residualize(v: np.ndarray, q: np.ndarray) -> np.ndarray:
     return v - q @ (q.T @ v)
 
 
 def _rho(rx: np.ndarray, ry: np.ndarray, q: np.ndarray) -> np.ndarray:
-    ex, ey = _resid(rx, q), _resid(ry, q)
+    ex, ey = residualize(rx, q), residualize(ry, q)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (ex.T @ ey) / (np.linalg.norm(ex, axis=0) * np.linalg.norm(ey))
 
@@ -135,14 +135,14 @@ def _rho(rx: np.ndarray, ry: np.ndarray, q: np.ndarray) -> np.ndarray:
 def partial_rho(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, *, within: str = RANKS
                 ) -> np.ndarray:
     """Within-document partial Spearman rho of each column of ``x`` with ``y`` given ``z`` (used as given): ``[k]``."""
-    return _rho(*_prepare(x, y, z, doc_ids, within)[1:])
+    return _rho(*prepare(x, y, z, doc_ids, within)[1:])
 
 
 def circular_shifts(doc_ids: np.ndarray, n: int, seed: int | np.random.Generator) -> np.ndarray:
     """``n`` index arrays ``[n, n_tokens]``: each document's tokens rotated by one uniform random offset per draw.
 
     Offset 0 (the identity) is one of the offsets, as a randomization test's group must contain it."""
-    codes = _codes(doc_ids)
+    codes = doc_codes(doc_ids)
     rng = np.random.default_rng(seed)
     out = np.empty((n, len(codes)), dtype=np.int64)
     for d in range(codes.max() + 1):
@@ -157,9 +157,9 @@ def shift_freedman_lane(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np
                         *, within: str = RANKS) -> tuple[float, np.ndarray, float]:
     """(observed rho, null draws ``[n_perm]``, two-sided +1 p) for a single x column; ``within_doc.freedman_lane``'s
     signature, with circular shifts of the reduced-model residuals in place of permutations."""
-    codes, rx, ry, q = _prepare(x, y, z, doc_ids, within)
-    ex = _resid(rx[:, 0], q)
-    e = _resid(ry, q)  # reduced-model residuals of y: document means and the position basis removed
+    codes, rx, ry, q = prepare(x, y, z, doc_ids, within)
+    ex = residualize(rx[:, 0], q)
+    e = residualize(ry, q)  # reduced-model residuals of y: document means and the position basis removed
     nx = np.linalg.norm(ex)
     obs = float(ex @ e / (nx * np.linalg.norm(e)))
     E = e[circular_shifts(codes, n_perm, seed)]
@@ -177,7 +177,7 @@ def effective_df(doc_ids: np.ndarray) -> float:
     squared deviations whose Satterthwaite df is (sum w^2)^2 / sum w^4, not G. Equal lengths give G - 1 exactly; 12
     documents of 150-350 tokens about 9; the bundled passages (207-327 SmolLM2 tokens) about 10.6. With t on G - 1
     the interval ran liberal where documents differ in their association (mechclaims.calibrate.pathlength)."""
-    n = np.bincount(_codes(doc_ids)).astype(float)
+    n = np.bincount(doc_codes(doc_ids)).astype(float)
     return float((n ** 2).sum() ** 2 / (n ** 4).sum() - 1.0)
 
 
@@ -192,9 +192,9 @@ def jackknife(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, 
     est = float(partial_rho(x, y, z, docs, within=within)[0])
     u = np.unique(docs)
     if within == "document":  # a document's ranks do not depend on the others: rank once, then leave out
-        codes = _codes(docs)
+        codes = doc_codes(docs)
         rx, ry = ranks(x, codes)[:, :1], ranks(y, codes)[:, 0]
-        loo = np.array([_rho(*_ranked(rx[docs != g], ry[docs != g], z[docs != g], _codes(codes[docs != g])))[0]
+        loo = np.array([_rho(*_ranked(rx[docs != g], ry[docs != g], z[docs != g], doc_codes(codes[docs != g])))[0]
                         for g in u])
     else:
         loo = np.array([partial_rho(x[docs != g], y[docs != g], z[docs != g], docs[docs != g], within=within)[0]
@@ -207,7 +207,7 @@ def jackknife(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, 
 
 def lag1(v: np.ndarray, doc_ids: np.ndarray) -> float:
     """Pooled lag-1 autocorrelation within documents (demeaned per document; pairs never cross a document)."""
-    codes = _codes(doc_ids)
+    codes = doc_codes(doc_ids)
     e = _demean(v, codes)[:, 0]
     same = codes[1:] == codes[:-1]
     return float(np.sum(e[1:][same] * e[:-1][same]) / np.sum(e * e))
