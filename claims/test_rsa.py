@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mechclaims.claim import StimuliSet, Verdict, control_tests, controls
+from mechclaims.claim import Design, StimuliSet, Verdict, control_tests, controls
 from mechclaims.datasets.categories import load_categories, word_positions
 from mechclaims.forward.capture import capture
 from mechclaims.model.sites import site
@@ -62,6 +62,19 @@ STIMULI = {"rsa_categories": StimuliSet("../fixtures/rsa_categories.json", load_
 TOL = {"rtol": 1e-2, "atol": 1e-6}
 STEP_TOL = {"rtol": 0.0, "atol": 5e-3}  # p-values and quantiles move in steps of 1/(n+1)
 EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
+_T = {"rotations": ROTATIONS, "kinds": KINDS, "surfaces": SURFACES, "n_boot": N_BOOT}
+_LATE = "the SESOI (0.05) first appears in a redesign after the old design's numbers on these words were published"
+DESIGNS = {  # pre-registration (mechclaims.verdict.design); unchanged in round three: 'the round-three Q/K design (band-rotation null, AUC decides) is on branch qk, not deployed: its null is not calibrated at alpha/(2L) and too slow on smollm2-135m (issue 27 note)'
+    A: Design(rule="per layer, Q and K: within-category cosine selectivity (AUC) above 0.5 at alpha/(2L), bootstrap CI; "
+                   "more than half the layers; random weights and surface groupings must fail",
+              alpha=ALPHA, sesoi=SESOI, thresholds=_T, stated="2026-11-23", post_hoc=_LATE),
+    B: Design(rule="per layer: Q-K RSA rho beats the rotated-weights null at alpha/(2L); more than half the layers; the "
+                   "random-weight copy must fail", alpha=ALPHA, sesoi=SESOI, thresholds=_T, stated="2026-11-30",
+              post_hoc=_LATE),
+    C: Design(rule="per layer: Q/K category selectivity beyond the input's (rotation null of W_Q, W_K); more than half "
+                   "the layers; random weights and surface groupings must fail", alpha=ALPHA, sesoi=SESOI,
+              thresholds=_T, stated="2026-11-30", post_hoc=_LATE),
+}
 
 
 def qk_capture(ctx, cs_hash: str, templates: tuple[str, ...], kinds: tuple[str, ...]) -> dict[str, np.ndarray]:

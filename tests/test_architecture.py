@@ -76,6 +76,7 @@ def test_no_claim_file_imports_torch():
 MODULE_STATE = {
     ("mechclaims.model.cache", "_FALLBACK"): "memo: temp build dirs when the cache dir cannot be written",
     ("mechclaims.model.cache", "_SWEPT"): "memo: cache roots already swept of killed conversions in this process",
+    ("mechclaims.datasets.io", "_LOGGED"): "memo: stimuli files whose size warning was shown on the terminal",
     ("mechclaims.model.families", "FAMILIES"): "the user-extensible registry of site maps (register())",
 }
 MUTATORS = ("add", "append", "update", "setdefault", "pop", "clear", "extend", "remove", "discard")

@@ -36,6 +36,7 @@ _GLOB_OK = frozenset({"ged_heldout"})  # Parquet shards may be given as a direct
 # token at every layer, plus its next-token logits), so time and memory grow with the file: a 10 MB passages file
 # ran for over 4 minutes and 3.5 GB on tiny-gpt2 before it was stopped. Past this size a file gets a warning.
 LARGE_STIMULI_BYTES = 2_000_000
+_LOGGED: set[str] = set()
 LOG = logging.getLogger("mechclaims")  # messages the user must see at once; the pytest session shows them live
 
 
@@ -55,7 +56,9 @@ def warn_if_large(p: Path, size: int, what: str) -> None:
            f"over 4 minutes and 3.5 GB on tiny-gpt2). Progress bars show on a terminal; a sample of the file is "
            f"usually enough.")
     warnings.warn(StimuliSizeWarning(msg), stacklevel=3)
-    LOG.warning(msg)
+    if str(p) not in _LOGGED:  # once per file and process on the terminal, however often it is read
+        _LOGGED.add(str(p))
+        LOG.warning(msg)
 
 
 def check_stimuli_overrides(overrides: Mapping[str, str], names: Iterable[str] | None = tuple(STIMULI_NAMES)
