@@ -16,7 +16,7 @@ from mechclaims.stats.pathlength import path_length_claim, within_document_permu
 from mechclaims.stats.pathlength_serial import SplineModelPath, path_length_rule, size_difference_rule
 from mechclaims.stats.pathlength_sizes import ModelPath, size_difference
 from mechclaims.stats.serial import (
-    doc_codes, _demean, orthonormal, circular_shifts, jackknife, lag1, partial_rho, position_basis, shift_freedman_lane)
+    doc_codes, demean, orthonormal, circular_shifts, jackknife, lag1, partial_rho, position_basis, shift_freedman_lane)
 from mechclaims.stats.within_doc import freedman_lane
 
 
@@ -36,8 +36,8 @@ def _corpus(seed: int, **kw):
 def _left(trend: np.ndarray, z: np.ndarray, docs: np.ndarray) -> float:
     """Share of the trend's within-document variance that partialling out ``z`` leaves."""
     codes = doc_codes(docs)
-    t = _demean(trend, codes)[:, 0]
-    q = orthonormal(_demean(z, codes))
+    t = demean(trend, codes)[:, 0]
+    q = orthonormal(demean(z, codes))
     r = t - q @ (q.T @ t)
     return float(r @ r / (t @ t))
 

@@ -39,7 +39,7 @@ from mechclaims.stats.common import null_summary
 from mechclaims.stats.equivalence import absence
 from mechclaims.stats.pathlength import CLAIM, SESOI
 from mechclaims.stats.pathlength_sizes import SESOI as SIZES_SESOI
-from mechclaims.stats.pathlength_sizes import ModelPath, size_difference
+from mechclaims.stats.pathlength_sizes import ModelPath, paired_bootstrap, size_difference
 from mechclaims.stats.serial import (
     doc_codes, orthonormal, prepare, residualize, covariate_block, effective_df, jackknife, lag1, partial_rho, position_basis,
     ranks, shift_freedman_lane)
@@ -168,19 +168,10 @@ class SplineModelPath(ModelPath):
 
 def _paired_bootstrap(a: SplineModelPath, b: SplineModelPath, docs: np.ndarray, n_boot: int, seed: int
                       ) -> np.ndarray:
-    """``pathlength_sizes._bootstrap`` with the spline basis: one document draw for both models (reported only)."""
-    rng = np.random.default_rng([seed, 21])
-    idx = {m.name: {g: np.flatnonzero(m.doc == g) for g in docs} for m in (a, b)}
-    out = np.empty(n_boot)
-    for i in range(n_boot):
-        draw = rng.choice(docs, size=len(docs), replace=True)
-        r = []
-        for m in (a, b):
-            rows = np.concatenate([idx[m.name][g] for g in draw])
-            cl = np.repeat(np.arange(len(draw)), [len(idx[m.name][g]) for g in draw])
-            r.append(float(partial_rho(m.total[rows], m.logprob[rows], m.basis[rows], cl)[0]))
-        out[i] = r[1] - r[0]
-    return out
+    """``pathlength_sizes.paired_bootstrap`` with the spline basis (reported only)."""
+    return paired_bootstrap(a, b, docs, n_boot, seed,
+                            rho=lambda m, rows, cl: float(partial_rho(m.total[rows], m.logprob[rows], m.basis[rows],
+                                                                      cl)[0]))
 
 
 def size_difference_rule(a: ModelPath, b: ModelPath, *, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0,

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Callable
+
 import numpy as np
 from scipy import stats
 
@@ -59,9 +61,12 @@ class ModelPath:
         return float(partial_rho(self.total[m], self.logprob[m], self.pos[m], self.doc[m])[0])
 
 
-def _bootstrap(a: ModelPath, b: ModelPath, docs: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+def paired_bootstrap(a: ModelPath, b: ModelPath, docs: np.ndarray, n_boot: int, seed: int,
+                     rho: Callable[[ModelPath, np.ndarray, np.ndarray], float] | None = None) -> np.ndarray:
     """Paired document bootstrap of delta: one draw of documents (with replacement) applies to both models; a
-    document drawn twice enters as two clusters."""
+    document drawn twice enters as two clusters. ``rho(model, rows, clusters)``: the within-document rho of those
+    rows (default: position partialled out linearly; ``pathlength_serial`` passes its spline basis)."""
+    rho = rho or (lambda m, rows, cl: float(partial_rho(m.total[rows], m.logprob[rows], m.pos[rows], cl)[0]))
     rng = np.random.default_rng([seed, 21])
     out = np.empty(n_boot)
     idx = {m.name: {g: np.flatnonzero(m.doc == g) for g in docs} for m in (a, b)}
@@ -71,7 +76,7 @@ def _bootstrap(a: ModelPath, b: ModelPath, docs: np.ndarray, n_boot: int, seed: 
         for m in (a, b):
             rows = np.concatenate([idx[m.name][g] for g in draw])
             cl = np.repeat(np.arange(len(draw)), [len(idx[m.name][g]) for g in draw])
-            r.append(float(partial_rho(m.total[rows], m.logprob[rows], m.pos[rows], cl)[0]))
+            r.append(rho(m, rows, cl))
         out[i] = r[1] - r[0]
     return out
 
@@ -104,7 +109,7 @@ def size_difference(a: ModelPath, b: ModelPath, *, alpha: float = 0.05, n_boot: 
                "n_tokens_a": float(len(a.total)), "n_tokens_b": float(len(b.total)),
                "ci90_low": ci90[0], "ci90_high": ci90[1]}
     if bootstrap:
-        boot = _bootstrap(a, b, docs, n_boot, seed)
+        boot = paired_bootstrap(a, b, docs, n_boot, seed)
         lo, hi = np.quantile(boot[np.isfinite(boot)], [alpha / 2, 1 - alpha / 2])
         details.update(bootstrap_ci_low=float(lo), bootstrap_ci_high=float(hi), bootstrap_sd=float(np.std(boot)))
     return Verdict(claim=CLAIM, statistic_name="delta_partial_rho", statistic=delta, rule=rule, passed=holds, p=p,

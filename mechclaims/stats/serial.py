@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 from sklearn.preprocessing import SplineTransformer
+from mechclaims.stats.within_doc import demean, doc_codes  # noqa: F401  (re-exported: one definition)
 
 N_KNOTS = 8
 DEGREE = 3
@@ -65,17 +66,6 @@ def covariate_block(positions: np.ndarray, covariates: np.ndarray | None = None,
     if doc_ids is None and within == "document":
         raise ValueError("ranks within documents need doc_ids")
     return np.column_stack([b, ranks(covariates, docs, within)])
-
-
-def doc_codes(doc_ids: np.ndarray) -> np.ndarray:
-    return np.unique(np.asarray(doc_ids), return_inverse=True)[1].ravel()
-
-
-def _demean(a: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, float).reshape(len(codes), -1)
-    sums = np.zeros((codes.max() + 1, a.shape[1]))
-    np.add.at(sums, codes, a)
-    return a - (sums / np.bincount(codes)[:, None])[codes]
 
 
 def orthonormal(a: np.ndarray) -> np.ndarray:
@@ -118,8 +108,8 @@ def prepare(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, wi
 
 def _ranked(rx: np.ndarray, ry: np.ndarray, z: np.ndarray, codes: np.ndarray):
     """Demeaned ranks and the orthonormal basis of the demeaned covariates."""
-    return (_demean(rx, codes), _demean(ry, codes)[:, 0],
-            orthonormal(_demean(np.asarray(z, float).reshape(len(codes), -1), codes)))
+    return (demean(rx, codes), demean(ry, codes)[:, 0],
+            orthonormal(demean(np.asarray(z, float).reshape(len(codes), -1), codes)))
 
 
 def residualize(v: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -208,6 +198,6 @@ def jackknife(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray, 
 def lag1(v: np.ndarray, doc_ids: np.ndarray) -> float:
     """Pooled lag-1 autocorrelation within documents (demeaned per document; pairs never cross a document)."""
     codes = doc_codes(doc_ids)
-    e = _demean(v, codes)[:, 0]
+    e = demean(v, codes)[:, 0]
     same = codes[1:] == codes[:-1]
     return float(np.sum(e[1:][same] * e[:-1][same]) / np.sum(e * e))

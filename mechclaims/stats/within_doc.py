@@ -19,11 +19,11 @@ import numpy as np
 from scipy import stats
 
 
-def _codes(doc_ids: np.ndarray) -> np.ndarray:
+def doc_codes(doc_ids: np.ndarray) -> np.ndarray:
     return np.unique(np.asarray(doc_ids), return_inverse=True)[1].ravel()
 
 
-def _demean(a: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def demean(a: np.ndarray, codes: np.ndarray) -> np.ndarray:
     a = np.asarray(a, float).reshape(len(codes), -1)
     sums = np.zeros((codes.max() + 1, a.shape[1]))
     np.add.at(sums, codes, a)
@@ -31,10 +31,10 @@ def _demean(a: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 
 def _prepare(x: np.ndarray, y: np.ndarray, z: np.ndarray, doc_ids: np.ndarray):
-    codes = _codes(doc_ids)
-    rx = _demean(stats.rankdata(np.asarray(x, float).reshape(len(codes), -1), axis=0), codes)
-    ry = _demean(stats.rankdata(np.asarray(y, float)), codes)[:, 0]
-    rz = _demean(stats.rankdata(np.asarray(z, float).reshape(len(codes), -1), axis=0), codes)
+    codes = doc_codes(doc_ids)
+    rx = demean(stats.rankdata(np.asarray(x, float).reshape(len(codes), -1), axis=0), codes)
+    ry = demean(stats.rankdata(np.asarray(y, float)), codes)[:, 0]
+    rz = demean(stats.rankdata(np.asarray(z, float).reshape(len(codes), -1), axis=0), codes)
     q = np.linalg.qr(rz)[0] if rz.size and np.any(rz) else np.zeros((len(codes), 0))
     return codes, rx, ry, q
 
