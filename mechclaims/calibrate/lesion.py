@@ -38,6 +38,9 @@ ALPHA = 0.05 / 30  # the deciding level: Bonferroni over smollm2-135m's 30 layer
 N_MAX = {"pairflip": N_FLIPS, "selection": min_draws(30, 0.05)}  # smallest p 1e-4 / (1/1200): below ALPHA
 H, SESOI = 10, 0.1
 THETA_LFC, N_LFC = 3.0, 40  # the other side: 40 planted neurons, 3 logits (loosens contrast's FDR for the null side)
+# The claim decides with pair-mean ablation (claims/test_lesion.py, ``ablate(fill="pair")``). Training-mean ablation is not
+# exact under the label-dependent norm scale: at 300 runs it rejected contrast.him.opposite 4/300 (8 x alpha).
+ABLATION = "pair"
 RULES, DECIDERS = ("contrast", "contribution"), ("pairflip", "selection")
 
 
@@ -110,7 +113,7 @@ def _old_precondition(lay: LD.Layer) -> bool:
 
 
 def decide_side(lay: LD.Layer, rule: str, side: str, obs: dict, rng: np.random.Generator, *, decider: str,
-                alpha: float, n_max: int, h: int, pre: bool, ablation: str = "mean", sel=None):
+                alpha: float, n_max: int, h: int, pre: bool, ablation: str = ABLATION, sel=None):
     """One side's :class:`stats.lesion_null.SideResult` and (checked, mismatched) selector re-checks."""
     idx = obs[side]
     seed = int(rng.integers(2 ** 63))
@@ -130,7 +133,7 @@ def decide_side(lay: LD.Layer, rule: str, side: str, obs: dict, rng: np.random.G
 
 def side_run(seed: tuple, rule: str, side: str, *, decider: str = "pairflip", alpha: float = ALPHA,
              n_max: int | None = None, h: int = H, theta_other: float = THETA_LFC, n_other: int = N_LFC,
-             ablation: str = "mean", with_old: bool = False) -> SideRun:
+             ablation: str = ABLATION, with_old: bool = False) -> SideRun:
     """One null layer: ``side`` label-free, the other side planted (``theta_other`` logits, ``n_other`` neurons)."""
     rng = np.random.default_rng(seed)
     lay = LD.make_layer(rng, {other(side): theta_other}, n_planted={other(side): n_other})
@@ -192,7 +195,7 @@ def sizes(n_runs: int | None = None, seed: int = 0, *, alpha: float = ALPHA, rat
 
 
 def layer_run(seed: tuple, rule: str, theta: float, *, decider: str = "pairflip", alpha: float = ALPHA,
-              n_max: int | None = None, h: int = H, ablation: str = "mean") -> str:
+              n_max: int | None = None, h: int = H, ablation: str = ABLATION) -> str:
     """Both sides planted at ``theta`` logits (``N_PLANTED`` neurons each, 0: the global null): the layer outcome."""
     rng = np.random.default_rng(seed)
     lay = LD.make_layer(rng, {s: theta for s in LD.SIDES})
