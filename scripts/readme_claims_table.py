@@ -3,7 +3,8 @@
     python scripts/readme_claims_table.py artifacts/summary.json [model]
 
 Each row: the claim's ``-k`` name, its file, each control with its outcome, and the claim's outcome with its effect,
-interval and per-layer outcome counts on the model (default: smollm2-135m).
+interval and per-layer outcome counts on the model (default: smollm2-135m), and its minimum detectable effect at 80%
+power (summary.json ``mde``, from mechclaims/report/mde.json).
 """
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ from pathlib import Path
 
 def _f(x) -> str:
     return f"{x:.3g}" if isinstance(x, (int, float)) else str(x)
+
+
+def mde_cell(m: dict | None) -> str:
+    """The MDE column: value and unit at 80% power on the claim's calibration stand-in (summary.json ``mde``)."""
+    if not m:
+        return "–"
+    if m.get("value") is None:
+        return "not measured"
+    return f"{_f(m['value'])} ({m['unit'].split(' (')[0]})"
 
 
 def table(path: str, model: str = "smollm2-135m") -> list[str]:
@@ -37,7 +47,8 @@ def table(path: str, model: str = "smollm2-135m") -> list[str]:
         lay = Counter(o["layers"].values())
         lay_s = ("; layers: " + ", ".join(f"{k} {n}" for k, n in lay.most_common())) if lay else ""
         ctl = "; ".join(f"`{k}` {c}" for k, c in o["controls"].items()) or "–"
-        out.append(f"| `{o['claim']}` | `{files.get(o['claim'], '')}` | {ctl} | **{o['outcome']}**{eff}{lay_s} |")
+        out.append(f"| `{o['claim']}` | `{files.get(o['claim'], '')}` | {ctl} | **{o['outcome']}**{eff}{lay_s} | "
+                   f"{mde_cell(o.get('mde'))} |")
     return out
 
 

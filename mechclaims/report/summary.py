@@ -1,6 +1,9 @@
 """Session outputs: summary.json (one record per claim test) and the compact terminal table."""
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
 from typing import Any
 
 from mechclaims.verdict.outcome import aggregate, counts
@@ -20,6 +23,26 @@ def _key_stat(rec: dict[str, Any]) -> str:
 
 def _layer_key(layer: Any) -> Any:
     return int(layer) if isinstance(layer, (int, float)) or str(layer).lstrip("-").isdigit() else str(layer)
+
+
+MDE_TABLE = Path(__file__).resolve().parent / "mde.json"  # made by python -m mechclaims.calibrate.mde
+
+
+@functools.lru_cache(maxsize=1)
+def _mde_rows() -> dict[str, dict[str, Any]]:
+    """claim -> its row of the committed MDE table (read once; empty when the table is absent)."""
+    if not MDE_TABLE.exists():
+        return {}
+    return {r["claim"]: r for r in json.loads(MDE_TABLE.read_text(encoding="utf-8"))["rows"]}
+
+
+def mde_entry(claim: str) -> dict[str, Any] | None:
+    """The claim's minimum detectable effect at 80% power on its calibration stand-in: value (None: not measured),
+    unit, power, alpha, source. None when the claim has no row (e.g. a user's own claim)."""
+    r = _mde_rows().get(claim)
+    if r is None:
+        return None
+    return {"value": r["mde"], "unit": r["unit"], "power": 0.8, "alpha": r["alpha"], "source": r["source"]}
 
 
 DECIDED = ("supported", "confounded", "negligible", "refuted", "inconclusive")
@@ -66,7 +89,7 @@ def build_outcomes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             expected = None
         design = next((r.get("design") for r in rs if r.get("design")), None)
         out.append({"claim": claim, "model": model, "outcome": outcome, "expected": expected, "design": design,
-                    "controls": controls, "layers": {str(k): v for k, v in sorted(per.items(), key=lambda kv: (str(type(kv[0])), kv[0]))}})
+                    "mde": mde_entry(claim), "controls": controls, "layers": {str(k): v for k, v in sorted(per.items(), key=lambda kv: (str(type(kv[0])), kv[0]))}})
     return out
 
 
