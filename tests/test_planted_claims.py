@@ -1,0 +1,84 @@
+"""Ground truth for the lesion and Q/K claims: their own rules, on mechanisms planted in real (tiny) weights.
+
+Claim (issue 28, item 2): with a mechanism of known size planted at a known layer (``mechclaims.model.plant``), the
+claim's own functions (``claims/test_lesion.py`` ``layer_results``, ``claims/test_rsa.py`` ``gated``, exactly what its
+tests call) come out ``supported`` there; on the unedited twin they do not; and with a control's confound planted, that
+control passes and the claim comes out ``confounded``. Falsified by any of the asserted outcomes below.
+
+- Lesion (tiny-gpt2, layer 2 of 4, 0.3 logits per side; the twin is the gender-channel model, since a random model
+  carries no gender): ``plant_lesion`` -> supported at layer 2, both rules; the twin -> not supported at layer 2;
+  ``plant_lesion(unrelated=...)`` (the same neurons also write " the" - " a") -> the unrelated-pair control passes and
+  layer 2 is confounded. Measured (scripts/plant_check.py lesion, size 0.2): planted her -0.196 / him -0.210 logits,
+  supported; unrelated: confounded on both rules.
+- Q/K (tiny-gpt2, ``plant_qk`` at every layer, size 0.2): claims A (selectivity) and C (beyond input) supported; the
+  unedited model: neither; ``plant_qk_mean_projection`` (W_Q, W_K project out the inputs' mean: the category-agnostic
+  alignment that the beyond-input null must not take for category learning): C not supported.
+smollm2-135m's versions run in ``scripts/plant_check.py`` (results in docs/planted/).
+"""
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from mechclaims.claim.context import Context
+from mechclaims.harness.pool import ModelPool
+from mechclaims.harness.settings import Settings
+from mechclaims.model.plant import plant_lesion, plant_qk, plant_qk_mean_projection, referent_channel
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER, SIZE = 2, 0.3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(f"claims_{name}", ROOT / "claims" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _ctx(lm, mod, tmp):
+    s = Settings(models=[lm.name], device="cpu", dtype="float32", artifacts=Path(tmp), seed=0, permutations=1000,
+                 layers="all", cache_dir=tmp, stimuli={}, activation_cache="off", statistics_cache="off",
+                 lesion_null_sets=200)
+    return Context(lm, s, ModelPool(s), mod)
+
+
+def test_lesion_claim_on_planted_neurons(tiny):
+    mod, twin = _module("test_lesion"), referent_channel(tiny("tiny-gpt2"))
+    models = {"twin": twin, "planted": plant_lesion(twin, LAYER, SIZE),
+              "unrelated": plant_lesion(twin, LAYER, SIZE, unrelated=SIZE)}
+    with tempfile.TemporaryDirectory() as tmp:
+        got = {k: mod.layer_results(_ctx(m, mod, tmp), LAYER) for k, m in models.items()}
+    for rule in ("contrast", "contribution"):
+        assert got["planted"][rule].outcome == "supported", got["planted"][rule].explain()
+        assert got["twin"][rule].outcome != "supported", got["twin"][rule].explain()
+        conf = got["unrelated"][rule]
+        assert conf.outcome == "confounded", conf.explain()
+        assert conf.controls[f"lesion_{rule}_unrelated_pair"].passed
+
+
+def test_qk_claims_on_planted_weights(tiny):
+    mod, lm = _module("test_rsa"), tiny("tiny-gpt2")
+    planted, meanproj = lm, lm
+    for layer in range(lm.n_layers):
+        planted = plant_qk(planted, layer, 0.2)
+        meanproj = plant_qk_mean_projection(meanproj, layer)
+    with tempfile.TemporaryDirectory() as tmp:
+        got = {k: {w: mod.gated(_ctx(m, mod, tmp), w) for w in (mod.A, mod.C)}
+               for k, m in (("unedited", lm), ("planted", planted), ("meanproj", meanproj))}
+    for which in (mod.A, mod.C):
+        assert got["planted"][which].outcome == "supported", got["planted"][which].explain()
+        assert got["unedited"][which].outcome != "supported", got["unedited"][which].explain()
+    assert got["meanproj"][mod.C].outcome != "supported", got["meanproj"][mod.C].explain()
