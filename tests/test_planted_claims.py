@@ -13,6 +13,14 @@ control passes and the claim comes out ``confounded``. Falsified by any of the a
 - Q/K (tiny-gpt2, ``plant_qk`` at every layer, size 0.2): claims A (selectivity) and C (beyond input) supported; the
   unedited model: neither; ``plant_qk_mean_projection`` (W_Q, W_K project out the inputs' mean: the category-agnostic
   alignment that the beyond-input null must not take for category learning): C not supported.
+- Patching (tiny-gpt2 on the referent channel, ``plant_patching`` at MLP layer 2): at 0.4 logits the final residual
+  after the planted MLP (``blocks.3.hook_resid_pre``) carries the answer and ``resid_patching_ratio`` is supported
+  there (measured share 0.95), the twin is not (it is at chance: inconclusive); at 1.0 logits the planted MLP writes the
+  answer whatever the prompt, so the control's own unrelated source (``answer_partners``: another prompt with the
+  clean answer) restores it too and the layer is confounded (measured: control passes at layers 2-3).
+- GED (not asserted here): ``plant_ged_context`` on the lexicon channel gives a held-out context d of ~0.6 at the
+  pronoun whatever its size or the channel's gain (3-30), and ``ged_context_beyond_token`` calls it refuted (excess |d|
+  over shuffled refits 0.02-0.19, inside its SESOI 0.5): the plant cannot reach a size the claim resolves.
 smollm2-135m's versions run in ``scripts/plant_check.py`` (results in docs/planted/).
 """
 from __future__ import annotations
@@ -27,7 +35,7 @@ import torch
 from mechclaims.claim.context import Context
 from mechclaims.harness.pool import ModelPool
 from mechclaims.harness.settings import Settings
-from mechclaims.model.plant import plant_lesion, plant_qk, plant_qk_mean_projection, referent_channel
+from mechclaims.model.plant import plant_lesion, plant_patching, plant_qk, plant_qk_mean_projection, referent_channel
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER, SIZE = 2, 0.3
@@ -82,3 +90,14 @@ def test_qk_claims_on_planted_weights(tiny):
         assert got["planted"][which].outcome == "supported", got["planted"][which].explain()
         assert got["unedited"][which].outcome != "supported", got["unedited"][which].explain()
     assert got["meanproj"][mod.C].outcome != "supported", got["meanproj"][mod.C].explain()
+
+
+def test_patching_claim_on_a_planted_mlp(tiny):
+    mod, twin = _module("test_patching"), referent_channel(tiny("tiny-gpt2"), layer=0)
+    models = {"twin": twin, "planted": plant_patching(twin, 2, 0.4), "answer_everywhere": plant_patching(twin, 2, 1.0)}
+    with tempfile.TemporaryDirectory() as tmp:
+        got = {k: mod.layer_verdicts(_ctx(m, mod, tmp), "ratio")[3] for k, m in models.items()}
+    assert got["planted"].outcome == "supported", got["planted"].explain()
+    assert got["twin"].outcome != "supported", got["twin"].explain()
+    conf = got["answer_everywhere"]
+    assert conf.outcome == "confounded" and conf.controls["resid_patching_ratio_unrelated"].passed, conf.explain()
