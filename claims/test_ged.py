@@ -187,12 +187,12 @@ def _fit(ctx, layer: int, claim: str, gamma: float, shuffle_seed, token: str, n_
 
 def fit(ctx, layer: int, claim: str = A, gamma: float = GAMMA, shuffle_seed=None, token: str | None = None,
         n_boot: int = N_BOOT):
-    """One GEDLayer, stored on every argument that changes it (a -k run of one layer fits one layer).
-    ``token``: claim C's rendering class (default: the first class)."""
+    """One GEDLayer, stored on every argument that changes it (a -k run of one layer fits one layer), and keyed on
+    the layer's captured rows it reads (a content key). ``token``: claim C's rendering class (default: the first)."""
     pairs, held = stimuli(ctx)
     n_null = max(ctx.permutations, min_draws(ctx.n_layers, ALPHA))
     return ctx.stored(_fit, layer, claim, gamma, shuffle_seed, token or pairs.contrast.names[0], n_boot, n_null,
-                      pairs.hash(), held.hash())
+                      pairs.hash(), held.hash(), reads=activations(ctx)[site("mlp.hook_pre", layer)])
 
 
 def claim_verdict(ctx, layer: int, claim: str, role: str = "claim", shuffle_seed=None) -> Verdict:

@@ -124,8 +124,10 @@ def path_data(ctx, shuffle_words: bool = False) -> dict[str, np.ndarray]:
 
 
 def claim_verdict(ctx) -> Verdict:
-    """The claim, gated on its two controls (stored: the claim test and its control tests share it)."""
-    return ctx.stored(_claim_verdict, passages_hash(ctx.stimuli("passages")))
+    """The claim, gated on its two controls (stored, keyed on the two captures it reads: the claim test and its
+    control tests share it)."""
+    return ctx.stored(_claim_verdict, passages_hash(ctx.stimuli("passages")),
+                      reads=(path_data(ctx), path_data(ctx, shuffle_words=True)))
 
 
 def _claim_verdict(ctx, stimuli_hash: str) -> Verdict:

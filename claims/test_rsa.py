@@ -108,9 +108,10 @@ def groupings(ctx) -> dict[str, np.ndarray]:
 
 
 def claim_a(ctx, g: str = "category", role: str = "claim"):
-    """Claim A's rule for grouping ``g`` on every layer: (Verdict, (Q profile, K profile)), stored."""
+    """Claim A's rule for grouping ``g`` on every layer: (Verdict, (Q profile, K profile)), stored on what it reads."""
     n_perm = max(ctx.permutations, min_draws(2 * ctx.n_layers, ALPHA))
-    return ctx.stored(_claim_a, g, role, n_perm, ctx.stimuli("rsa_categories").hash())
+    return ctx.stored(_claim_a, g, role, n_perm, ctx.stimuli("rsa_categories").hash(),
+                      reads=(qk_acts(ctx), groupings(ctx)[g]))
 
 
 def _claim_a(ctx, g: str, role: str, n_perm: int, cs_hash: str):
@@ -121,7 +122,8 @@ def _claim_a(ctx, g: str, role: str, n_perm: int, cs_hash: str):
 
 
 def rotation_profiles(ctx) -> list[tuple]:
-    """Claims B and C: per layer (observed, nulls, p, draws) under the rotated-weights null (stored)."""
+    """Claims B and C: per layer (observed, nulls, p, draws) under the rotated-weights null (stored on the full key:
+    the null runs the model's W_Q/W_K through torch, so it reads the weights and the library, not only arrays)."""
     return ctx.stored(_rotation_profiles, ctx.stimuli("rsa_categories").hash(), ROTATIONS)
 
 
@@ -139,8 +141,10 @@ def claim_bc(ctx, which: str, g: str = "category", role: str = "claim") -> Verdi
 
 
 def gated(ctx, which: str) -> Verdict:
-    """The claim with its controls attached (stored: the claim test and its control tests share them)."""
-    return ctx.stored(_gated, which, ctx.stimuli("rsa_categories").hash())
+    """The claim with its controls attached (stored: the claim test and its control tests share them). A reads only
+    captures (the model's and the random-weight copy's) and groupings: a content key; B and C the rotated null."""
+    reads = tuple(x for c in (ctx, ctx.random()) for x in (qk_acts(c), groupings(c))) if which == A else None
+    return ctx.stored(_gated, which, ctx.stimuli("rsa_categories").hash(), reads=reads)
 
 
 def _gated(ctx, which: str, cs_hash: str) -> Verdict:
@@ -194,7 +198,7 @@ def test_qk_rsa_beats_rotated_weights(ctx, artifacts, check):
     cs, lm, acts, rot = ctx.stimuli("rsa_categories"), ctx.lm, qk_acts(ctx), rotation_profiles(ctx)
     v, L = step_tolerances(gated(ctx, B)), lm.n_layers
     # Reported, never deciding: isotropic Gaussian W_q/W_k preserve the inputs' geometry (an upper bound).
-    iso = ctx.stored(isotropic_rho, cs.hash())
+    iso = ctx.stored(isotropic_rho, cs.hash(), reads=acts)
     for l in range(L):
         v.note(f"L{l:02d}.rho_isotropic_random_mean", float(iso[l].mean()))
     rho, null = np.array([r[0]["rho"] for r in rot]), [r[1]["rho"] for r in rot]

@@ -5,7 +5,9 @@
   whatever ``--mc-layers`` or ``-k`` select);
 - ``ctx.memo(fn, *args)``: ``fn(ctx, *args)`` once per session, keyed on the call itself (the function, every
   argument, and everything in ``ctx.key`` that can change a number), so a key can never omit a parameter;
-- ``ctx.stored(fn, *args)``: the same, kept on disk by the statistics store (heavy nulls);
+- ``ctx.stored(fn, *args, reads=arrays)``: the same, kept on disk by the statistics store (heavy nulls). ``reads``:
+  the captures ``fn`` reads, when it reads nothing else of the model (no forward pass, no weights): the disk key is
+  then their content, not the weights and library versions (``ModelPool.statistic``); without it, the full key;
 - ``ctx.captured(fn, *args)``: the same, for captures (arrays only), kept by the activation store;
 - ``ctx.stimuli(name)``: the module's declared stimuli set, loaded once per file content;
 - ``ctx.random()``: the same context on the random-weight copy of the model (the random-weights control).
@@ -81,10 +83,10 @@ class Context:
         return self.pool.cached(("memo", qualname(fn), self.key, args, tuple(sorted(kw.items()))),
                                 lambda: fn(self, *args, **kw))
 
-    def stored(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    def stored(self, fn: Callable[..., Any], *args: Any, reads: Any = None, **kw: Any) -> Any:
         source = getattr(self.module, "__file__", None) or fn.__code__.co_filename
         parts = (qualname(fn), self.key[4:], args, tuple(sorted(kw.items())))
-        return self.pool.statistic(self.lm, qualname(fn), parts, lambda: fn(self, *args, **kw), source)
+        return self.pool.statistic(self.lm, qualname(fn), parts, lambda: fn(self, *args, **kw), source, reads)
 
     def captured(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         parts = (self.key[4:], args, tuple(sorted(kw.items())))

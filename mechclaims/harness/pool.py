@@ -13,7 +13,7 @@ from mechclaims.harness.settings import Settings
 from mechclaims.model.cache import cache_root
 from mechclaims.model.registry import CAUSAL_BUILTIN, hub_kwargs, n_layers_of
 from mechclaims.store import hygiene
-from mechclaims.store.statcache import code_version
+from mechclaims.store.statcache import code_version, statistics_environment
 
 
 class ModelPool:
@@ -113,17 +113,32 @@ class ModelPool:
                                                what="statistic")
         return self._stat_store
 
-    def statistic(self, lm: Any, tag: str, parts: tuple, fn: Callable[[], Any], source: str) -> Any:
+    def statistic(self, lm: Any, tag: str, parts: tuple, fn: Callable[[], Any], source: str, reads: Any = None) -> Any:
         """Session memo backed by the on-disk statistics cache (:mod:`mechclaims.store.statcache`): ``fn()`` (Verdicts,
         arrays, dicts of them) runs once per model weights, dtype, device, library versions, ``tag``, ``parts`` (the
         claim's stimuli hashes, seed, draw counts, layer) and code version (the package and ``source``, the claim
-        module's file). A value the store cannot encode stays a session memo only."""
+        module's file). A value the store cannot encode stays a session memo only.
+
+        ``reads``: the arrays ``fn`` reads (captures: arrays, Activations, dicts/lists/tuples of them), when it reads
+        nothing else of the model. The disk key is then their content digest with the model's name, ``tag``,
+        ``parts``, the code version and the statistics libraries' versions, without the weight fingerprint, dtype,
+        device or torch/transformers versions (a content key, see :mod:`mechclaims.store.statcache`). Hashed only
+        when the disk is asked (not on a session-memo hit, not with the store off)."""
         dev = str(lm.device).split(":")[0]
         code = code_version(source)
-        key = {"model": lm.name, "fingerprint": lm.fingerprint, "tag": tag, "parts": parts, "dtype": lm.dtype,
-               "device": dev, "code": code}
+
+        def key() -> dict[str, Any]:
+            st = self.stat_store
+            if reads is None or st.mode == "off" or st.degraded:
+                return {"model": lm.name, "fingerprint": lm.fingerprint, "tag": tag, "parts": parts,
+                        "dtype": lm.dtype, "device": dev, "code": code}
+            from mechclaims.store.actcache import content_digest
+
+            return {"model": lm.name, "tag": tag, "parts": parts, "code": code, "stats": statistics_environment(),
+                    "reads": content_digest(reads)}
+
         return self.cached(("statistic", lm.name, lm.fingerprint, tag, parts, code),
-                           lambda: self.stat_store.get(key, fn))
+                           lambda: self.stat_store.get(key(), fn))
 
     def random_copy(self, lm: Any, seed: int) -> Any:
         """The random-weight control of ``lm``, built lazily (see :class:`mechclaims.model.load.LazyRandomCopy`)."""

@@ -43,7 +43,8 @@ OPTIONS: list[tuple[str, str, str, Any, str]] = [
     ("activation-cache", "mechclaims_activation_cache", "on (default): reuse captured activations from "
      "<cache-dir>/activations; off: never touch it; refresh: recompute and overwrite", "on", "store"),
     ("statistics-cache", "mechclaims_statistics_cache", "on (default): reuse a claim's per-layer statistics from "
-     "<cache-dir>/statistics, keyed by weights, stimuli, options, library and code versions; off: never touch it; "
+     "<cache-dir>/statistics, keyed by the captured arrays they read (else weights and library versions), stimuli, "
+     "options and code; off: never touch it; "
      "refresh: recompute and overwrite (default from $MECHCLAIMS_STATISTICS_CACHE)", None, "store"),
     ("lesion-null-sets", "mechclaims_lesion_null_sets", "upper bound on random neuron sets per side and layer in "
      "the lesion claim's sequential null (default 200)", "200", "store"),

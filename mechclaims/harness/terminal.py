@@ -27,9 +27,11 @@ def summary_lines(session: Any) -> Iterator[tuple[str, str | None]]:
                "yellow")
     store = session.pool.stat_store if session.pool is not None and session.pool.stat_store_used else None
     if store is not None and store.hits:
-        yield (f"mechclaims: statistics read from the cache for {store.hits} result(s), computed for "
-               f"{store.misses} (same weights, stimuli, options, library and code versions); "
-               f"--mc-statistics-cache refresh recomputes them.", None)
+        yield (f"mechclaims: statistics read from the cache for {store.hits} result(s) ({store.content_hits} "
+               f"reused by content: the same captured arrays, options and code; {store.hits - store.content_hits} "
+               f"by the full key: the same weights, stimuli, options, library and code versions), computed for "
+               f"{store.misses}; --mc-statistics-cache refresh recomputes them all (off: never reads or writes the "
+               f"store).", None)
     for line in getattr(session, "store_lines", []):
         yield f"mechclaims: {line}", None
     if res.get("error"):

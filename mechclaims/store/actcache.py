@@ -14,6 +14,12 @@ under a file lock, so:
 - a read-only or full cache dir gives one :class:`ActivationCacheWarning` and the run keeps its activations in
   memory (mode ``off`` from then on); no temp file is left;
 - temp files of writes killed over an hour ago are removed by the first writer that takes a lock.
+
+Content keys (the statistics store only): a key that holds ``reads``, a :func:`content_digest` of exactly the arrays
+the value was computed from, leaves out the torch/transformers/numpy versions (the arrays already carry what those
+libraries did to them); whoever builds such a key leaves out the weight fingerprint, dtype and device for the same
+reason (``ModelPool.statistic``). Captures never carry ``reads``: they keep the version key, so a library upgrade
+recomputes the capture, and a statistic keyed on its content is reused when the new capture is bit-identical.
 """
 from __future__ import annotations
 
@@ -53,6 +59,28 @@ class ActivationCacheWarning(CacheWarning):
 
 def environment_key() -> dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__}
+
+
+def content_digest(value: Any) -> str:
+    """sha256 (hex) of ``value`` (anything :func:`_encode` takes: arrays, Activations, dicts/lists/tuples of them):
+    its structure and plain values, then each array's dtype, shape and bytes in the encoder's traversal order (dict
+    insertion order, then list order). One flipped bit, a transposed view or another dtype gives another digest."""
+    arrays: list[np.ndarray] = []
+    try:
+        tree = _encode(value, arrays)
+    except TypeError as e:
+        raise TypeError(f"reads= must be arrays or Activations (in dicts, lists, tuples): {e}") from None
+    h = hashlib.sha256(json.dumps(tree, sort_keys=True).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"|{a.dtype.str}{a.shape}|".encode())
+        h.update(a.reshape(-1).view(np.uint8))  # no copy for a contiguous array (a 5 MB layer: ~3 ms)
+    return h.hexdigest()
+
+
+def key_environment(key: dict[str, Any]) -> dict[str, str]:
+    """The library versions a key holds: none for a content key (one with ``reads``), else :func:`environment_key`."""
+    return {} if "reads" in key else environment_key()
 
 
 def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
@@ -105,7 +133,7 @@ def _decode(tree: Any, arrays: Any) -> Any:
 
 def _stored_key(key: dict[str, Any]) -> dict[str, str]:
     """The key as the manifest holds it (after a JSON round trip)."""
-    return json.loads(json.dumps({**environment_key(), **{k: repr(v) for k, v in key.items()}}))
+    return json.loads(json.dumps({**key_environment(key), **{k: repr(v) for k, v in key.items()}}))
 
 
 def _atomic_write(final: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -125,18 +153,19 @@ class ActivationStore:
     """``get(key, fn)``: the cached value for ``key`` if intact, else ``fn()`` (stored for next time).
 
     ``mode``: ``on`` (read and write), ``off`` (never touch the disk), ``refresh`` (recompute and overwrite).
+    ``hits`` counts every reuse; ``content_hits`` the ones whose key was a content key (``reads``).
     """
 
     def __init__(self, root: str | os.PathLike, mode: str = "on", what: str = "activation"):
         if mode not in MODES:
             raise ValueError(f"{what} cache mode {mode!r}: use one of {MODES}")
         self.root, self.mode, self.what = Path(root), mode, what
-        self.hits = self.misses = self.rebuilt = 0
+        self.hits = self.content_hits = self.misses = self.rebuilt = 0
         self.degraded = ""  # why the disk is no longer used (read-only, full); empty while it is
         self._swept = False
 
     def paths(self, key: dict[str, Any]) -> tuple[Path, Path, Path]:
-        full = {"format": FORMAT, **environment_key(), **key}
+        full = {"format": FORMAT, **key_environment(key), **key}
         digest = hashlib.sha256(json.dumps(full, sort_keys=True, default=repr).encode()).hexdigest()[:20]
         stem = safe_component(f"{key.get('model', 'model')}-{key.get('tag', 'acts')}")
         # Named, not with_suffix(): a stem with a dot in it (a function's qualified name) would lose its digest.
@@ -149,7 +178,7 @@ class ActivationStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             if self.mode == "on" and (val := self._load(npz, man, key)) is not None:
-                self.hits += 1
+                self._hit(key)
                 return val
             held = FileLock(str(lock))
             held.acquire()
@@ -162,7 +191,7 @@ class ActivationStore:
                 self._swept = True
             # Another process may have finished the same entry while this one waited for the lock.
             if self.mode == "on" and (val := self._load(npz, man, key)) is not None:
-                self.hits += 1
+                self._hit(key)
                 return val
             self.misses += 1
             val = fn()
@@ -179,6 +208,10 @@ class ActivationStore:
             return val
         finally:
             held.release()
+
+    def _hit(self, key: dict[str, Any]) -> None:
+        self.hits += 1
+        self.content_hits += "reads" in key
 
     def _degrade(self, e: BaseException) -> None:
         """Read-only or full: warn once, then keep every capture of this run in memory."""

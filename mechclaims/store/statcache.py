@@ -10,6 +10,14 @@ everything that can change the numbers:
 - the code: a hash of every ``mechclaims/**/*.py`` file and of the claim module itself, so that an edit to a
   statistic, a constant in a claim file or a bug fix can never reuse an old result.
 
+A statistic that reads only captured arrays is keyed on what it reads instead (``ctx.stored(fn, ..., reads=...)``,
+a *content key*): a sha256 of exactly those arrays (dtype, shape, bytes; ``actcache.content_digest``), the model's
+name, ``parts``, the code hash and :func:`statistics_environment` (the versions of the libraries that compute the
+statistic from the arrays: numpy, scipy, scikit-learn, statsmodels). It holds no weight fingerprint, dtype, device,
+torch or transformers version: the arrays carry those. So a transformers or torch release recomputes the captures
+(their key holds the versions), and a statistic whose arrays came back bit-identical is reused. Statistics that
+read the model (lesion, patching, the rotated-weights null, which runs W_Q/W_K through torch) keep the full key.
+
 Modes (``--mc-statistics-cache``): ``on`` (default: read and write), ``off`` (never touch the disk), ``refresh``
 (recompute and overwrite). ``make bench``'s "recomputed" row runs with ``refresh``. The environment variable
 ``MECHCLAIMS_STATISTICS_CACHE`` sets the default (the repository's own tests of repeatability set it to ``off``).
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -38,6 +47,19 @@ def code_version(*extra: str) -> str:
         h.update(str(f.relative_to(PACKAGE) if f.is_relative_to(PACKAGE) else f.name).encode())
         h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def statistics_environment() -> tuple[tuple[str, str], ...]:
+    """The versions of the libraries that compute a statistic from its arrays (stats/, verdict/): in a content key,
+    since a LAPACK or RNG change there moves a number even when the arrays did not. Not torch or transformers."""
+    out = []
+    for dist in ("numpy", "scipy", "scikit-learn", "statsmodels"):
+        try:
+            out.append((dist, importlib.metadata.version(dist)))
+        except importlib.metadata.PackageNotFoundError:
+            out.append((dist, "absent"))
+    return tuple(out)
 
 
 def default_mode() -> str:
