@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 # Every summary.json a test writes is strict JSON and fits docs/summary.schema.json (tests/summary_check.py).
-pytest_plugins = ("summary_check",)
+pytest_plugins = ("summary_check", "claim_direct")
 
 # `ci`: fewer, derandomized examples so CI is repeatable; `dev`: more examples locally.
 settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True,

@@ -10,43 +10,24 @@ rule's control fails there, asserted below), or by a control that passes on the 
 """
 from __future__ import annotations
 
-import importlib.util
 import tempfile
-from pathlib import Path
 
 import pytest
 
-from mechclaims.claim.context import Context
-from mechclaims.harness.pool import ModelPool
-from mechclaims.harness.settings import Settings
 from mechclaims.model.load import load_model
 from mechclaims.model.plant import plant_silent_mlp
 from mechclaims.stats.additivity import additivity_verdict, indistinguishable_verdict
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("claims_test_additivity", ROOT / "claims" / "test_additivity.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _ctx(lm, mod, tmp):
-    s = Settings(models=[lm.name], device="cpu", dtype="float32", artifacts=Path(tmp), seed=0, permutations=100,
-                 layers="all", cache_dir=tmp, stimuli={}, activation_cache="off", statistics_cache="off",
-                 lesion_null_sets=50)
-    return Context(lm, s, ModelPool(s), mod)
 
 
 @pytest.mark.parametrize("family", ["tiny-gpt2", "tiny-llama"])
-def test_drop_mlp_control_passes_on_a_silenced_mlp(family):
-    mod, lm = _module(), load_model(family)
+def test_drop_mlp_control_passes_on_a_silenced_mlp(family, claim_module, claim_context):
+    mod, lm = claim_module("test_additivity"), load_model(family)
     with tempfile.TemporaryDirectory() as tmp:
-        base = [mod.layer_verdict(_ctx(lm, mod, tmp), l) for l in range(lm.n_layers)]
+        ctx0 = claim_context(lm, mod, tmp, permutations=100)
+        base = [mod.layer_verdict(ctx0, l) for l in range(lm.n_layers)]
         planted = plant_silent_mlp(lm, 1, 1e-3)
-        ctx = _ctx(planted, mod, tmp)
+        ctx = claim_context(planted, mod, tmp, permutations=100)
         got = [mod.layer_verdict(ctx, l) for l in range(lm.n_layers)]
         old_rule = additivity_verdict(**mod.acts(ctx).decompose(planted, 1, drop="mlp"))
     assert not old_rule.passed, old_rule.statistic  # the pre-round-three control could not pass here

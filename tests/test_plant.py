@@ -40,13 +40,7 @@ PATCH_LAYER = 2
 SIZE = 0.2  # logits: the tiny models' logit differences are bounded by sqrt(d) |g (u_her - u_him)| ~ 1.7
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: one thread is ~20x faster per tiny forward pass than two contending ones."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/claim_direct.py
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

@@ -25,50 +25,22 @@ smollm2-135m's versions run in ``scripts/plant_check.py`` (results in docs/plant
 """
 from __future__ import annotations
 
-import importlib.util
 import tempfile
-from pathlib import Path
 
 import pytest
-import torch
 
-from mechclaims.claim.context import Context
-from mechclaims.harness.pool import ModelPool
-from mechclaims.harness.settings import Settings
 from mechclaims.model.plant import plant_lesion, plant_patching, plant_qk, plant_qk_mean_projection, referent_channel
 
-ROOT = Path(__file__).resolve().parent.parent
 LAYER, SIZE = 2, 0.3
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(f"claims_{name}", ROOT / "claims" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _ctx(lm, mod, tmp):
-    s = Settings(models=[lm.name], device="cpu", dtype="float32", artifacts=Path(tmp), seed=0, permutations=1000,
-                 layers="all", cache_dir=tmp, stimuli={}, activation_cache="off", statistics_cache="off",
-                 lesion_null_sets=200)
-    return Context(lm, s, ModelPool(s), mod)
-
-
-def test_lesion_claim_on_planted_neurons(tiny):
-    mod, twin = _module("test_lesion"), referent_channel(tiny("tiny-gpt2"))
+def test_lesion_claim_on_planted_neurons(tiny, claim_module, claim_context):
+    mod, twin = claim_module("test_lesion"), referent_channel(tiny("tiny-gpt2"))
     models = {"twin": twin, "planted": plant_lesion(twin, LAYER, SIZE),
               "unrelated": plant_lesion(twin, LAYER, SIZE, unrelated=SIZE)}
     with tempfile.TemporaryDirectory() as tmp:
-        got = {k: mod.layer_results(_ctx(m, mod, tmp), LAYER) for k, m in models.items()}
+        got = {k: mod.layer_results(claim_context(m, mod, tmp), LAYER) for k, m in models.items()}
     for rule in ("contrast", "contribution"):
         assert got["planted"][rule].outcome == "supported", got["planted"][rule].explain()
         assert got["twin"][rule].outcome != "supported", got["twin"][rule].explain()
@@ -77,14 +49,14 @@ def test_lesion_claim_on_planted_neurons(tiny):
         assert conf.controls[f"lesion_{rule}_unrelated_pair"].passed
 
 
-def test_qk_claims_on_planted_weights(tiny):
-    mod, lm = _module("test_rsa"), tiny("tiny-gpt2")
+def test_qk_claims_on_planted_weights(tiny, claim_module, claim_context):
+    mod, lm = claim_module("test_rsa"), tiny("tiny-gpt2")
     planted, meanproj = lm, lm
     for layer in range(lm.n_layers):
         planted = plant_qk(planted, layer, 0.2)
         meanproj = plant_qk_mean_projection(meanproj, layer)
     with tempfile.TemporaryDirectory() as tmp:
-        got = {k: {w: mod.gated(_ctx(m, mod, tmp), w) for w in (mod.A, mod.C)}
+        got = {k: {w: mod.gated(claim_context(m, mod, tmp), w) for w in (mod.A, mod.C)}
                for k, m in (("unedited", lm), ("planted", planted), ("meanproj", meanproj))}
     for which in (mod.A, mod.C):
         assert got["planted"][which].outcome == "supported", got["planted"][which].explain()
@@ -92,11 +64,11 @@ def test_qk_claims_on_planted_weights(tiny):
     assert got["meanproj"][mod.C].outcome != "supported", got["meanproj"][mod.C].explain()
 
 
-def test_patching_claim_on_a_planted_mlp(tiny):
-    mod, twin = _module("test_patching"), referent_channel(tiny("tiny-gpt2"), layer=0)
+def test_patching_claim_on_a_planted_mlp(tiny, claim_module, claim_context):
+    mod, twin = claim_module("test_patching"), referent_channel(tiny("tiny-gpt2"), layer=0)
     models = {"twin": twin, "planted": plant_patching(twin, 2, 0.4), "answer_everywhere": plant_patching(twin, 2, 1.0)}
     with tempfile.TemporaryDirectory() as tmp:
-        got = {k: mod.layer_verdicts(_ctx(m, mod, tmp), "ratio")[3] for k, m in models.items()}
+        got = {k: mod.layer_verdicts(claim_context(m, mod, tmp), "ratio")[3] for k, m in models.items()}
     assert got["planted"].outcome == "supported", got["planted"].explain()
     assert got["twin"].outcome != "supported", got["twin"].explain()
     conf = got["answer_everywhere"]
