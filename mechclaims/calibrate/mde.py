@@ -28,7 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from mechclaims.calibrate import lesion as C
+from mechclaims.calibrate import pathlength as P
+from mechclaims.calibrate import patching as PC
 from mechclaims.calibrate.bound import clopper_pearson
+from mechclaims.stats.additivity import TOLERANCE
+from mechclaims.stats.patching import share_pvalues
 
 TABLE = Path(__file__).resolve().parents[1] / "report" / "mde.json"  # package data of the report wing, read as data
 TARGET = 0.8
@@ -48,8 +53,6 @@ def interpolate(xs: list[float], power: list[float], target: float = TARGET) -> 
 
 
 def lesion_rows(n_runs: int) -> list[dict[str, Any]]:
-    from mechclaims.calibrate import lesion as C
-
     out = []
     for rule in C.RULES:
         curve = [C.power(t, rule, n_runs, seed=4) for t in LESION_GRID]
@@ -63,8 +66,6 @@ def lesion_rows(n_runs: int) -> list[dict[str, Any]]:
 
 
 def pathlength_rows(n_runs: int) -> list[dict[str, Any]]:
-    from mechclaims.calibrate import pathlength as P
-
     rows, mde = P.power(n_runs, seed=0)
     vals = {str(k): (v if v == v else None) for k, v in mde.items()}
     finite = [v for v in vals.values() if v is not None]
@@ -77,9 +78,6 @@ def pathlength_rows(n_runs: int) -> list[dict[str, Any]]:
 
 
 def patching_rows(n_runs: int, seed: int = 0) -> list[dict[str, Any]]:
-    from mechclaims.calibrate import patching as PC
-    from mechclaims.stats.patching import share_pvalues
-
     alpha = 0.05 / PC.N_LAYERS
     rng, out = np.random.default_rng(seed), []
     for design, per_pair in (("ratio", False), ("perpair", True)):
@@ -101,8 +99,6 @@ def patching_rows(n_runs: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def fixed_rows() -> list[dict[str, Any]]:
-    from mechclaims.stats.additivity import TOLERANCE
-
     why = "not measured: the stand-in has no power function at the deciding alpha yet (issue 28)"
     return [{"claim": "residual_additivity", "mde": TOLERANCE["float32"], "unit": "median relative reconstruction error "
              "(float32; deterministic rule, no power question)", "alpha": None, "runs": 0, "source": "stats.additivity"},
