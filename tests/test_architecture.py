@@ -24,6 +24,7 @@ LOCAL_IMPORTS = {
     ("mechclaims.harness.pool", "mechclaims.store.actcache"): "the stores key on torch's version",
     ("mechclaims.harness.pool", "mechclaims.model.random_copy"): "torch",
     ("mechclaims.harness.pool", "mechclaims.forward.engine"): "torch",
+    ("mechclaims.harness.pool", "mechclaims.forward.probe"): "torch (the forward fingerprint, once a statistic asks)",
     ("mechclaims.harness.records", "mechclaims.forward.intervene"): "torch (the hook guard, once a model is loaded)",
     ("mechclaims.harness.session", "mechclaims.model.fingerprint"): "torch (the end-of-run weight check)",
     ("mechclaims.harness.session", "torch"): "only under xdist, to split the threads",

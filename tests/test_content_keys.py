@@ -3,8 +3,9 @@ reads only captured arrays is keyed on their bytes, not on the weights or the li
 
 Claims: (1) one flipped bit (the lowest mantissa bit of one float32) in the array a statistic reads recomputes it,
 and the same bytes reuse it; (2) a changed transformers version recomputes the capture (its key holds the versions)
-but not a statistic keyed on the capture's content when the new capture is bit-identical, while a statistic without
-``reads`` still recomputes; the terminal line says which was which; (3) a changed code hash recomputes both kinds.
+but not a statistic keyed on the capture's content when the new capture is bit-identical, and a statistic without
+``reads`` is reused on its forward fingerprint (the session's first such reuse verified by recomputation,
+mechclaims.store.verify); the terminal line says which was which; (3) a changed code hash recomputes both kinds.
 Falsified by a reuse after a changed bit or code, or a recompute of a content-keyed statistic whose arrays did not
 move.
 """
@@ -24,6 +25,7 @@ from mechclaims.harness.terminal import summary_lines
 from mechclaims.store import actcache
 from mechclaims.store.actcache import content_digest
 from mechclaims.store.statcache import code_version
+from mechclaims.store.verify import ReuseCheck
 
 CALLS: Counter = Counter()
 SITES = ["blocks.0.hook_resid_post", "blocks.1.mlp.hook_pre"]
@@ -105,18 +107,22 @@ def test_a_library_upgrade_recomputes_the_capture_not_the_statistic_that_reads_i
     ctx, second = _session(tmp_path, lm)
     for s in SITES:  # the recomputed capture is bit-identical (same weights, same CPU kernels)
         assert np.array_equal(first["acts"][s], second["acts"][s])
+    # by_key runs twice: reused on the forward fingerprint, and recomputed once as the session's verified sample
     assert CALLS == {"capture": 2, "by_content": 1, "by_key": 2}, CALLS
     np.testing.assert_array_equal(first["content"]["norm"], second["content"]["norm"])
     st = ctx.pool.stat_store
-    assert (st.hits, st.content_hits, st.misses) == (1, 1, 1)
+    assert (st.hits, st.content_hits, st.misses, st.check.verified) == (2, 1, 0, 1)
     session = SimpleNamespace(mutated=[], settings=ctx.settings, config=SimpleNamespace(), records=[], result={},
                               pool=ctx.pool, store_lines=[])
     line = next(l for l, _ in summary_lines(session) if "statistics read from the cache" in l)
-    assert "(1 reused by content" in line and "0 by the full key" in line and "computed for 1" in line
+    assert "(1 reused by content" in line and "1 by the full key" in line and "computed for 0" in line
+    assert "1 verified by recomputation" in line
     assert "--mc-statistics-cache refresh" in line
 
 
-def test_a_changed_code_hash_recomputes(tmp_path):
+def test_a_changed_code_hash_recomputes(tmp_path, monkeypatch):
+    monkeypatch.setattr(ModelPool, "forward_fingerprint", lambda self, lm: "f0")  # FAKE has no forward to probe
+    monkeypatch.setattr(ReuseCheck, "wants", lambda self, key: False)  # counts below: no verification
     src = tmp_path / "test_claim.py"
     src.write_text("X = 1\n")
     arr = np.arange(12.0).reshape(3, 4)

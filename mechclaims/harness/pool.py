@@ -111,7 +111,17 @@ class ModelPool:
         if self._stat_store is None:
             self._stat_store = ActivationStore(cache_root(self.s.cache_dir) / "statistics", self.s.statistics_cache,
                                                what="statistic")
+            self._stat_store.check.seed = self.s.seed  # the verified sample is a function of the session's seed
         return self._stat_store
+
+    def forward_fingerprint(self, lm: Any) -> str:
+        """``lm``'s forward fingerprint (:mod:`mechclaims.forward.probe`), once per session per model: two forward
+        passes of one short probe text (tiny-gpt2: see tests/test_verified_reuse.py)."""
+        from mechclaims.forward.probe import forward_fingerprint
+
+        dev = str(lm.device).split(":")[0]
+        return self.cached(("forward-fingerprint", lm.name, lm.fingerprint, lm.dtype, dev),
+                           lambda: forward_fingerprint(lm))
 
     def statistic(self, lm: Any, tag: str, parts: tuple, fn: Callable[[], Any], source: str, reads: Any = None) -> Any:
         """Session memo backed by the on-disk statistics cache (:mod:`mechclaims.store.statcache`): ``fn()`` (Verdicts,
@@ -123,15 +133,24 @@ class ModelPool:
         nothing else of the model. The disk key is then their content digest with the model's name, ``tag``,
         ``parts``, the code version and the statistics libraries' versions, without the weight fingerprint, dtype,
         device or torch/transformers versions (a content key, see :mod:`mechclaims.store.statcache`). Hashed only
-        when the disk is asked (not on a session-memo hit, not with the store off)."""
+        when the disk is asked (not on a session-memo hit, not with the store off).
+
+        Without ``reads`` (a statistic that runs the model) the disk key is a *model key*: the weight fingerprint,
+        the forward fingerprint (:meth:`forward_fingerprint`), dtype, device, ``tag``, ``parts``, the code version
+        and the statistics libraries' versions, without the torch/transformers versions; its reuse is verified on a
+        seeded sample (:mod:`mechclaims.store.verify`)."""
         dev = str(lm.device).split(":")[0]
         code = code_version(source)
 
         def key() -> dict[str, Any]:
             st = self.stat_store
-            if reads is None or st.mode == "off" or st.degraded:
+            if st.mode == "off" or st.degraded:  # never written: nothing worth hashing or probing
                 return {"model": lm.name, "fingerprint": lm.fingerprint, "tag": tag, "parts": parts,
                         "dtype": lm.dtype, "device": dev, "code": code}
+            if reads is None:
+                return {"model": lm.name, "fingerprint": lm.fingerprint, "forward": self.forward_fingerprint(lm),
+                        "tag": tag, "parts": parts, "dtype": lm.dtype, "device": dev, "code": code,
+                        "stats": statistics_environment()}
             from mechclaims.store.actcache import content_digest
 
             return {"model": lm.name, "tag": tag, "parts": parts, "code": code, "stats": statistics_environment(),

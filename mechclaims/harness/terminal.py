@@ -27,11 +27,17 @@ def summary_lines(session: Any) -> Iterator[tuple[str, str | None]]:
                "yellow")
     store = session.pool.stat_store if session.pool is not None and session.pool.stat_store_used else None
     if store is not None and store.hits:
+        chk = store.check
         yield (f"mechclaims: statistics read from the cache for {store.hits} result(s) ({store.content_hits} "
                f"reused by content: the same captured arrays, options and code; {store.hits - store.content_hits} "
-               f"by the full key: the same weights, stimuli, options, library and code versions), computed for "
-               f"{store.misses}; --mc-statistics-cache refresh recomputes them all (off: never reads or writes the "
-               f"store).", None)
+               f"by the full key: the same weights, forward fingerprint, stimuli, options and code; {chk.verified} "
+               f"verified by recomputation, a seeded {chk.rate:.0%} sample of those that run the model), computed "
+               f"for {store.misses}; --mc-statistics-cache refresh recomputes them all (off: never reads or writes "
+               f"the store).", None)
+    if store is not None and store.check.mismatched:
+        yield (f"mechclaims: WARNING: {len(store.check.mismatched)} reused statistic(s) differed from their "
+               f"recomputation ({store.check.mismatched[0]}): every statistic that runs the model was recomputed "
+               f"after it; --mc-statistics-cache refresh recomputes the whole store.", "yellow")
     for line in getattr(session, "store_lines", []):
         yield f"mechclaims: {line}", None
     if res.get("error"):

@@ -20,6 +20,12 @@ the value was computed from, leaves out the torch/transformers/numpy versions (t
 libraries did to them); whoever builds such a key leaves out the weight fingerprint, dtype and device for the same
 reason (``ModelPool.statistic``). Captures never carry ``reads``: they keep the version key, so a library upgrade
 recomputes the capture, and a statistic keyed on its content is reused when the new capture is bit-identical.
+
+Model keys (the statistics store only): a key that holds ``forward``, the model's forward fingerprint
+(:mod:`mechclaims.forward.probe`), also leaves out the torch/transformers/numpy versions (the fingerprint carries what
+they did to the forward; the builder adds the statistics libraries' versions, ``ModelPool.statistic``). Such an entry
+is reused under verification (:mod:`mechclaims.store.verify`): a seeded sample of the entries read is recomputed and
+must encode bit-identically (:func:`same_encoding`); a mismatch recomputes every remaining one of the session.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ from filelock import FileLock
 
 from mechclaims.store.diskio import cannot_write, disk_errno, file_sha256, sweep_orphans
 from mechclaims.store.paths import safe_component
+from mechclaims.store.verify import ReuseCheck
 
 FORMAT = 1  # bump when the stored structure or a capture's meaning changes
 # Result types the statistics cache may store (class name -> module): decoded by name from this list only.
@@ -79,8 +86,24 @@ def content_digest(value: Any) -> str:
 
 
 def key_environment(key: dict[str, Any]) -> dict[str, str]:
-    """The library versions a key holds: none for a content key (one with ``reads``), else :func:`environment_key`."""
-    return {} if "reads" in key else environment_key()
+    """The library versions a key holds: none for a content key (``reads``) or a model key (``forward``), else
+    :func:`environment_key`."""
+    return {} if "reads" in key or "forward" in key else environment_key()
+
+
+def same_encoding(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` encode (:func:`_encode`) to the same tree and bit-identical arrays (dtype, shape,
+    bytes): what a stored value and its recomputation must satisfy for a verified reuse. NaNs compare by their bits."""
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    try:
+        ta, tb = _encode(a, xs), _encode(b, ys)
+    except TypeError:
+        return False
+    if json.dumps(ta, sort_keys=True) != json.dumps(tb, sort_keys=True) or len(xs) != len(ys):
+        return False
+    return all(x.dtype == y.dtype and x.shape == y.shape and np.ascontiguousarray(x).tobytes() ==
+               np.ascontiguousarray(y).tobytes() for x, y in zip(xs, ys))
 
 
 def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
@@ -153,7 +176,9 @@ class ActivationStore:
     """``get(key, fn)``: the cached value for ``key`` if intact, else ``fn()`` (stored for next time).
 
     ``mode``: ``on`` (read and write), ``off`` (never touch the disk), ``refresh`` (recompute and overwrite).
-    ``hits`` counts every reuse; ``content_hits`` the ones whose key was a content key (``reads``).
+    ``hits`` counts every reuse; ``content_hits`` the ones whose key was a content key (``reads``). A model key
+    (``forward``) is reused under ``check`` (:class:`mechclaims.store.verify.ReuseCheck`): a sampled entry is
+    recomputed, and a mismatch makes every later model-keyed entry of this store a recompute.
     """
 
     def __init__(self, root: str | os.PathLike, mode: str = "on", what: str = "activation"):
@@ -163,6 +188,7 @@ class ActivationStore:
         self.hits = self.content_hits = self.misses = self.rebuilt = 0
         self.degraded = ""  # why the disk is no longer used (read-only, full); empty while it is
         self._swept = False
+        self.check = ReuseCheck()
 
     def paths(self, key: dict[str, Any]) -> tuple[Path, Path, Path]:
         full = {"format": FORMAT, **key_environment(key), **key}
@@ -175,11 +201,11 @@ class ActivationStore:
         if self.mode == "off" or self.degraded:
             return fn()  # "off" never touches the disk, not even to create the directory
         npz, man, lock = self.paths(key)
+        reading = self.mode == "on" and not ("forward" in key and self.check.distrust)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            if self.mode == "on" and (val := self._load(npz, man, key)) is not None:
-                self._hit(key)
-                return val
+            if reading and (val := self._load(npz, man, key)) is not None:
+                return self._reuse(key, val, fn, npz, man, lock)
             held = FileLock(str(lock))
             held.acquire()
         except OSError as e:
@@ -190,24 +216,54 @@ class ActivationStore:
                 sweep_orphans(self.root, (".*.tmp",))  # writes killed (SIGKILL) over an hour ago
                 self._swept = True
             # Another process may have finished the same entry while this one waited for the lock.
-            if self.mode == "on" and (val := self._load(npz, man, key)) is not None:
-                self._hit(key)
+            found = self._load(npz, man, key) if reading else None
+            if found is None:
+                self.misses += 1
+                val = fn()
+                self._write(npz, man, key, val)
                 return val
-            self.misses += 1
-            val = fn()
-            try:
-                self._store(npz, man, key, val)
-            except Exception as e:  # noqa: BLE001 - a full disk may surface as another type (zipfile, numpy)
-                if not isinstance(e, OSError) and cannot_write(e) is None:
-                    raise
-                try:
-                    npz.unlink(missing_ok=True)  # never an npz without its manifest's checksum
-                except OSError:
-                    pass
-                self._degrade(e)
-            return val
         finally:
             held.release()
+        return self._reuse(key, found, fn, npz, man, lock)
+
+    def _write(self, npz: Path, man: Path, key: dict[str, Any], val: Any) -> None:
+        """Store ``val`` (the caller holds the entry's lock); a read-only or full disk degrades to memory."""
+        try:
+            self._store(npz, man, key, val)
+        except Exception as e:  # noqa: BLE001 - a full disk may surface as another type (zipfile, numpy)
+            if not isinstance(e, OSError) and cannot_write(e) is None:
+                raise
+            try:
+                npz.unlink(missing_ok=True)  # never an npz without its manifest's checksum
+            except OSError:
+                pass
+            self._degrade(e)
+
+    def _reuse(self, key: dict[str, Any], val: Any, fn: Callable[[], Any], npz: Path, man: Path, lock: Path) -> Any:
+        """A stored value read back: returned as is, unless it is a model-keyed entry drawn for verification (then
+        recomputed, and replaced by the recomputation if it differs: see :mod:`mechclaims.store.verify`)."""
+        if "forward" not in key or not self.check.wants(_stored_key(key)):
+            self._hit(key)
+            return val
+        fresh = fn()
+        if same_encoding(val, fresh):
+            self.check.verified += 1
+            self._hit(key)
+            return val
+        self.misses += 1
+        warnings.warn(self.check.mismatch(f"{key.get('tag', '?')} of {key.get('model', '?')} ({man})"),
+                      stacklevel=4)
+        held = FileLock(str(lock))
+        try:
+            held.acquire()
+        except OSError as e:
+            self._degrade(e)
+            return fresh
+        try:
+            self._write(npz, man, key, fresh)
+        finally:
+            held.release()
+        return fresh
 
     def _hit(self, key: dict[str, Any]) -> None:
         self.hits += 1

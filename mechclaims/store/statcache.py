@@ -16,7 +16,12 @@ name, ``parts``, the code hash and :func:`statistics_environment` (the versions 
 statistic from the arrays: numpy, scipy, scikit-learn, statsmodels). It holds no weight fingerprint, dtype, device,
 torch or transformers version: the arrays carry those. So a transformers or torch release recomputes the captures
 (their key holds the versions), and a statistic whose arrays came back bit-identical is reused. Statistics that
-read the model (lesion, patching, the rotated-weights null, which runs W_Q/W_K through torch) keep the full key.
+read the model (lesion, patching, the rotated-weights null, which runs W_Q/W_K through torch) get a *model key*:
+the weight fingerprint, the model's forward fingerprint (:mod:`mechclaims.forward.probe`: the clean outputs at every
+residual/attention/MLP site and the logits under one probe ablation, on a fixed probe text), dtype, device, ``parts``,
+the code hash and :func:`statistics_environment`, without the torch/transformers versions. A release that leaves the
+probe bit-identical reuses them, under verification: a seeded sample of the entries read is recomputed and must be
+bit-identical, and a mismatch recomputes every remaining one of the session (:mod:`mechclaims.store.verify`).
 
 Modes (``--mc-statistics-cache``): ``on`` (default: read and write), ``off`` (never touch the disk), ``refresh``
 (recompute and overwrite). ``make bench``'s "recomputed" row runs with ``refresh``. The environment variable
