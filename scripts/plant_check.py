@@ -108,7 +108,16 @@ def qk(args, tmp: str) -> None:
     lm = load_model(args.model)
     planted, meanproj = lm, lm
     for layer in range(lm.n_layers):
-        planted = plant_qk(planted, layer, args.size)
+        size = args.size
+        while True:  # a real model's layer may cap what a category component can add: halve down to size / 16
+            try:
+                planted = plant_qk(planted, layer, size)
+                break
+            except ValueError as e:
+                if size < args.size / 16:
+                    raise
+                print(f"  layer {layer}: {e}; halving", flush=True)
+                size /= 2
         meanproj = plant_qk_mean_projection(meanproj, layer)
     for m in (lm, planted, meanproj):
         ctx = context(m, T, tmp, permutations=args.permutations)
