@@ -32,18 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "claims")]
 
 from mechclaims.claim.context import Context  # noqa: E402
-from mechclaims.harness.pool import ModelPool  # noqa: E402
-from mechclaims.harness.settings import Settings  # noqa: E402
 from mechclaims.model.load import load_model  # noqa: E402
 from mechclaims.model.plant import (plant_lesion, plant_lesion_prior, plant_patching, plant_qk,  # noqa: E402
                                     plant_qk_mean_projection, plant_silent_mlp, referent_channel)
 
 
 def context(lm, module, tmp: str, null_sets: int = 200, permutations: int = 1000) -> Context:
-    s = Settings(models=[lm.name], device="cpu", dtype="float32", artifacts=Path(tmp), seed=0,
-                 permutations=permutations, layers="all", cache_dir=tmp, stimuli={}, activation_cache="off",
-                 statistics_cache="off", lesion_null_sets=null_sets)
-    return Context(lm, s, ModelPool(s), module)
+    return Context.direct(lm, module, tmp, lesion_null_sets=null_sets, permutations=permutations)
 
 
 def show(tag: str, v, controls: bool = True) -> None:

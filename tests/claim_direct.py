@@ -1,8 +1,8 @@
 """Fixtures for tests that call a claim module's own functions directly, outside a pytest claims run.
 
 - ``claim_module(name)``: ``claims/<name>.py`` imported as a fresh module (its functions, constants, DESIGNS);
-- ``claim_context(lm, module, tmp, **settings)``: a :class:`mechclaims.claim.context.Context` with both caches off
-  (every number recomputed), seed 0, 1,000 permutations, every layer; keywords override the settings;
+- ``claim_context(lm, module, tmp, **settings)``: ``Context.direct`` of the claim kit (both caches off, every
+  number recomputed; keywords override the settings);
 - ``one_thread``: torch on one thread for the test module (two shared cores: one thread is ~20x faster per tiny
   forward pass than two contending ones). Use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
 """
@@ -30,16 +30,8 @@ def claim_module() -> Callable[[str], Any]:
 @pytest.fixture(scope="session")
 def claim_context() -> Callable[..., Any]:
     from mechclaims.claim.context import Context
-    from mechclaims.harness.pool import ModelPool
-    from mechclaims.harness.settings import Settings
 
-    def make(lm: Any, module: Any, tmp: str, **over: Any) -> Any:
-        kw = dict(models=[lm.name], device="cpu", dtype="float32", artifacts=Path(tmp), seed=0, permutations=1000,
-                  layers="all", cache_dir=tmp, stimuli={}, activation_cache="off", statistics_cache="off",
-                  lesion_null_sets=200)
-        s = Settings(**{**kw, **over})
-        return Context(lm, s, ModelPool(s), module)
-    return make
+    return Context.direct
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from mechclaims.calibrate.mde import interpolate
+from mechclaims.calibrate.bound import interpolate
 from mechclaims.report.summary import MDE_TABLE, build_outcomes
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -67,3 +67,14 @@ def runs_needed(alpha: float, factor: float = FACTOR, confidence: float = CONFID
     while clopper_pearson(int(math.floor(alpha * n)), n, confidence)[1] > factor * alpha:
         n = int(n * 1.2) + 1
     return n
+
+
+def interpolate(xs: list[float], power: list[float], target: float = 0.8) -> float | None:
+    """Smallest x whose power reaches ``target``, linearly interpolated between grid points; None if never."""
+    for i, p in enumerate(power):
+        if p >= target:
+            if i == 0:
+                return float(xs[0])
+            x0, x1, p0 = xs[i - 1], xs[i], power[i - 1]
+            return float(x0 + (target - p0) * (x1 - x0) / (p - p0))
+    return None

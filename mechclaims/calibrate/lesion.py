@@ -32,7 +32,7 @@ from ..stats.lesion_null import layer_decision, selection_null, side_result
 from ..stats.lesion_pairflip import N_FLIPS, pair_flip_side
 from ..stats.lesion_precondition import paired_precondition
 from . import lesion_data as LD
-from .bound import FACTOR, Size, clopper_pearson
+from .bound import FACTOR, Size, clopper_pearson, interpolate
 
 ALPHA = 0.05 / 30  # the deciding level: Bonferroni over smollm2-135m's 30 layers
 N_MAX = {"pairflip": N_FLIPS, "selection": min_draws(30, 0.05)}  # smallest p 1e-4 / (1/1200): below ALPHA
@@ -224,15 +224,11 @@ def power(theta: float, rule: str, n_runs: int, seed: int = 0, *, budgets: tuple
 
 
 def mde(rows: list[dict], target: float = 0.8) -> float:
-    """The smallest planted size (logits) at which power reaches ``target``, linearly interpolated on the grid; NaN
-    when the grid never reaches it."""
+    """The smallest planted size (logits) at which power reaches ``target``, linearly interpolated on the grid
+    (``bound.interpolate``); NaN when the grid never reaches it."""
     rows = sorted(rows, key=lambda r: r["theta"])
-    if rows and rows[0]["power"] >= target:
-        return float(rows[0]["theta"])
-    for a, b in zip(rows, rows[1:]):
-        if a["power"] < target <= b["power"]:
-            return float(a["theta"] + (target - a["power"]) * (b["theta"] - a["theta"]) / (b["power"] - a["power"]))
-    return float("nan")
+    m = interpolate([r["theta"] for r in rows], [r["power"] for r in rows], target)
+    return float("nan") if m is None else m
 
 
 def agreement(rule: str, side: str, n_runs: int, budgets: tuple[int, int], seed: int = 0, **kw) -> dict:

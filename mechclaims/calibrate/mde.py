@@ -31,7 +31,7 @@ import numpy as np
 from mechclaims.calibrate import lesion as C
 from mechclaims.calibrate import pathlength as P
 from mechclaims.calibrate import patching as PC
-from mechclaims.calibrate.bound import clopper_pearson
+from mechclaims.calibrate.bound import clopper_pearson, interpolate
 from mechclaims.stats.additivity import TOLERANCE
 from mechclaims.stats.patching import share_pvalues
 
@@ -39,17 +39,6 @@ TABLE = Path(__file__).resolve().parents[1] / "report" / "mde.json"  # package d
 TARGET = 0.8
 LESION_GRID = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 SHARE_GRID = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
-
-
-def interpolate(xs: list[float], power: list[float], target: float = TARGET) -> float | None:
-    """Smallest x whose power reaches ``target``, linearly interpolated between grid points; None if never."""
-    for i, p in enumerate(power):
-        if p >= target:
-            if i == 0:
-                return float(xs[0])
-            x0, x1, p0 = xs[i - 1], xs[i], power[i - 1]
-            return float(x0 + (target - p0) * (x1 - x0) / (p - p0))
-    return None
 
 
 def lesion_rows(n_runs: int) -> list[dict[str, Any]]:

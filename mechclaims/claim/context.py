@@ -49,6 +49,16 @@ class Context:
         return cls(lm, settings, pool, request.module, params.get("layer"), params)
 
     @classmethod
+    def direct(cls, lm: Any, module: ModuleType | None, cache_dir: str | Path, **settings: Any) -> "Context":
+        """A context outside a pytest claims run (a script, a library test, a planted-model check): both caches off,
+        so every number is recomputed; seed 0, 1,000 permutations, every layer; ``settings`` override any field."""
+        kw: dict[str, Any] = dict(models=[lm.name], device="cpu", dtype="float32", artifacts=Path(cache_dir), seed=0,
+                                  permutations=1000, layers="all", cache_dir=str(cache_dir), stimuli={},
+                                  activation_cache="off", statistics_cache="off", lesion_null_sets=200)
+        s = Settings(**{**kw, **settings})
+        return cls(lm, s, ModelPool(s), module)
+
+    @classmethod
     def for_model(cls, name: str, settings: Settings, pool: ModelPool, module: ModuleType | None = None) -> "Context":
         """A context on another session model (a claim over several models)."""
         return cls(pool.get(name), settings, pool, module)

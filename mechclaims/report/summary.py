@@ -33,7 +33,8 @@ def _mde_rows() -> dict[str, dict[str, Any]]:
     """claim -> its row of the committed MDE table (read once; empty when the table is absent)."""
     if not MDE_TABLE.exists():
         return {}
-    return {r["claim"]: r for r in json.loads(MDE_TABLE.read_text(encoding="utf-8"))["rows"]}
+    table = json.loads(MDE_TABLE.read_text(encoding="utf-8"))
+    return {r["claim"]: {**r, "power": table["target_power"]} for r in table["rows"]}
 
 
 def mde_entry(claim: str) -> dict[str, Any] | None:
@@ -42,7 +43,7 @@ def mde_entry(claim: str) -> dict[str, Any] | None:
     r = _mde_rows().get(claim)
     if r is None:
         return None
-    return {"value": r["mde"], "unit": r["unit"], "power": 0.8, "alpha": r["alpha"], "source": r["source"]}
+    return {"value": r["mde"], "unit": r["unit"], "power": r["power"], "alpha": r["alpha"], "source": r["source"]}
 
 
 DECIDED = ("supported", "confounded", "negligible", "refuted", "inconclusive")
