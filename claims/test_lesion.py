@@ -50,7 +50,7 @@ from mechclaims.claim import Design, StimuliSet, Verdict, across_layers, control
 from mechclaims.datasets.lesion import (MASK, fill_mask, load_causal_pairs, load_masked_pairs, pair_sides,
                                         pairs_hash, split_by_name)
 from mechclaims.errors import StimuliError
-from mechclaims.forward.ablate import Runner
+from mechclaims.forward.ablate import Runner, ablate_sets
 from mechclaims.forward.capture import capture, encode, single_token_id
 from mechclaims.model.sites import site
 from mechclaims.model.weights import logit_direction, w_out
@@ -195,17 +195,9 @@ def layer_results(ctx, layer: int) -> dict[str, Verdict]:
 def ablate(p: dict, layer: int, sets: dict, fill: str) -> dict:
     """Each set ablated on both prompts of every held-out pair, in one runner pass: the change of both readouts
     ``[2 * n_test, 2]`` per set. ``fill``: "pair" (each neuron set to the mean of the pair's two prompts: decides),
-    "train" (its mean over the training prompts) or "zero" (both reported)."""
-    a, nt = p["test_acts"][layer], len(p["prompts"][p["sides"][0]])
-    val = {"pair": np.tile((a[:nt] + a[nt:]) / 2.0, (2, 1)), "zero": np.zeros_like(a),
-           "train": np.broadcast_to(p["ref_mean"][layer], a.shape)}[fill]
-    keys = [k for k, idx in sets.items() if len(idx)]
-    keep, fills = np.ones((len(keys), *a.shape), np.float32), np.zeros((len(keys), *a.shape), np.float32)
-    for j, k in enumerate(keys):
-        keep[j][:, sets[k]], fills[j][:, sets[k]] = 0.0, val[:, sets[k]]
-    rows = np.tile(np.arange(2 * nt), len(keys))
-    y = p["runner"].run(layer, rows, keep.reshape(-1, a.shape[1]), fills.reshape(-1, a.shape[1])) if keys else []
-    return {k: y[j * 2 * nt:(j + 1) * 2 * nt] - p["runner"].clean for j, k in enumerate(keys)}
+    "train" (its mean over the training prompts) or "zero" (both reported). ``mechclaims.forward.ablate.ablate_sets``,
+    which the lesion calibration runs too."""
+    return ablate_sets(p["runner"], layer, p["test_acts"][layer], sets, fill, p["ref_mean"][layer])
 
 
 def _layer_results(ctx, layer: int, pairs_key: str) -> dict[str, Verdict]:

@@ -8,8 +8,9 @@ before rotary, and ``attn.hook_qk_in`` (the normed input they read). Statistic: 
 similarity (``delta``). Effect for evidence of absence: the AUC of within- vs across-category pair similarities
 (0.5: no grouping), with a leave-one-word-out jackknife SE; smallest effect of interest +-0.05 AUC, stated before
 looking. Surface groupings of the same words (first letter; character length and Zipf frequency, each cut into as
-many equal-size groups as there are categories) are controls that decide: a semantic effect that a surface grouping
-matches is ``confounded``.
+many equal-size groups as there are categories; frequency only when the file gives Zipf values, never a token-id
+stand-in: without them the frequency controls are left out and the verdict says so) are controls that decide: a
+semantic effect that a surface grouping matches is ``confounded``.
 
 A. ``qk_category_selectivity``: delta beats a label-permutation null (rows and columns permuted together; at least
    ``min_draws`` permutations), one-sided, BH-FDR over Q and K at every layer of the model; the claim holds when Q
@@ -99,12 +100,25 @@ def flat(a: np.ndarray) -> np.ndarray:
 
 
 def groupings(ctx) -> dict[str, np.ndarray]:
-    """The categories first, then the surface groupings of the same words (frequency: the file's Zipf values, else
-    the token id as a rough frequency rank)."""
+    """The categories first, then the surface groupings of the same words. Frequency needs the file's Zipf values:
+    without them that grouping is absent and its controls are left out, saying so (:func:`surfaces`)."""
     cs = ctx.stimuli("rsa_categories")
-    ids = [x[p] for x, p in zip(*word_positions(cs, ctx.lm.tokenizer, ctx.lm.name))]
-    surf = surface_groupings(cs.words, len(cs.names), cs.frequencies(), np.array(ids))
-    return {"category": cs.labels, **{k.replace("_token_id_proxy", ""): v for k, v in surf.items()}}
+    return {"category": cs.labels, **surface_groupings(cs.words, len(cs.names), cs.frequencies())}
+
+
+def surfaces(ctx) -> tuple[str, ...]:
+    """The surface groupings this file allows (frequency only with frequencies)."""
+    return tuple(g for g in SURFACES if g in groupings(ctx))
+
+
+def left_out(ctx) -> str:
+    """Why a declared surface control did not run ('' when all ran): it gates as inapplicable, never as a pass."""
+    if "frequency" in groupings(ctx):
+        return ""
+    src = ctx.stimuli("rsa_categories").source
+    return (f"frequency control left out: {src} gives no Zipf frequency for every word (a token-id rank is no "
+            f"frequency); add a \"zipf\" object mapping each word to its Zipf frequency (fixtures/README_rsa.md) "
+            f"to run it")
 
 
 def claim_a(ctx, g: str = "category", role: str = "claim"):
@@ -151,14 +165,18 @@ def _gated(ctx, which: str, cs_hash: str) -> Verdict:
     if which == A:
         v = claim_a(ctx)[0]
         ctl = {"sel_random_weights": controls.random_weights(ctx, lambda c: claim_a(c, role="control")[0])}
-        ctl.update({f"sel_surface_{g}": claim_a(ctx, g, role="control")[0] for g in SURFACES})
+        ctl.update({f"sel_surface_{g}": claim_a(ctx, g, role="control")[0] if g in surfaces(ctx) else None
+                    for g in SURFACES})
     elif which == B:
         v = claim_bc(ctx, B)
         ctl = {"rsa_random_weights": controls.random_weights(ctx, claim_bc, B, role="control")}
     else:
         v = claim_bc(ctx, C)
         ctl = {"beyond_random_weights": controls.random_weights(ctx, claim_bc, C, role="control")}
-        ctl.update({f"beyond_surface_{g}": claim_bc(ctx, C, g, role="control") for g in SURFACES})
+        ctl.update({f"beyond_surface_{g}": claim_bc(ctx, C, g, role="control") if g in surfaces(ctx) else None
+                    for g in SURFACES})
+    if left_out(ctx) and which != B:
+        v.reason = "; ".join(x for x in (v.reason, left_out(ctx)) if x)
     return v.gate(ctl)
 
 
@@ -177,7 +195,7 @@ def step_tolerances(v: Verdict) -> Verdict:
 @pytest.mark.claim(A, family="observational", controls=A_CONTROLS)
 def test_qk_category_selectivity(ctx, artifacts, check):
     cs, lm, acts = ctx.stimuli("rsa_categories"), ctx.lm, qk_acts(ctx)
-    prof = {g: claim_a(ctx, g, "claim" if g == "category" else "control")[1] for g in ("category",) + SURFACES}
+    prof = {g: claim_a(ctx, g, "claim" if g == "category" else "control")[1] for g in ("category",) + surfaces(ctx)}
     dl = display_layer(lm.n_layers)
     Sq, Sk = rsa.cosine_similarity(flat(acts[KINDS[0]])[dl]), rsa.cosine_similarity(flat(acts[KINDS[1]])[dl])
     q, k = prof["category"]
@@ -185,8 +203,8 @@ def test_qk_category_selectivity(ctx, artifacts, check):
                           f"{lm.name} layer {dl}: Q ratio {q.ratio[dl]:.3f}, K ratio {k.ratio[dl]:.3f}")
     rplot.null_distribution(q.delta[dl], q.null[dl], artifacts.path("null_q.png"), "within - across (Q)",
                             f"{lm.name} layer {dl}: label-permutation null",
-                            {f"{g} grouping": prof[g][0].delta[dl] for g in SURFACES})
-    series = {"Q": q.z, "K": k.z, **{f"Q, {g} grouping": prof[g][0].z for g in SURFACES},
+                            {f"{g} grouping": prof[g][0].delta[dl] for g in surfaces(ctx)})
+    series = {"Q": q.z, "K": k.z, **{f"Q, {g} grouping": prof[g][0].z for g in surfaces(ctx)},
               "Q, random-weight copy": claim_a(ctx.random(), role="control")[1][0].z}
     rplot.z_by_layer({n: np.asarray(z) for n, z in series.items()}, artifacts.path("z_by_layer.png"),
                      list(range(lm.n_layers)), title=f"{lm.name}: Q/K category selectivity per layer (z vs permutations)")

@@ -7,7 +7,7 @@ changes the forward fingerprint, and the statistic recomputes; (2) a change the 
 statistic's own input moved, its key the same) is caught by the verified sample: a warning names the entry and the
 refresh flag, the recomputed value is returned and stored, and every later model-keyed statistic of the session is
 recomputed; (3) a library version change with the same forward recomputes only the verified sample (the session's
-first reuse and a seeded ~5%, the same entries on every run), and the stored key holds no torch/transformers version.
+first reuse and a seeded ~5%, the same entries on every run of one day, others the next day), and the stored key holds no torch/transformers version.
 Falsified by a reuse after a changed forward, a silent reuse of a differing drawn entry, or a recompute of the whole
 store after a version change that moved no bit.
 """
@@ -27,7 +27,7 @@ from mechclaims.harness.pool import ModelPool
 from mechclaims.harness.settings import Settings
 from mechclaims.harness.terminal import summary_lines
 from mechclaims.store import actcache
-from mechclaims.store.verify import ReuseMismatchWarning
+from mechclaims.store.verify import ReuseCheck, ReuseMismatchWarning
 
 CALLS: Counter = Counter()
 SHIFT = {"value": 0.0}  # an input of the statistic that no key holds (claim 2 moves it)
@@ -130,3 +130,14 @@ def test_a_library_upgrade_with_the_same_forward_recomputes_only_the_verified_sa
     model_keys = [k for k in keys if "forward" in k]
     assert len(model_keys) == 40
     assert all("torch" not in k and "transformers" not in k and "stats" in k and "fingerprint" in k for k in model_keys)
+
+
+def test_verified_sample_rotates_by_day():
+    """The 5% sample is fixed within a day and moves between days, so no entry is left unchecked for ever (before:
+    a function of the seed and key only, the same 5% on every run)."""
+    keys = [{"entry": i} for i in range(2000)]
+    drawn = {d: {i for i, k in enumerate(keys) if ReuseCheck(salt=d).score(k) < 0.05}
+             for d in ("2026-12-07", "2026-12-08")}
+    again = {i for i, k in enumerate(keys) if ReuseCheck(salt="2026-12-07").score(k) < 0.05}
+    assert again == drawn["2026-12-07"]
+    assert 60 < len(drawn["2026-12-08"]) < 140 and len(drawn["2026-12-07"] & drawn["2026-12-08"]) < 20

@@ -82,5 +82,5 @@ def test_surface_groupings_are_equal_size_and_deterministic():
     g = surface_groupings(words, 2, np.arange(8.0))
     assert set(g) == {"first_letter", "char_length", "frequency"}
     assert np.bincount(g["char_length"]).tolist() == [4, 4] and np.bincount(g["frequency"]).tolist() == [4, 4]
-    assert "frequency_token_id_proxy" in surface_groupings(words, 2, None, np.arange(8))
+    assert "frequency" not in surface_groupings(words, 2, None)  # no token-id stand-in (issue 27)
     torch.manual_seed(0)

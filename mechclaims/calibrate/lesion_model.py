@@ -1,12 +1,14 @@
-"""The whole lesion decision on a real model: the claim's selection, real mean ablations (``mechclaims.ablate.Runner``
-/ ``ablate_layer``) and the held-out pair sign-flip test, under a null that holds by construction.
+"""The whole lesion decision on a real model: the claim's selection, its pair-mean ablations
+(``mechclaims.forward.ablate.ablate_sets``, which ``claims/test_lesion.py`` calls) and the held-out pair sign-flip test,
+under a null that holds by construction.
 
 Claim: on label-free prompts each side's test rejects at most at alpha. Label-free by randomisation: the lesion
 stimuli's matched pairs are used, but in every run a fair coin decides which prompt of each pair plays "her" (the
 other plays "him"), so no activation can depend on the label; the split into training and held-out pairs is redrawn
 too. Everything else is the claim's: the rules (``stats.lesion_select`` over ``stats.lesion``), the final-norm scale
-and logit direction (as ``claims/test_lesion.py`` computes them), the training mean, ``ablate_layer`` on the held-out
-prompts. The model, its captures and the Runner are built once; a run costs one ablation pass of ~4 x 48 one-token
+and logit direction (as ``claims/test_lesion.py`` computes them), ``ablate_sets(fill="pair")`` on the held-out pairs
+(each ablated neuron set to its pair's mean; before 2026-12-07 this ran training-mean ablation, which the claim
+does not decide with). The model, its captures and the Runner are built once; a run costs one ablation pass of ~4 x 48 one-token
 rows per rule. This is the plumbing check of issue 28 (the decision part runs at full count on arrays in
 :mod:`mechclaims.calibrate.lesion`): a global null, both sides label-free, at alpha 0.05.
 Falsified by: a per-side rate whose Clopper-Pearson 95% upper bound exceeds 1.5 x 0.05.
@@ -22,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from mechclaims.forward.ablate import Runner, ablate_layer
+from mechclaims.forward.ablate import Runner, ablate_sets
 from mechclaims.forward.capture import capture, encode, single_token_id
 from mechclaims.datasets.lesion import CAUSAL_PATH, load_causal_pairs
 from mechclaims.model.load import load_model
@@ -78,15 +80,14 @@ def one_run(ctx: dict, rule: str, i: int, seed: int = 0, alpha: float = ALPHA) -
     live = {s: v for s, v in sel.items() if len(v)}
     if not live:
         return out
-    mean = np.concatenate([her, him]).mean(axis=0)  # the claim's mean ablation value: the training prompts' mean
-    prompts = {"her": her_row[test], "him": him_row[test]}
-    got = ablate_layer(ctx["runner"], ctx["layer"], prompts, {f"set_{s}": {"her": v, "him": v} for s, v in live.items()},
-                       mean, n_max=0, seed=0, null_sides=())["sel"]
+    rows = np.concatenate([her_row[test], him_row[test]])  # held-out pair i: rows i and n_test + i
+    got = ablate_sets(ctx["runner"], ctx["layer"], a[rows], {s: v for s, v in live.items()}, "pair", rows=rows)
     sign = {"her": 1.0, "him": -1.0}  # the Runner reads her - him; a "him" prompt's own target is him - her
+    own_rows = {"her": slice(0, n_test), "him": slice(n_test, 2 * n_test)}
     for s, v in live.items():
         o = "him" if s == "her" else "her"
-        own = sign[s] * got[f"set_{s}", s, "mean"][:, 0]
-        other = sign[o] * got[f"set_{s}", o, "mean"][:, 0]
+        own = sign[s] * got[s][own_rows[s]]
+        other = sign[o] * got[s][own_rows[o]]
         r = pair_flip_side(s, own, other, alpha=alpha, sesoi=SESOI, seed=int(rng.integers(2 ** 63)),
                            n_selected=len(v))
         out[s] = {"significant": r.significant, "opposite": r.opposite, "p": r.p, "outcome": r.outcome}

@@ -69,6 +69,9 @@ def control_tests(claim: str, controls: Sequence[str], verdict: Callable[..., Ve
             pytest.fail(f"{format_name(claim, kw)} is gated on {sorted(gated)} but its control tests declare "
                         f"{sorted(declared)}: declare exactly the gated controls.", pytrace=False)
         full = format_name(name, {**kw, "control": control})
+        if full in v.inapplicable:  # e.g. a frequency control on a file without frequencies: says why and how
+            pytest.skip(f"{full} does not apply to this run and does not gate {format_name(claim, kw)}: "
+                        f"{v.reason or 'the claim gave it as inapplicable'}")
         check(v.controls[full], baseline=False, control=control, **kw)
 
     argnames = ", ".join(["ctx", "check", *extra, "control"])

@@ -25,8 +25,6 @@ from mechclaims.forward.engine import device_of, run_batch
 from mechclaims.forward.intervene import intervene
 from mechclaims.forward.nonfinite import nonfinite_error
 from mechclaims.model.sites import site
-from mechclaims.stats.common import needs_draws
-from mechclaims.stats.lesion import random_sets
 
 ROWS = 512  # one-token rows per forward pass (causal); masked models run full sequences, ROWS // 8 at a time
 
@@ -104,65 +102,26 @@ class Runner:
         return out[:, 0] if self.single else out
 
 
-def ablate_layer(runner: Runner, layer: int, prompts: dict[str, np.ndarray], selections: dict[str, dict[str, np.ndarray]],
-                 mean: np.ndarray, *, n_max: int, seed: int, h: int = 10, chunk: int = 20,
-                 null_sides: tuple[str, ...] | None = None, sides: tuple[str, str]) -> dict[str, Any]:
-    """Every real ablation one layer needs: each selection mean- and zero-ablated on its side's prompts, and
-    size-matched random sets (mean-ablated) drawn in chunks until every selection's effect is decided in both tails
-    (``mechclaims.stats.common.needs_draws``) or ``n_max`` sets.
+def ablate_sets(runner: Runner, layer: int, acts: np.ndarray, sets: dict[Any, np.ndarray], fill: str,
+                mean: np.ndarray | None = None, rows: np.ndarray | None = None) -> dict[Any, np.ndarray]:
+    """The lesion claim's ablation: each neuron set in ``sets`` ablated on every prompt of ``runner`` in one pass;
+    returns, per set, the change of the readouts from clean, ``[n_prompts, n_pairs]`` (or ``[n_prompts]``).
 
-    ``prompts[side]``: prompt indices; ``selections[name][side]``: neuron indices; ``mean``: each neuron's mean at
-    the prediction position over the training prompts. Returns ``{"sel": {(name, side, kind): [n, pairs]},
-    "null": {(side, size): [B, n, pairs]}}`` as changes from the clean logit differences. ``null_sides`` limits the
-    random sets to the sides that can decide (a side where the model is at chance cannot: its effects are reported
-    without a null). ``sides``: the two side names in order (they seed the random sets: first 0, second 1; required)."""
-    d = len(mean)
-    clean = {s: runner.clean[p] for s, p in prompts.items()}
-    rows: list[np.ndarray] = []
-    keeps: list[np.ndarray] = []
-    fills: list[np.ndarray] = []
-    tags: list[tuple] = []
-
-    def add(side: str, idx: np.ndarray, fill_mean: bool, tag: tuple) -> None:
-        n = len(prompts[side])
-        k, f = np.ones((n, d), np.float32), np.zeros((n, d), np.float32)
-        k[:, idx] = 0.0
-        if fill_mean:
-            f[:, idx] = mean[idx]
-        rows.append(prompts[side]), keeps.append(k), fills.append(f), tags.append((tag, side, n))
-
-    def flush() -> dict[tuple, np.ndarray]:
-        if not rows:
-            return {}
-        y = runner.run(layer, np.concatenate(rows), np.concatenate(keeps), np.concatenate(fills))
-        y = y[:, None] if y.ndim == 1 else y
-        out, at = {}, 0
-        for tag, side, n in tags:
-            out[tag] = y[at:at + n] - (clean[side][:, None] if clean[side].ndim == 1 else clean[side])
-            at += n
-        rows.clear(), keeps.clear(), fills.clear(), tags.clear()
-        return out
-
-    for name, sel in selections.items():
-        for side, idx in sel.items():
-            if len(idx) and len(prompts[side]):
-                add(side, np.asarray(idx), True, (name, side, "mean"))
-                add(side, np.asarray(idx), False, (name, side, "zero"))
-    got = flush()
-    users: dict[tuple[str, int], list[float]] = {}
-    for name, sel in selections.items():
-        for side, idx in sel.items():
-            if len(idx) and len(prompts[side]) and (null_sides is None or side in null_sides):
-                users.setdefault((side, len(idx)), []).append(float(got[name, side, "mean"][:, 0].mean()))
-    null = {k: np.zeros((0, len(prompts[k[0]]), 1)) for k in users}
-    code = {s: i for i, s in enumerate(sides)}
-    rngs = {k: np.random.default_rng([seed, layer, code.get(k[0], 9), k[1]]) for k in users}
-    while active := [k for k in sorted(users) if needs_draws(users[k], null[k][:, :, 0].mean(1), n_max, h)]:
-        for side, size in active:
-            for j, idx in enumerate(random_sets(d, size, chunk, rngs[side, size])):
-                add(side, idx, True, ("null", side, size, j))
-        new = flush()
-        for side, size in active:
-            draws = np.stack([new["null", side, size, j] for j in range(chunk)])
-            null[side, size] = draws if null[side, size].size == 0 else np.concatenate([null[side, size], draws])
-    return {"sel": got, "null": null}
+    ``rows`` (default: all the runner's prompts, in order) are held-out pairs, ``rows[i]`` and ``rows[n + i]`` the two
+    prompts of pair ``i``; ``acts`` ``[2n, d_mlp]``: ``mlp.hook_post`` at the prediction position of those rows. ``fill``: ``"pair"`` (each ablated
+    neuron set to the mean of its pair's two prompts: the claim decides with it, and the calibration of
+    :mod:`mechclaims.calibrate.lesion_model` runs it), ``"train"`` (to ``mean``, its training-prompt mean) or
+    ``"zero"``. Empty sets are left out."""
+    n = len(acts) // 2
+    val = {"pair": np.tile((acts[:n] + acts[n:]) / 2.0, (2, 1)), "zero": np.zeros_like(acts),
+           "train": None if mean is None else np.broadcast_to(mean, acts.shape)}[fill]
+    if val is None:
+        raise ValueError('ablate_sets(fill="train") needs the training mean: pass mean=')
+    keys = [k for k, idx in sets.items() if len(idx)]
+    keep, fills = np.ones((len(keys), *acts.shape), np.float32), np.zeros((len(keys), *acts.shape), np.float32)
+    for j, k in enumerate(keys):
+        keep[j][:, sets[k]], fills[j][:, sets[k]] = 0.0, val[:, sets[k]]
+    rows = np.arange(2 * n) if rows is None else np.asarray(rows)
+    y = runner.run(layer, np.tile(rows, len(keys)), keep.reshape(-1, acts.shape[1]),
+                   fills.reshape(-1, acts.shape[1])) if keys else []
+    return {k: y[j * 2 * n:(j + 1) * 2 * n] - runner.clean[rows] for j, k in enumerate(keys)}

@@ -34,8 +34,7 @@ def qk_deltas(lm: LoadedModel, layer: int, X: np.ndarray, labels: np.ndarray) ->
 
 
 def groupings(cs: CategorySet, lm: LoadedModel) -> dict[str, np.ndarray]:
-    ids = [x[p] for x, p in zip(*word_positions(cs, lm.tokenizer, lm.name))]
-    return {"category": cs.labels, **surface_groupings(cs.words, len(cs.names), cs.frequencies(), np.array(ids))}
+    return {"category": cs.labels, **surface_groupings(cs.words, len(cs.names), cs.frequencies())}
 
 
 def _projections(lm: LoadedModel, layer: int) -> dict[str, tuple]:

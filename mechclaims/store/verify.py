@@ -7,9 +7,12 @@ a changed intervention path). So each session recomputes a sample of the entries
 recomputed value to encode to the same tree and bit-identical arrays (:func:`mechclaims.store.actcache.
 same_encoding`):
 
-- the sample: an entry is drawn when ``sha256(seed | its stored key)`` falls below ``RATE`` (5%), so the same entries
-  are drawn on every run with the same seed, whatever else the run selects; and the first reused entry of a session
-  is always checked when no entry was drawn before it, so a session that reuses any is checked at least once;
+- the sample: an entry is drawn when ``sha256(seed | UTC date | its stored key)`` falls below ``RATE`` (5%), so the
+  same entries are drawn by every run of one day with one seed, whatever else the run selects, and another 5% the
+  next day (with a fixed key alone, the same 5% were rechecked on every run and the other 95% never: after 30 daily
+  runs an entry has now been left unchecked with probability 0.95^30 = 0.21, after 90 with 0.01); and the first
+  reused entry of a session is always checked when no entry was drawn before it, so a session that reuses any is
+  checked at least once;
 - a mismatch: the recomputed value is used and stored, a :class:`ReuseMismatchWarning` names the entry, and every
   remaining model-keyed entry of the session is recomputed instead of read ("recompute everything, and say so"; the
   terminal line says it too).
@@ -19,6 +22,7 @@ a session where it was drawn (tests/test_verified_reuse.py plants one).
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from typing import Any
@@ -35,8 +39,10 @@ class ReuseMismatchWarning(CacheWarning):
 class ReuseCheck:
     """The session's verification state: which reused entries to recompute, and what the recomputations found."""
 
-    def __init__(self, seed: int = 0, rate: float = RATE):
+    def __init__(self, seed: int = 0, rate: float = RATE, salt: str | None = None):
+        # ``salt``: what rotates the sample (default: today's UTC date; a test pins it)
         self.seed, self.rate = seed, rate
+        self.salt = datetime.datetime.now(datetime.timezone.utc).date().isoformat() if salt is None else salt
         self.verified = 0  # reused entries recomputed and found bit-identical
         self.mismatched: list[str] = []  # entries whose recomputation differed
         self.reused = 0  # model-keyed entries read from the disk this session
@@ -47,8 +53,9 @@ class ReuseCheck:
         return bool(self.mismatched)
 
     def score(self, stored_key: dict[str, Any]) -> float:
-        """Uniform in [0, 1), a function of the seed and the key only (stable across runs and selections)."""
-        h = hashlib.sha256(f"{self.seed}|{json.dumps(stored_key, sort_keys=True)}".encode()).digest()
+        """Uniform in [0, 1), a function of the seed, the salt and the key only (stable across the runs and selections
+        of one day)."""
+        h = hashlib.sha256(f"{self.seed}|{self.salt}|{json.dumps(stored_key, sort_keys=True)}".encode()).digest()
         return int.from_bytes(h[:8], "big") / 2 ** 64
 
     def wants(self, stored_key: dict[str, Any]) -> bool:
