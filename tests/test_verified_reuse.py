@@ -124,7 +124,7 @@ def test_a_library_upgrade_with_the_same_forward_recomputes_only_the_verified_sa
         for a, b in zip(first, second):
             np.testing.assert_array_equal(a["norm"], b["norm"])
     assert drawn[0] == drawn[1] and 0 in drawn[0]
-    line = next(l for l in _line(ctx) if "statistics read from the cache" in l)
+    line = next(l for l in _line(ctx) if "statistics reused for" in l)
     assert f"{st.check.verified} verified by recomputation" in line and "computed for 0" in line
     keys = [json.loads(p.read_text())["key"] for p in (tmp_path / "cache").rglob("*.json")]
     model_keys = [k for k in keys if "forward" in k]

@@ -13,6 +13,7 @@ from mechclaims.harness.settings import Settings
 from mechclaims.model.cache import cache_root
 from mechclaims.model.registry import CAUSAL_BUILTIN, hub_kwargs, n_layers_of
 from mechclaims.store import hygiene
+from mechclaims.store.shipped import shipped_dir
 from mechclaims.store.statcache import code_version, statistics_environment
 
 
@@ -110,7 +111,7 @@ class ModelPool:
 
         if self._stat_store is None:
             self._stat_store = ActivationStore(cache_root(self.s.cache_dir) / "statistics", self.s.statistics_cache,
-                                               what="statistic")
+                                               what="statistic", shipped=shipped_dir())
             self._stat_store.check.seed = self.s.seed  # the verified sample is a function of the session's seed
         return self._stat_store
 

@@ -26,14 +26,19 @@ def summary_lines(session: Any) -> Iterator[tuple[str, str | None]]:
                f"and stimuli): the outcomes above are this run's own; rerun to check later runs against them.",
                "yellow")
     store = session.pool.stat_store if session.pool is not None and session.pool.stat_store_used else None
-    if store is not None and store.hits:
+    if store is not None and store.mode != "off" and (store.hits or store.misses):
         chk = store.check
-        yield (f"mechclaims: statistics read from the cache for {store.hits} result(s) ({store.content_hits} "
-               f"reused by content: the same captured arrays, options and code; {store.hits - store.content_hits} "
-               f"by the full key: the same weights, forward fingerprint, stimuli, options and code; {chk.verified} "
-               f"verified by recomputation, a seeded {chk.rate:.0%} sample of those that run the model), computed "
-               f"for {store.misses}; --mc-statistics-cache refresh recomputes them all (off: never reads or writes "
-               f"the store).", None)
+        shipped = (f"; {store.shipped_hits} of them from the store shipped with the repository ({store.shipped})"
+                   if store.shipped_hits else "")
+        unmatched = (f" None of the statistics shipped with the repository ({store.shipped}) matched this run "
+                     f"(another code hash, capture or library version): computed instead."
+                     if store.shipped is not None and not store.shipped_hits and store.misses else "")
+        yield (f"mechclaims: statistics reused for {store.hits} result(s) ({store.content_hits} by content: the same "
+               f"captured arrays, options and code; {store.hits - store.content_hits} by the full key: the same "
+               f"weights, forward fingerprint, stimuli, options and code; {chk.verified} verified by recomputation, "
+               f"a seeded {chk.rate:.0%} sample of those that run the model{shipped}), computed for {store.misses}; "
+               f"--mc-statistics-cache off recomputes them all without the store (refresh: recomputes and "
+               f"overwrites it).{unmatched}", None)
     if store is not None and store.check.mismatched:
         yield (f"mechclaims: WARNING: {len(store.check.mismatched)} reused statistic(s) differed from their "
                f"recomputation ({store.check.mismatched[0]}): every statistic that runs the model was recomputed "

@@ -181,11 +181,15 @@ class ActivationStore:
     recomputed, and a mismatch makes every later model-keyed entry of this store a recompute.
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "on", what: str = "activation"):
+    def __init__(self, root: str | os.PathLike, mode: str = "on", what: str = "activation",
+                 shipped: str | os.PathLike | None = None):
+        # ``shipped``: a read-only store made with the repository (``statistics/``, mechclaims.store.shipped),
+        # read on a local miss in mode "on"; an entry found there is copied into ``root``, then reused as if local
         if mode not in MODES:
             raise ValueError(f"{what} cache mode {mode!r}: use one of {MODES}")
         self.root, self.mode, self.what = Path(root), mode, what
-        self.hits = self.content_hits = self.misses = self.rebuilt = 0
+        self.shipped = Path(shipped) if shipped is not None and Path(shipped).is_dir() else None
+        self.hits = self.content_hits = self.misses = self.rebuilt = self.shipped_hits = 0
         self.degraded = ""  # why the disk is no longer used (read-only, full); empty while it is
         self._swept = False
         self.check = ReuseCheck()
@@ -205,6 +209,8 @@ class ActivationStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             if reading and (val := self._load(npz, man, key)) is not None:
+                return self._reuse(key, val, fn, npz, man, lock)
+            if reading and self.shipped is not None and (val := self._from_shipped(npz, man, key)) is not None:
                 return self._reuse(key, val, fn, npz, man, lock)
             held = FileLock(str(lock))
             held.acquire()
@@ -264,6 +270,27 @@ class ActivationStore:
         finally:
             held.release()
         return fresh
+
+    def _from_shipped(self, npz: Path, man: Path, key: dict[str, Any]) -> Any | None:
+        """The shipped store's entry for ``key`` (same file names), checked like a local one and copied into the
+        local store (so that eviction and verification treat it as local); None when absent or not intact."""
+        src_npz, src_man = self.shipped / npz.name, self.shipped / man.name
+        if not src_man.exists():
+            return None
+        try:
+            meta = json.loads(src_man.read_text())
+            if meta.get("format") != FORMAT or meta.get("key") != _stored_key(key) or not src_npz.exists() \
+                    or file_sha256(src_npz) != meta["sha256"]:
+                return None
+            _atomic_write(npz, lambda f: f.write(src_npz.read_bytes()))
+            _atomic_write(man, lambda f: f.write(src_man.read_text()), mode="w")
+        except (OSError, ValueError, KeyError) as e:
+            if isinstance(e, OSError) and disk_errno(e) is not None:
+                self._degrade(e)
+            return None
+        val = self._load(npz, man, key)
+        self.shipped_hits += val is not None
+        return val
 
     def _hit(self, key: dict[str, Any]) -> None:
         self.hits += 1

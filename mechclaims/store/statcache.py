@@ -40,6 +40,7 @@ from pathlib import Path
 
 ENV = "MECHCLAIMS_STATISTICS_CACHE"
 PACKAGE = Path(__file__).resolve().parents[1]  # the mechclaims package
+MAPPED = ("claims", "fixtures", "baselines", "statistics")  # pyproject package-dir: repository folders in a wheel
 
 
 @functools.lru_cache(maxsize=None)
@@ -47,7 +48,10 @@ def code_version(*extra: str) -> str:
     """sha256 over the mechclaims package's sources and ``extra`` files (the claim module), 16 hex digits. Read once
     per process: the code a run imported is the code its results came from, even if a file is edited meanwhile."""
     h = hashlib.sha256()
-    files = sorted(PACKAGE.rglob("*.py")) + [Path(e).resolve() for e in extra]
+    # The folders a wheel maps in from the repository (claims/, fixtures/, baselines/, statistics/) are not the
+    # library: left out, so that a wheel and a checkout of one commit hash alike (the claim module comes in ``extra``)
+    files = sorted(f for f in PACKAGE.rglob("*.py") if f.relative_to(PACKAGE).parts[0] not in MAPPED)
+    files += [Path(e).resolve() for e in extra]
     for f in files:
         h.update(str(f.relative_to(PACKAGE) if f.is_relative_to(PACKAGE) else f.name).encode())
         h.update(hashlib.sha256(f.read_bytes()).digest())
