@@ -48,19 +48,8 @@ def recorded(test_id: str, role: str) -> str:
     return expected_for(load_expected(str(module)), test_id.split("::")[-1], role)[0]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="scripts/stability.py")
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--budgets", default="1000,2000")
-    ap.add_argument("-k", default=None)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "stability"))
-    a = ap.parse_args(argv)
-    runs: list[dict[str, str]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for b in [int(x) for x in a.budgets.split(",")]:
-            for s in range(a.seeds):
-                runs.append(run_once(a.model, s, b, a.k, Path(tmp)))
+def write(a: argparse.Namespace, runs: list[dict[str, str]], plan: list[tuple[int, int]]) -> list[dict]:
+    """The table over the runs so far (``docs/stability/<model>.{json,md}``); returns its rows."""
     ids = sorted({t for r in runs for t in r})
     rows = []
     for t in ids:
@@ -72,16 +61,36 @@ def main(argv: list[str] | None = None) -> int:
                      "outcomes": dict(Counter(got)), "stable": share >= THRESHOLD})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    done = [f"seed {s} draws {b}" for s, b in plan[:len(runs)]]
     (out / f"{a.model}.json").write_text(json.dumps({"model": a.model, "seeds": a.seeds, "budgets": a.budgets,
-                                                     "k": a.k, "threshold": THRESHOLD, "rows": rows}, indent=1))
-    lines = [f"# Outcome stability: {a.model} ({a.seeds} seeds x draws {a.budgets}{', -k ' + a.k if a.k else ''})",
-             "", "| test id | recorded | share of runs | outcomes | stable |", "|---|---|---|---|---|"]
+                                                     "k": a.k, "threshold": THRESHOLD, "runs_done": done,
+                                                     "runs_planned": len(plan), "rows": rows}, indent=1))
+    lines = [f"# Outcome stability: {a.model} ({len(runs)} of {len(plan)} runs: {a.seeds} seeds x draws {a.budgets}"
+             f"{', -k ' + a.k if a.k else ''})", "", f"Runs done: {', '.join(done)}.", "",
+             "| test id | recorded | share of runs | outcomes | stable |", "|---|---|---|---|---|"]
     lines += [f"| `{r['test_id'].split('::')[-1]}` | {r['recorded']} | {r['share_recorded']:.2f} ({r['runs']}) | "
               f"{', '.join(f'{k} {v}' for k, v in r['outcomes'].items())} | {'yes' if r['stable'] else '**unstable**'} |"
               for r in rows]
     (out / f"{a.model}.md").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/stability.py")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--budgets", default="1000,2000")
+    ap.add_argument("-k", default=None)
+    ap.add_argument("--out", default=str(ROOT / "docs" / "stability"))
+    a = ap.parse_args(argv)
+    runs: list[dict[str, str]] = []
+    plan = [(s, int(b)) for s in range(a.seeds) for b in a.budgets.split(",")]  # both budgets per seed first
+    with tempfile.TemporaryDirectory() as tmp:
+        for s, b in plan:
+            runs.append(run_once(a.model, s, b, a.k, Path(tmp)))
+            rows = write(a, runs, plan)  # after every run: a cut-short run still leaves its table
     bad = [r for r in rows if not r["stable"]]
-    print(f"[stability] {len(rows)} test ids, {len(bad)} unstable; {out / (a.model + '.md')}")
+    print(f"[stability] {len(rows)} test ids, {len(bad)} unstable; {Path(a.out) / (a.model + '.md')}")
     return 0
 
 
