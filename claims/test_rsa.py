@@ -28,8 +28,14 @@ C. ``qk_category_beyond_input``: W_Q and W_K add category structure beyond their
    K) beats delta under the rotated-weights null, one-sided, Bonferroni over Q and K at every layer, both at more
    than half of the layers. Refuted: mean AUC excess over the null inside +-0.05, or the opposite direction at more
    than half. Controls: the random-weight copy, and each surface grouping through the same rule.
-Falsified by: A, delta inside the permutation null at half the layers or more; B and C, the learned weights doing no
-better than their own spectra in random orientation.
+D. ``qk_category_beyond_mean_input`` (new design, round three, 2026-12-07; C is kept as recorded): C's rule under
+   the mean-fixed rotated-weights null: the inputs' component along their unit grand mean stays in place and only
+   the orthogonal complement is rotated (``fixed_basis``; ``rotation_null(fixed=...)``). Why: C's null rotates the
+   shared mean into directions the weights read, so weights that merely project out the mean (category-agnostic)
+   passed C in 0.53 of runs (issue 27); on synthetic mean-projecting weights the plain null rejected 37/40 at 0.05
+   and the mean-fixed one 3/40. Refuted and controls as C.
+Falsified by: A, delta inside the permutation null at half the layers or more; B, C and D, the learned weights doing
+no better than their own spectra in random orientation (D: with the mean direction held in place).
 """
 from __future__ import annotations
 
@@ -46,7 +52,7 @@ from mechclaims.stats import rsa
 from mechclaims.stats.common import min_draws
 from mechclaims.stats.qk_null import rotation_null
 from mechclaims.stats.rsa_claims import rotation_claim, selectivity_claim
-from mechclaims.stats.rsa_rotation import surface_groupings
+from mechclaims.stats.rsa_rotation import fixed_basis, surface_groupings
 from mechclaims.verdict.expected import load_expected
 
 ALPHA, SESOI, N_BOOT = 0.05, 0.05, 1000
@@ -54,11 +60,13 @@ ALPHA, SESOI, N_BOOT = 0.05, 0.05, 1000
 # values out in a tail are judged by the Shapiro-checked normal tail of these draws (mechclaims.stats.common.tail_p).
 ROTATIONS = 300
 KINDS = ("attn.hook_q", "attn.hook_k", "attn.hook_qk_in")
-A, B, C = "qk_category_selectivity", "qk_rsa_beats_rotated_weights", "qk_category_beyond_input"
+A, B, C, D = ("qk_category_selectivity", "qk_rsa_beats_rotated_weights", "qk_category_beyond_input",
+              "qk_category_beyond_mean_input")
 SURFACES = ("first_letter", "char_length", "frequency")
 A_CONTROLS = ("sel_random_weights",) + tuple(f"sel_surface_{g}" for g in SURFACES)
 B_CONTROLS = ("rsa_random_weights",)
 C_CONTROLS = ("beyond_random_weights",) + tuple(f"beyond_surface_{g}" for g in SURFACES)
+D_CONTROLS = ("beyond_mean_random_weights",) + tuple(f"beyond_mean_surface_{g}" for g in SURFACES)
 STIMULI = {"rsa_categories": StimuliSet("../fixtures/rsa_categories.json", load_categories)}
 TOL = {"rtol": 1e-2, "atol": 1e-6}
 STEP_TOL = {"rtol": 0.0, "atol": 5e-3}  # p-values and quantiles move in steps of 1/(n+1)
@@ -75,6 +83,11 @@ DESIGNS = {  # pre-registration (mechclaims.verdict.design); unchanged in round 
     C: Design(rule="per layer: Q/K category selectivity beyond the input's (rotation null of W_Q, W_K); more than half "
                    "the layers; random weights and surface groupings must fail", alpha=ALPHA, sesoi=SESOI,
               thresholds=_T, stated="2026-11-30", post_hoc=_LATE),
+    D: Design(rule="per layer: Q/K category selectivity beyond the input's, under the rotation null with the inputs' "
+                   "grand-mean direction held fixed; more than half the layers; random weights and surface groupings "
+                   "must fail", alpha=ALPHA, sesoi=SESOI, thresholds=_T, stated="2026-12-07",
+              post_hoc="a new design after C's runs on these words (named separately): C's null passed "
+                       "mean-projecting weights (issue 27); " + _LATE),
 }
 
 
@@ -135,23 +148,28 @@ def _claim_a(ctx, g: str, role: str, n_perm: int, cs_hash: str):
                              claim=A if role == "claim" else f"{A}[{g}]", role=role, grouping=g)
 
 
-def rotation_profiles(ctx) -> list[tuple]:
-    """Claims B and C: per layer (observed, nulls, p, draws) under the rotated-weights null (stored on the full key:
-    the null runs the model's W_Q/W_K through torch, so it reads the weights and the library, not only arrays)."""
-    return ctx.stored(_rotation_profiles, ctx.stimuli("rsa_categories").hash(), ROTATIONS)
+def rotation_profiles(ctx, fixed_mean: bool = False) -> list[tuple]:
+    """Claims B and C (D: ``fixed_mean``, the inputs' mean direction held in place): per layer (observed, nulls, p,
+    draws) under the rotated-weights null (stored on the full key: the null runs the model's W_Q/W_K through torch,
+    so it reads the weights and the library, not only arrays)."""
+    args = (ctx.stimuli("rsa_categories").hash(), ROTATIONS) + ((True,) if fixed_mean else ())
+    return ctx.stored(_rotation_profiles, *args)
 
 
-def _rotation_profiles(ctx, cs_hash: str, rotations: int) -> list[tuple]:
+def _rotation_profiles(ctx, cs_hash: str, rotations: int, fixed_mean: bool = False) -> list[tuple]:
     groups, acts = groupings(ctx), qk_acts(ctx)
-    return [rotation_null(model_path(ctx.lm, l), acts[KINDS[2]][l], acts[KINDS[0]][l], acts[KINDS[1]][l], groups,
-                          n_max=rotations, seed=ctx.seed + 1000 * l) for l in range(ctx.n_layers)]
+    X = acts[KINDS[2]]
+    return [rotation_null(model_path(ctx.lm, l), X[l], acts[KINDS[0]][l], acts[KINDS[1]][l], groups,
+                          n_max=rotations, seed=ctx.seed + 1000 * l, fixed=fixed_basis(X[l]) if fixed_mean else None)
+            for l in range(ctx.n_layers)]
 
 
 def claim_bc(ctx, which: str, g: str = "category", role: str = "claim") -> Verdict:
+    """Claim B, C or D from its rotation profiles (D: the mean-fixed null)."""
     acts = qk_acts(ctx)
-    return rotation_claim(rotation_profiles(ctx), acts[KINDS[0]], acts[KINDS[1]], groupings(ctx)[g],
-                          which="rsa" if which == B else "beyond", alpha=ALPHA, sesoi=SESOI, role=role, grouping=g,
-                          claim=which if role == "claim" else f"{which}[{g}]")
+    return rotation_claim(rotation_profiles(ctx, fixed_mean=which == D), acts[KINDS[0]], acts[KINDS[1]],
+                          groupings(ctx)[g], which="rsa" if which == B else "beyond", alpha=ALPHA, sesoi=SESOI,
+                          role=role, grouping=g, claim=which if role == "claim" else f"{which}[{g}]")
 
 
 def gated(ctx, which: str) -> Verdict:
@@ -171,9 +189,10 @@ def _gated(ctx, which: str, cs_hash: str) -> Verdict:
         v = claim_bc(ctx, B)
         ctl = {"rsa_random_weights": controls.random_weights(ctx, claim_bc, B, role="control")}
     else:
-        v = claim_bc(ctx, C)
-        ctl = {"beyond_random_weights": controls.random_weights(ctx, claim_bc, C, role="control")}
-        ctl.update({f"beyond_surface_{g}": claim_bc(ctx, C, g, role="control") if g in surfaces(ctx) else None
+        pre = "beyond" if which == C else "beyond_mean"
+        v = claim_bc(ctx, which)
+        ctl = {f"{pre}_random_weights": controls.random_weights(ctx, claim_bc, which, role="control")}
+        ctl.update({f"{pre}_surface_{g}": claim_bc(ctx, which, g, role="control") if g in surfaces(ctx) else None
                     for g in SURFACES})
     if left_out(ctx) and which != B:
         v.reason = "; ".join(x for x in (v.reason, left_out(ctx)) if x)
@@ -248,6 +267,19 @@ def test_qk_category_beyond_input(ctx, artifacts, check):
           n_words=len(ctx.stimuli("rsa_categories").words))
 
 
+@pytest.mark.claim(D, family="observational", controls=D_CONTROLS)
+def test_qk_category_beyond_mean_input(ctx, artifacts, check):
+    rot, L = rotation_profiles(ctx, fixed_mean=True), ctx.n_layers
+    for kind in ("q", "k"):
+        key = f"delta_{kind}.category"
+        rplot.rsa_by_layer(np.array([r[0][key] for r in rot]), [r[1][key] for r in rot],
+                           artifacts.path(f"beyond_mean_input_{kind}.png"), None, {},
+                           f"{ctx.lm.name}: {kind.upper()} within-minus-across vs the mean-fixed rotated null",
+                           list(range(L)), ylabel="within - across cosine")
+    check(step_tolerances(gated(ctx, D)), tolerance=TOL, site="attn.hook_q/attn.hook_k vs attn.hook_qk_in",
+          n_words=len(ctx.stimuli("rsa_categories").words))
+
+
 test_qk_category_control_fails = control_tests(
     A, A_CONTROLS, lambda ctx: gated(ctx, A),
     doc="The random-weight copy and each surface grouping of the same words must fail claim A's rule.")
@@ -257,3 +289,6 @@ test_qk_rsa_control_fails = control_tests(
 test_qk_category_beyond_input_control_fails = control_tests(
     C, C_CONTROLS, lambda ctx: gated(ctx, C),
     doc="The random-weight copy and each surface grouping must fail claim C's rule.")
+test_qk_category_beyond_mean_input_control_fails = control_tests(
+    D, D_CONTROLS, lambda ctx: gated(ctx, D),
+    doc="The random-weight copy and each surface grouping must fail claim D's rule.")
