@@ -14,12 +14,14 @@ Falsified by: the new component failing the checker, or either bad rule passing 
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from threadpoolctl import threadpool_limits
 import pytest
 
 from mechclaims.calibrate.bound import Size
-from mechclaims.calibrate.pathlength import cell_sizes, power, run_cell, sizes
+from mechclaims.calibrate.pathlength import EXTEND, cell_sizes, cells, power, run_cell, sizes
 from mechclaims.stats.pathlength import path_length_claim
 from mechclaims.stats.pathlength_serial import path_length_rule
 
@@ -81,3 +83,19 @@ def test_sizes_and_power_run_end_to_end():
     # 39 draws: with 19 the smallest p is 1/20 = 0.05, never < 0.05, so power would be 0 by construction
     pw, mde = power(3, 0, phis=(0.0,), effects=(0.0, 0.6), n_perm=39)
     assert pw[-1].power == 1.0 and pw[-1].rho > 0.4 and 0 < mde[0.0] < pw[-1].rho
+
+
+def test_a_cell_that_fails_its_bound_is_extended_with_fresh_seeds():
+    """The two-stage rule (calibrate.pathlength.EXTEND): a failing cell runs 4 more blocks with seeds seed+1..seed+4
+    and is judged on all its runs; a passing cell keeps its first count."""
+    def rejects_first_block(*_a, seed: int, **_k):  # JK rejects in 5 of 20 runs of block seed 0, fewer later
+        ci = (0.1, 0.2) if seed < 5 else (-0.1, 0.1)
+        return SimpleNamespace(testable=True, p=0.5, effect_ci=ci, passed=ci[0] > 0)
+
+    def never(*_a, **_k):
+        return SimpleNamespace(testable=True, p=0.5, effect_ci=(-0.1, 0.1), passed=False)
+
+    kw = dict(phis=(0.0,), trends=("exp8",), configs=("slopes",), n_perm=9, extend=True)
+    bad = cells(20, 0, rule=rejects_first_block, **kw)[0]
+    assert bad.n == 20 * (1 + EXTEND["cell"]) and bad.jk == 5 + 4 + 3 + 2 + 1
+    assert cells(200, 0, rule=never, **kw)[0].n == 200  # 0/200: bound 0.015, no extension (0/20 would extend)
