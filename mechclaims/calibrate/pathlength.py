@@ -43,7 +43,8 @@ N_RUNS = 1000       # bound.runs_needed(0.05) = 419 passes an exact-alpha rule h
 N_PERM = 999        # the deployed claim draws 1,000; with 199 a valid FL rejects at most 9/200 = 0.045, not 0.05
 N_PERM_SLOPES = 199  # slopes configuration: FL's decision there is a power; JK, which is sized there, draws nothing
 SLOPE_SD = 0.5      # per-document slopes of random sign: FL non-null, estimand 0
-# Two stages, stated before the extension was run: a cell (or across-sizes row) whose bound exceeds the limit at its
+# Two stages (the plan, ~5,000 runs for the failing cell, was written in the previous session's note before these
+# runs were made; the code came after them): a cell (or across-sizes row) whose bound exceeds the limit at its
 # first count is extended by EXTEND more blocks of the same count with fresh seeds (seed + 1, ...), and judged on all
 # its runs. Why: at 1,000 runs an exact-alpha rule shows a bound above 0.075 about one time in nine, and with 18
 # rows that happens somewhere in most tables. Measured 2026-12-07: JK phi 0 / rise60, 62/1,000 at seed 0, then
