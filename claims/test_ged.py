@@ -27,9 +27,17 @@ A. ``ged_heldout_specific`` (``test_ged_heldout_specific`` per layer; ``test_ged
    same layer: token identity propagates through random weights, so a pass there means the real model's pass is
    token identity, not something learned); ``ged_gamma_instability`` (a robustness check, not a confound: the layer's rule
    decision changes at shrinkage gamma 0.001 or 0.1, so the evidence depends on the regularization and the layer is
-   ``inconclusive``; round three, before: ``confounded``); ``ged_shuffled_labels`` (model level:
-   fresh within-pair shuffles of the training labels, each run through the whole rule with its own fresh null, at
-   the first, middle and last layer; it passes when more runs pass than binom.ppf(0.99, n, alpha / n_layers) allows).
+   ``inconclusive``; round three, before: ``confounded``); ``ged_same_word`` (a control task in the sense of Hewitt
+   and Liang 2019: the same rule, ``ged_layer`` + ``layer_verdict`` at alpha / n_layers, fitted on 75% and decided on
+   the held-out 25% of ``fixtures/ged_same_word.jsonl``, pairs whose two sides hold the same pronoun "him", read
+   there, while the class is carried by a word with no gender, "On Monday," vs "On Friday,", before the pronoun.
+   A pass there says the rule separates any two words that reach the pronoun's position, so a pass on him/her is
+   not evidence for the category: the layer is ``confounded``. Its labels are not a shuffle of the claim's, so it
+   sits outside the test's permutation group and can pass: tests/test_ged_same_word.py plants it).
+   Round four (issue 27): ``ged_shuffled_labels`` (fresh within-pair shuffles of the training labels through the
+   whole rule) no longer gates: those shuffles are draws from the test's own permutation group, so it passed with
+   probability ~3e-4 whatever the model (a control that cannot pass). Its count is reported on the model-level
+   verdict (``shuffled_runs_passing`` of ``shuffled_runs``: a check of the rule's size, not a control).
 C. ``ged_context_beyond_token`` (new design: fit and test with the pronoun token held fixed). The natural windows are
    split about 50/50 by label, whole source documents (fortune files) on one side (seeded; round three: before, by
    window). Each window is rendered with its pronoun replaced by "him" (and, separately, by
@@ -38,7 +46,10 @@ C. ``ged_context_beyond_token`` (new design: fit and test with the pronoun token
    tested on the held-out half. Rule, per layer: for both token renderings and both directions, top eigenvalue and
    held-out |d| beat the label-permutation refits. Refuted at a layer as in A. Model level: some layer supported
    (aggregate "any"). Controls: ``ged_ctx_random_weights`` (same rule on the random-weight copy, per layer: a pass
-   there is lexical leakage of gendered context words, not learned structure) and ``ged_ctx_shuffled_labels`` (as A).
+   there is lexical leakage of gendered context words, not learned structure) and ``ged_ctx_shuffled_labels`` (model level: fresh label permutations of the training windows
+   through the whole rule at the first, middle and last layer; passes when more runs pass than
+   binom.ppf(0.99, n, alpha / n_layers) allows. Like A's retired shuffled-label control, its permutations belong to
+   the test's own null group (issue 27); C's design is unchanged so far).
 Falsified by: A, a layer whose component does not beat shuffled-label refits out of sample; C, no layer where
 contexts separate with the token held fixed.
 """
@@ -61,15 +72,18 @@ from mechclaims.verdict.expected import load_expected
 ALPHA, GAMMA, GAMMAS, SESOI = 0.05, 0.01, (0.001, 0.1), 0.5
 TEST_FRACTION, CTX_TEST_FRACTION, N_BOOT, SHUFFLE_SEEDS = 0.25, 0.5, 1000, 5
 A, C = "ged_heldout_specific", "ged_context_beyond_token"
-A_CONTROLS, C_CONTROLS = ("ged_random_weights", "ged_gamma_instability", "ged_shuffled_labels"), \
+A_CONTROLS, C_CONTROLS = ("ged_random_weights", "ged_gamma_instability", "ged_same_word"), \
     ("ged_ctx_random_weights", "ged_ctx_shuffled_labels")
 STIMULI = {"ged_pairs": StimuliSet("../fixtures/ged_pairs.jsonl", load_pairs),
-           "ged_heldout": StimuliSet("../fixtures/ged_heldout.jsonl", load_heldout)}
+           "ged_heldout": StimuliSet("../fixtures/ged_heldout.jsonl", load_heldout),
+           "ged_same_word": StimuliSet("../fixtures/ged_same_word.jsonl", load_pairs)}  # claim A's control task
 TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 activations through PCA and eigh; p-values move in 1/(n+1) steps
 EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
 _GED_T = {"gamma": GAMMA, "gammas": GAMMAS, "test_fraction": TEST_FRACTION, "ctx_test_fraction": CTX_TEST_FRACTION,
           "shuffle_seeds": SHUFFLE_SEEDS, "min_draws": "stats.common.min_draws(n_layers, alpha)",
           "ctx_split": "StratifiedGroupKFold(2) by source document"}
+_GED_T_A = {**_GED_T, "same_word": "fixtures/ged_same_word.jsonl: same rule, fit on 75% of pairs (split as A's), "
+                                   "decided on the held-out 25% of pairs"}
 _SESOI_LATE = ("the SESOI (0.5 pooled SD of excess |d|) first appears in a redesign after the old design's numbers on "
                "these stimuli were published (issue 28); round three (2026-12-07): gamma instability gates as "
                "inconclusive, claim C splits by source document")
@@ -77,8 +91,13 @@ DESIGNS = {  # pre-registration (mechclaims.verdict.design); tests/test_preregis
     A: Design(rule="per layer, both directions: top eigenvalue and held-out |d| (natural windows and held-out pairs) "
                    "beat within-pair shuffled-label refits at alpha/n_layers; refuted when the natural windows' excess "
                    "|d| is inside +-SESOI (TOST); controls: random weights (confound), gamma instability "
-                   "(robustness), shuffled labels (model level); model: every layer supported",
-              alpha=ALPHA, sesoi=SESOI, thresholds=_GED_T, stated="2026-11-23", post_hoc=_SESOI_LATE),
+                   "(robustness), same-word pairs (confound: the same rule on pairs holding the same pronoun, the "
+                   "class carried by another word; per layer); shuffled-label runs reported, not gating; model: every "
+                   "layer supported",
+              alpha=ALPHA, sesoi=SESOI, thresholds=_GED_T_A, stated="2026-11-23",
+              post_hoc=_SESOI_LATE + "; round four (2026-12-07, issue 27): the shuffled-label control, which could "
+                                     "not pass (its shuffles are the test's own null draws), is replaced by the "
+                                     "same-word control task; stated before any run of it"),
     C: Design(rule="per layer, both token renderings and both directions: top eigenvalue and held-out |d| beat "
                    "label-permutation refits with the pronoun token held fixed; refuted as A; controls: random "
                    "weights, shuffled labels; model: some layer supported",
@@ -224,19 +243,66 @@ def model_shuffled(ctx, claim: str) -> Verdict:
     return controls.shuffled_labels(runs, alpha=ctx.alpha, claim=f"{claim}[shuffled labels]")
 
 
+def same_word_capture(ctx, words_hash: str) -> dict[str, dict[str, np.ndarray]]:
+    """``{site: {class: rows}}`` of the same-word control pairs, each sentence read at its stated word."""
+    sw = ctx.stimuli("ged_same_word")
+    texts, pos = [], []
+    for cls in sw.contrast.names:
+        for i, (t, w) in enumerate(zip(sw.texts(cls), sw.word_list(cls))):
+            pos.append(locate_word(ctx.lm, t, w, source=f"{sw.source} ({cls} {i + 1})"))
+            texts.append(t)
+    sites = [site("mlp.hook_pre", l) for l in range(ctx.n_layers)]
+    ids = encode(ctx.lm, texts)
+    if ctx.lm.kind == "causal":
+        ids = [x[:p + 1] for x, p in zip(ids, pos)]
+    acts, n = capture(ctx.lm, ids, sites, pos), len(sw)
+    return {s: {c: acts[s][k * n:(k + 1) * n] for k, c in enumerate(sw.contrast.names)} for s in sites}
+
+
+def _fit_same_word(ctx, layer: int, n_null: int, words_hash: str):
+    """Claim A's rule on the same-word pairs: fit on 75% (stratified by frame, A's split), decide on the other 25%."""
+    sw = ctx.stimuli("ged_same_word")
+    a, b = sw.contrast.names
+    acts = ctx.captured(same_word_capture, words_hash)[site("mlp.hook_pre", layer)]
+    tr, te = sw.split(TEST_FRACTION, ctx.seed)
+    res = ged_layer(acts[a][tr], acts[b][tr], {"pairs": (acts[a][te], acts[b][te])}, decide_on=("pairs",),
+                    paired_train=True, paired_heldout=("pairs",), gamma=GAMMA, n_null=n_null, seed=ctx.seed,
+                    n_boot=0, names=(a, b))
+    return dataclasses.replace(res, fits={})
+
+
+def same_word(ctx, layer: int) -> Verdict:
+    """Control ``ged_same_word`` at one layer: claim A's rule (``ged_layer`` + ``layer_verdict`` at ctx.alpha) on pairs
+    whose two sides hold the same pronoun, the class carried by another word. It passes where the rule separates a
+    difference that is not the category (a passing control makes the layer ``confounded``)."""
+    h = ctx.stimuli("ged_same_word").hash()
+    n_null = max(ctx.permutations, min_draws(ctx.n_layers, ALPHA))
+    res = ctx.stored(_fit_same_word, layer, n_null, h,
+                     reads=ctx.captured(same_word_capture, h)[site("mlp.hook_pre", layer)])
+    v = layer_verdict(res, alpha=ctx.alpha, sesoi=SESOI, claim=f"ged_same_word@L{layer}", layer=layer)
+    return controls.as_control(v)
+
+
 def layer_outcome(ctx, layer: int, claim: str) -> Verdict:
     names = A_CONTROLS if claim == A else C_CONTROLS
     ctl = {names[0]: controls.random_weights(ctx, claim_verdict, layer, claim, role="control")}
     if claim == A:
         ctl[names[1]] = controls.regularisation_instability(
             fit(ctx, layer, A, n_boot=0), {g: fit(ctx, layer, A, gamma=g, n_boot=0) for g in GAMMAS}, alpha=ctx.alpha)
-    ctl[names[-1]] = ctx.memo(model_shuffled, claim)
+        ctl[names[2]] = ctx.memo(same_word, layer)
+    else:
+        ctl[names[-1]] = ctx.memo(model_shuffled, claim)
     return claim_verdict(ctx, layer, claim).gate(ctl)
 
 
 def model_verdict(ctx, claim: str) -> Verdict:
     per = {l: ctx.memo(layer_outcome, l, claim) for l in range(ctx.n_layers)}
-    return across_layers(claim, per, "all" if claim == A else "any", A_CONTROLS if claim == A else C_CONTROLS)
+    details = None
+    if claim == A:  # reported, not gating: the rule's size on shuffles drawn from its own null (see the docstring)
+        sh = ctx.memo(model_shuffled, claim)
+        details = {"shuffled_runs": sh.details["n_runs"], "shuffled_runs_passing": sh.details["n_passing"]}
+    return across_layers(claim, per, "all" if claim == A else "any", A_CONTROLS if claim == A else C_CONTROLS,
+                         details=details)
 
 
 def flat(res, prefix: str = "") -> dict[str, float]:
@@ -250,7 +316,7 @@ def flat(res, prefix: str = "") -> dict[str, float]:
 def test_ged_heldout_specific(ctx, layer, check):
     """At this layer, both directions' GED components beat shuffled-label refits in eigenvalue and in held-out |d|
     (natural windows and held-out pairs), at alpha / n_layers; gated on the random-weight copy, gamma stability and
-    fresh shuffled labels."""
+    the same-word control task."""
     check(ctx.memo(layer_outcome, layer, A), numbers=flat(fit(ctx, layer, A)), tolerance=TOL, layer=layer,
           site=site("mlp.hook_pre", layer))
 

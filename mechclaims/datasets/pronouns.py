@@ -10,6 +10,13 @@ Formats (full description in ``fixtures/README_ged.md``):
 * pairs (``.jsonl`` or ``.csv``): ``id``, ``him``, ``her`` and optional ``frame``. The two sentences must be
   identical except that ``him`` holds the word ``him`` exactly once where ``her`` holds ``her``; neither may
   contain the other pronoun. Matching is what lets the design compare the pronoun and nothing else.
+* a pair's class stated apart from its read word (``.jsonl``; the nulls a control needs): a side may be an object
+  ``{"text": ..., "word": ...}``, read at ``word`` (exactly once in the text, whole word), whatever its class; and a
+  ``#! {"classes": [a, b], "read": word or [words]}`` directive makes the classes labels with no words of their own,
+  each sentence read at its one ``read`` word. Such a record ("stated") is checked for its read words and for two
+  sentences that differ; the class-word and matching rules above do not apply to it (the class may be carried by
+  another word: the same pronoun on both sides with a time word varied, ``fixtures/ged_same_word.jsonl``; or him and
+  her on either side, labels shuffled within pairs).
 * held-out windows (``.jsonl`` or ``.csv``): ``id``, ``label`` (``him`` | ``her``), ``text``, optional ``source``.
   The text holds its label's pronoun exactly once (lower case) and not the other pronoun.
 * a plain-text corpus (``.txt``): documents separated by blank lines; windows are cut by
@@ -24,6 +31,7 @@ end of the text, or a closed-class word that cannot start the noun phrase a poss
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -58,6 +66,7 @@ class PronounPairs:
     source: str
     contrast: Contrast = BUNDLED
     words: tuple[list[str], list[str]] | None = None
+    stated: bool = False  # some record states its read word apart from its class (the words then enter the hash)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -79,7 +88,8 @@ class PronounPairs:
         return list(self.words[i]) if self.words is not None else [cls] * len(self)
 
     def hash(self) -> str:
-        return stimuli_hash([self.ids, self.first, self.second] + self.contrast.key())
+        read = [["words", list(self.words[0]), list(self.words[1])]] if self.stated and self.words else []
+        return stimuli_hash([self.ids, self.first, self.second] + self.contrast.key() + read)
 
     def split(self, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Train/test pair indices, stratified by frame so every frame sits on both sides where it can."""
@@ -193,19 +203,11 @@ def load_pairs(path: str | os.PathLike) -> PronounPairs:
         if r["id"] in seen:
             raise StimuliError(f"{where}: duplicate id; ids must be unique.")
         seen.add(str(r["id"]))
-        got = {}
-        for lab in con.names:
-            s = str(r[lab])
-            got[lab] = _one_word(s, lab, con)
-            if isinstance(got[lab], str):
-                fix = (" Each sentence may hold only its own class's words." if "also" in got[lab] else "")
-                raise StimuliError(f"{where}: the {lab!r} sentence {got[lab]}: {s!r}.{fix}")
-        (i, wa), (j, wb), sa, sb = got[a], got[b], str(r[a]), str(r[b])
-        if sa[:i] != sb[:j] or sa[i + len(wa):] != sb[j + len(wb):]:
-            raise StimuliError(f"{where}: the sentences are not matched. Replacing {wa!r} by {wb!r} in {sa!r} "
-                               f"must give exactly {sb!r}.")
-        r["_words"] = (wa, wb)
-        texts = (" ".join(sa.split()), " ".join(sb.split()))
+        if con.read or any(isinstance(r[lab], dict) for lab in con.names):
+            r["_texts"], r["_words"] = _stated(r, con, where)
+        else:
+            r["_texts"], r["_words"] = _class_words(r, con, where)
+        texts = tuple(" ".join(t.split()) for t in r["_texts"])
         if texts in same:
             first_id, first_line = same[texts]
             raise StimuliError(f"{where}: the same pair as id {first_id!r} (line {first_line}) under another id. A "
@@ -217,9 +219,76 @@ def load_pairs(path: str | os.PathLike) -> PronounPairs:
         raise StimuliError(f"{what} {path}: {len(rows)} pairs; the claim needs at least {MIN_PAIRS} (it splits them "
                            f"into train and test and fits covariances). Add pairs.")
     rows.sort(key=lambda r: str(r["id"]))  # canonical order: the file's order never moves a seeded split
+    stated = bool(con.read) or any(r["_stated"] for r in rows)
     return PronounPairs([str(r["id"]) for r in rows], [str(r.get("frame") or "-") for r in rows],
-                        [str(r[a]) for r in rows], [str(r[b]) for r in rows], str(path), con,
-                        ([r["_words"][0] for r in rows], [r["_words"][1] for r in rows]) if con.declared else None)
+                        [r["_texts"][0] for r in rows], [r["_texts"][1] for r in rows], str(path), con,
+                        ([r["_words"][0] for r in rows], [r["_words"][1] for r in rows])
+                        if con.declared or stated else None, stated)
+
+
+def _class_words(r: dict, con: Contrast, where: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The texts and class words of a record whose sides are plain sentences: each holds one word of its class,
+    none of the other's, and the two match apart from that word."""
+    a, b = con.names
+    r["_stated"] = False
+    got = {}
+    for lab in con.names:
+        s = str(r[lab])
+        got[lab] = _one_word(s, lab, con)
+        if isinstance(got[lab], str):
+            fix = (" Each sentence may hold only its own class's words." if "also" in got[lab] else "")
+            raise StimuliError(f"{where}: the {lab!r} sentence {got[lab]}: {s!r}.{fix}")
+    (i, wa), (j, wb), sa, sb = got[a], got[b], str(r[a]), str(r[b])
+    if sa[:i] != sb[:j] or sa[i + len(wa):] != sb[j + len(wb):]:
+        raise StimuliError(f"{where}: the sentences are not matched. Replacing {wa!r} by {wb!r} in {sa!r} "
+                           f"must give exactly {sb!r}.")
+    return (sa, sb), (wa, wb)
+
+
+_SIDE_EXAMPLE = '{"text": "On Monday, I saw him at the station.", "word": "him"}'
+
+
+def _stated(r: dict, con: Contrast, where: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The texts and read words of a record that states its read word apart from its class: a side given as
+    ``{"text", "word"}`` is read at ``word``; a plain side at its one ``read`` word (directive) or, without one, at
+    its one class word. Each read word occurs exactly once (whole word, case-sensitive); the sides differ."""
+    r["_stated"] = True
+    texts, words = [], []
+    for lab in con.names:
+        v = r[lab]
+        if isinstance(v, dict):
+            if set(v) != {"text", "word"} or not isinstance(v["text"], str) or not v["text"].strip() \
+                    or not isinstance(v["word"], str) or not v["word"].strip() or len(v["word"].split()) != 1:
+                raise StimuliError(f"{where}: the {lab!r} side is an object, so it must have exactly the keys "
+                                   f"\"text\" (a non-empty sentence) and \"word\" (one word of it to read at), e.g. "
+                                   f"{_SIDE_EXAMPLE}; got {json.dumps(v)[:120]}.")
+            text, cands = v["text"], (v["word"],)
+        elif isinstance(v, str):
+            text = v
+            if not con.read:  # a plain side beside an object side: read at its class word, as always
+                one = _one_word(text, lab, con)
+                if isinstance(one, str):
+                    raise StimuliError(f"{where}: the {lab!r} sentence {one}: {text!r}. Give it as {_SIDE_EXAMPLE} "
+                                       f"to read it at another word.")
+                texts.append(text)
+                words.append(one[1])
+                continue
+            cands = con.read
+        else:
+            raise StimuliError(f"{where}: the {lab!r} side must be a sentence or an object {_SIDE_EXAMPLE}; got a "
+                               f"JSON {type(v).__name__}.")
+        found = find_one(text, tuple(cands))
+        if len(found) != 1:
+            what = f"the word {cands[0]!r}" if len(cands) == 1 else f"one of the read words {list(cands)}"
+            raise StimuliError(f"{where}: the {lab!r} sentence must contain {what} exactly once (whole word, "
+                               f"case-sensitive: it is where the claim reads), found {len(found)}: {text!r}. Fix the "
+                               f"sentence or name the word to read at with {_SIDE_EXAMPLE}.")
+        texts.append(text)
+        words.append(found[0][1])
+    if " ".join(texts[0].split()) == " ".join(texts[1].split()):
+        raise StimuliError(f"{where}: the two sentences are identical ({texts[0]!r}); a pair must differ somewhere "
+                           f"(in the word that carries its class).")
+    return (texts[0], texts[1]), (words[0], words[1])
 
 
 def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: int = 0,
@@ -269,6 +338,13 @@ def load_heldout(path: str | os.PathLike, n_per_label: int | None = None, seed: 
             if r["label"] not in names:
                 raise StimuliError(f"{where}: label must be {' or '.join(repr(x) for x in names)}, got "
                                    f"{r['label']!r}.")
+            if con.read:  # labels with no words of their own: read at the window's one read word
+                found = find_one(str(r["text"]), con.read)
+                if len(found) != 1:
+                    raise StimuliError(f"{where}: the text must contain exactly one of the read words "
+                                       f"{list(con.read)} (found {len(found)}): {r['text']!r}.")
+                r["_word"] = found[0][1]
+                continue
             one = _one_word(str(r["text"]), r["label"], con)
             if isinstance(one, str):
                 ws = con.words_of(r["label"])

@@ -143,3 +143,140 @@ def plant_ged_token(lm: LoadedModel, layer: int, size: float = 3.0, *, k: int = 
     carry their own token (claim A), but not the contexts once the token is held fixed. A claim must then find:
     claim A's pass matched by token identity (its random-weights control), and no claim C effect at ``layer``."""
     return _plant(lm, layer, size, "token", k, seed, windows)
+
+
+def input_contrast(lm: LoadedModel, layer: int, first: tuple[Sequence[str], Sequence[str]],
+                   second: tuple[Sequence[str], Sequence[str]]) -> np.ndarray:
+    """Mean MLP input at ``layer`` at the read words of ``first`` minus that of ``second`` ((texts, words) each)."""
+    out = []
+    for texts, words in (first, second):
+        pos = [locate_word(lm, t, w) for t, w in zip(texts, words)]
+        ids = encode(lm, list(texts))
+        if lm.kind == "causal":
+            ids = [x[:q + 1] for x, q in zip(ids, pos)]
+        out.append(mlp_input(lm, ids, layer, pos).mean(0))
+    return out[0] - out[1]
+
+
+def _units_planted(lm: LoadedModel, layer: int) -> list[int]:
+    """Neurons that earlier plants in ``lm``'s chain wrote at ``layer`` (a new plant must not reuse them)."""
+    out, info = [], lm.extra.get("plant")
+    node = vars(info) if info is not None else None
+    while node:
+        if node.get("layer") == layer:
+            out += list(node.get("details", {}).get("neurons", []))
+        node = node.get("parent")
+    return out
+
+
+def plant_ged_word(lm: LoadedModel, layer: int, first: tuple[Sequence[str], Sequence[str]],
+                   second: tuple[Sequence[str], Sequence[str]], size: float = 0.3, *, k: int = 4, gain: float = 3.0,
+                   ratio: float = 2.0, noise: float = 0.5, n_noise: int = 24, seed: int = 0, tag: str = "word",
+                   avoid: Sequence[np.ndarray] = ()) -> LoadedModel:
+    """Plant what claim A's GED rule detects, for any two classes of sentences read at a stated word: from
+    ``layer + 1`` on, the read position carries extra variance and a mean shift along one direction (q1) in the first
+    class only, and along another (q2, orthogonal) in the second class only (the structure of the rule's own planted
+    test, tests/test_stats_ged.py: mean / SD of the planted coordinate = ``ratio``).
+
+    ``first``/``second``: (texts, read words) of the two classes (fit on the caller's training rows). ``k`` neurons
+    of the MLP at ``layer`` gate on the class: they read, at the read word, the Fisher direction separating the
+    classes' MLP inputs (ridge-regularised, threshold at the midpoint, ``gain`` per pooled SD), plus a context
+    direction (a top principal component of the inputs, the class direction projected out) whose weight sets the
+    activation's spread, so through the nonlinearity they fire on the first class only, by an amount that varies with
+    the context; they write along q1. ``k`` more do the same for the second class (another context direction) along
+    q2. ``size``: the written vector's norm at a class's mean activation, in units of the median norm of the residual
+    at the read position after ``layer``. On the same-word pairs (Monday/Friday, both read at "him") it is the
+    confound of claim A's ``ged_same_word`` control; on him/her pairs it is a category feature that claim A's rule
+    finds (tests/test_ged_same_word.py). Gated MLPs are not supported.
+
+    ``noise`` > 0 adds ``n_noise`` dimensions of within-pair variation that carries no class: in each, two units
+    write the same direction, one reading ``+class + context_j``, the other ``-class + context_j'`` (two other
+    context directions), so both classes have the same distribution there while the two sentences of a pair differ by
+    a context-dependent amount of either sign (SD ``noise`` times the planted coordinate's). A model's own pairs carry
+    such variation; without it every shuffled-label refit falls into the planted plane and the rule's specificity
+    test cannot tell the fit from its refits (measured on tiny-gpt2: the unedited twin's Monday/Friday pairs differ
+    so little at the pronoun that the refits' median |d| reached half the fit's).
+
+    ``avoid``: MLP-input directions every read of the plant is made orthogonal to (e.g. :func:`input_contrast` of
+    him/her pairs, so a same-word plant fires alike on a pair's him and her sentences and leaves claim A's data
+    alone)."""
+    new = planted_copy(lm)
+    p = mlp_parts(new, layer)
+    if p.gated:
+        raise NotImplementedError(f"{lm.name}: plant_ged_word needs an ungated MLP (GPT-2 style)")
+    X, norms = [], []
+    for texts, words in (first, second):
+        pos = [locate_word(lm, t, w) for t, w in zip(texts, words)]
+        ids = encode(lm, list(texts))
+        if lm.kind == "causal":
+            ids = [x[:q + 1] for x, q in zip(ids, pos)]
+        X.append(mlp_input(lm, ids, layer, pos))
+        name = site("hook_resid_post", layer)
+        norms.append(np.linalg.norm(capture(lm, ids, [name], pos, show=False)[name].astype(np.float64), axis=1))
+    if len(avoid):
+        B = np.linalg.qr(np.column_stack([np.asarray(a, np.float64) for a in avoid]))[0]
+        X = [x - (x @ B) @ B.T for x in X]
+    within = np.vstack([X[0] - X[0].mean(0), X[1] - X[1].mean(0)])
+    cw = np.cov(within, rowvar=False)
+    u = unit(np.linalg.solve(cw + 0.1 * np.trace(cw) / len(cw) * np.eye(len(cw)), X[0].mean(0) - X[1].mean(0)))
+    pa, pb = X[0] @ u, X[1] @ u
+    mid, sd = (pa.mean() + pb.mean()) / 2, float(np.sqrt((pa.var(ddof=1) + pb.var(ddof=1)) / 2))
+    half = float((pa.mean() - pb.mean()) / (2 * sd))  # each class's distance from the threshold, in SDs
+    rest = within - np.outer(within @ u, u)
+    ctx_dirs = np.linalg.svd(rest, full_matrices=False)[2]  # context directions (PCs, u projected out), top first
+    # Mean / SD of a unit's pre-activation on its own class is ``half`` with gain alone: a context term (h) lowers
+    # it, a threshold moved towards the other class (shift, in SDs) raises it.
+    h = float(np.sqrt(max((gain * half / ratio) ** 2 - gain ** 2, 0.0)))
+    shift = max(ratio - half, 0.0)
+    d_model = X[0].shape[1]
+    q = np.linalg.qr(np.random.default_rng([seed, 4177]).normal(size=(d_model, 2)))[0]
+    idx = pick_units(p.d_mlp, 2 * k, seed, exclude=_units_planted(lm, layer))
+    act = getattr(p.parent, "act_fn", None) or getattr(p.parent, "act")
+    scale = size * float(np.median(np.concatenate(norms)))
+    rows_in = p.fc.weight.T if type(p.fc).__name__ == "Conv1D" else p.fc.weight
+    means, spreads = [], []
+    allx = np.vstack(X)
+    with torch.no_grad():
+        for j, sign in enumerate((1.0, -1.0)):
+            v = ctx_dirs[j]
+            vm, vs = float((allx @ v).mean()), float((allx @ v).std())
+            w = sign * gain * u / sd + h * v / vs
+            b = -sign * gain * mid / sd - h * vm / vs + gain * shift
+            own = X[j] @ w + b  # the units' pre-activation on their own class's rows
+            a = act(torch.as_tensor(own)).numpy()
+            means.append(float(a.mean()))
+            spreads.append(float(a.std()))
+            units = torch.as_tensor(idx[j * k:(j + 1) * k])
+            rows_in[units] = torch.as_tensor(np.tile(w, (k, 1)), dtype=rows_in.dtype)
+            p.fc.bias[units] = float(b)
+            p.w_out()[units] = torch.as_tensor(np.tile(q[:, j] * scale / (k * means[-1]), (k, 1)), dtype=rows_in.dtype)
+        if noise > 0:
+            _noise_units(p, rows_in, act, allx, u, mid, sd, gain, within, q, idx, noise * spreads[0] * scale / means[0],
+                         n_noise, k, seed, lm, layer)
+    edited = [param_name(new.model, t) for t in (p.fc.weight, p.fc.bias, p.out.weight)]
+    info = PlantInfo(f"ged_word_{tag}", layer, float(size), edited, {
+        "neurons": idx.tolist(), "gain": gain, "context_gain": h, "shift": shift, "separation_d": 2 * half,
+        "mean_activation": means, "sd_activation": spreads, "residual_norm": scale / size if size else 0.0, "k": k,
+        "seed": seed})
+    return finish(new, lm, info, f"ged_word_{tag}@L{layer}:s{size:g}")
+
+
+def _noise_units(p, rows_in, act, allx, u, mid, sd, gain, within, q, idx, size, n, k, seed, lm, layer) -> None:
+    """``n`` class-free dimensions of within-pair variation (see :func:`plant_ged_word`): SD ``size`` each."""
+    d = allx.shape[1]
+    dirs = np.linalg.svd(within - np.outer(within @ u, u), full_matrices=False)[2][2:2 + 2 * n]
+    basis = np.linalg.qr(np.hstack([q, np.random.default_rng([seed, 4178]).normal(size=(d, n))]))[0][:, 2:]
+    units = pick_units(p.d_mlp, 2 * n, seed + 1, exclude=list(idx) + _units_planted(lm, layer))
+    z = (allx @ u - mid) / sd
+    for j in range(n):
+        got = []
+        for m, sign in enumerate((1.0, -1.0)):
+            v = dirs[(2 * j + m) % len(dirs)]
+            vm, vs = float((allx @ v).mean()), float((allx @ v).std())
+            w, b = sign * gain * u / sd + gain * v / vs, -sign * gain * mid / sd - gain * vm / vs
+            got.append(act(torch.as_tensor(sign * gain * z + gain * ((allx @ v) - vm) / vs)).numpy())
+            rows_in[int(units[2 * j + m])] = torch.as_tensor(w, dtype=rows_in.dtype)
+            p.fc.bias[int(units[2 * j + m])] = float(b)
+        spread = float(np.std(got[0] + got[1])) or 1.0
+        for m in range(2):
+            p.w_out()[int(units[2 * j + m])] = torch.as_tensor(basis[:, j] * size / spread, dtype=rows_in.dtype)
