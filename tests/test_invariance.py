@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "fixtures"
 FILES = {"ged_pairs": "ged_pairs.jsonl", "ged_heldout": "ged_heldout.jsonl", "lesion_causal": "lesion_causal.jsonl",
          "lesion_masked": "lesion_masked.jsonl", "passages": "passages.jsonl", "rsa_categories": "rsa_categories.json",
-         "patching_pairs": "patching_pairs.jsonl"}
+         "patching_pairs": "patching_pairs.jsonl", "ged_same_word": "ged_same_word.jsonl"}
 
 
 def _copy(tmp: Path, shuffle: bool) -> list[str]:
