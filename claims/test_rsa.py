@@ -254,30 +254,27 @@ def isotropic_rho(ctx, cs_hash: str) -> np.ndarray:
                                      n_draws=200, seed=ctx.seed)
 
 
-@pytest.mark.claim(C, family="observational", controls=C_CONTROLS)
-def test_qk_category_beyond_input(ctx, artifacts, check):
-    rot, L = rotation_profiles(ctx), ctx.n_layers
+def beyond(ctx, artifacts, check, which: str) -> None:
+    """Claims C and D: the per-layer plots against their null, then the gated verdict."""
+    rot, null = rotation_profiles(ctx, fixed_mean=which == D), "mean-fixed rotated" if which == D else "rotated-weights"
     for kind in ("q", "k"):
         key = f"delta_{kind}.category"
         rplot.rsa_by_layer(np.array([r[0][key] for r in rot]), [r[1][key] for r in rot],
-                           artifacts.path(f"beyond_input_{kind}.png"), None, {},
-                           f"{ctx.lm.name}: {kind.upper()} within-minus-across vs the rotated-weights null",
-                           list(range(L)), ylabel="within - across cosine")
-    check(step_tolerances(gated(ctx, C)), tolerance=TOL, site="attn.hook_q/attn.hook_k vs attn.hook_qk_in",
+                           artifacts.path(f"beyond_{'mean_' if which == D else ''}input_{kind}.png"), None, {},
+                           f"{ctx.lm.name}: {kind.upper()} within-minus-across vs the {null} null",
+                           list(range(ctx.n_layers)), ylabel="within - across cosine")
+    check(step_tolerances(gated(ctx, which)), tolerance=TOL, site="attn.hook_q/attn.hook_k vs attn.hook_qk_in",
           n_words=len(ctx.stimuli("rsa_categories").words))
+
+
+@pytest.mark.claim(C, family="observational", controls=C_CONTROLS)
+def test_qk_category_beyond_input(ctx, artifacts, check):
+    beyond(ctx, artifacts, check, C)
 
 
 @pytest.mark.claim(D, family="observational", controls=D_CONTROLS)
 def test_qk_category_beyond_mean_input(ctx, artifacts, check):
-    rot, L = rotation_profiles(ctx, fixed_mean=True), ctx.n_layers
-    for kind in ("q", "k"):
-        key = f"delta_{kind}.category"
-        rplot.rsa_by_layer(np.array([r[0][key] for r in rot]), [r[1][key] for r in rot],
-                           artifacts.path(f"beyond_mean_input_{kind}.png"), None, {},
-                           f"{ctx.lm.name}: {kind.upper()} within-minus-across vs the mean-fixed rotated null",
-                           list(range(L)), ylabel="within - across cosine")
-    check(step_tolerances(gated(ctx, D)), tolerance=TOL, site="attn.hook_q/attn.hook_k vs attn.hook_qk_in",
-          n_words=len(ctx.stimuli("rsa_categories").words))
+    beyond(ctx, artifacts, check, D)
 
 
 test_qk_category_control_fails = control_tests(
