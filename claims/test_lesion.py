@@ -317,8 +317,9 @@ def plot(ctx, rule: str, artifacts) -> None:
     layers, names = list(range(ctx.n_layers)), pair_sides(pairs(ctx))
     vs = [layer_results(ctx, l)[rule] for l in layers]
 
-    def col(key: str) -> np.ndarray:  # the mean over the two sides
-        return np.array([np.nanmean([v.details.get(f"{s}.{key}", np.nan) for s in names]) for v in vs])
+    def col(key: str) -> np.ndarray:  # the mean over the sides that report it (NaN where neither does)
+        got = [[x for s in names if np.isfinite(x := v.details.get(f"{s}.{key}", np.nan))] for v in vs]
+        return np.array([np.mean(g) if g else np.nan for g in got])
 
     band = {rule: {"effect": col("excess"), "null_q50": col("random_mean"), "null_q05": col("random_q05"),
                    "null_q95": col("random_q95"),

@@ -33,8 +33,11 @@ def test_a_shipped_entry_is_read_on_a_local_miss_and_a_damaged_one_is_recomputed
     t0 = time.time() - 1
     ActivationStore(tmp_path / "made", what="statistic").get(KEY, _computed(calls))
     ActivationStore(tmp_path / "made", what="statistic").get({**KEY, "model": "other"}, _computed(calls))
+    (tmp_path / "statistics").mkdir()
+    (tmp_path / "statistics" / "README.md").write_text("kept")
     meta = ship(tmp_path / "made", tmp_path / "statistics", t0, ["smollm2-135m"], [])
     assert meta["entries"] == 1 and (tmp_path / "statistics" / MANIFEST).is_file()  # the other model is not shipped
+    assert (tmp_path / "statistics" / "README.md").read_text() == "kept"  # only entries are replaced
     fresh = ActivationStore(tmp_path / "user", what="statistic", shipped=tmp_path / "statistics")
     got = fresh.get(KEY, _computed(calls))
     assert calls == [1, 1] and fresh.shipped_hits == 1 and fresh.hits == 1 and fresh.misses == 0

@@ -59,10 +59,11 @@ def entries_since(store: Path, since: float, models: list[str]) -> list[Path]:
 
 
 def ship(store: Path, dest: Path, since: float, models: list[str], claim_files: list[Path]) -> dict:
-    """Replace ``dest`` with the entries of ``models`` used since ``since``; returns the manifest written."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    """Replace the entries in ``dest`` (its .npz and .json files; anything else, e.g. its README, stays) with the
+    entries of ``models`` used since ``since``; returns the manifest written."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for old in [*dest.glob("*.npz"), *dest.glob("*.json")]:
+        old.unlink()
     n, size = 0, 0
     for man in entries_since(store, since, models):
         npz = man.with_suffix(".npz")
