@@ -74,7 +74,7 @@ def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for d in ("mechclaims", "claims", "fixtures", "baselines"):  # the wheel maps the last three into the package
+    for d in ("mechclaims", "claims", "fixtures", "baselines", "statistics"):  # the wheel maps the last four in
         shutil.copytree(ROOT / d, src / d, ignore=skip)
     for f in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / f, src / f)
