@@ -17,39 +17,26 @@ alpha / n_layers (Bonferroni over every layer of the model, whatever ``--layers`
 A. ``ged_heldout_specific`` (``test_ged_heldout_specific`` per layer; ``test_ged_heldout_specific_rule`` per model).
    Fit on 75% of the pairs (stratified by frame, seeded). Rule, per layer, for both directions (him>her, her>him):
    the top eigenvalue beats shuffled-label refits (within-pair swaps) AND the component's held-out |d| beats the
-   refits' held-out |d| on the natural windows and on the held-out 25% of pairs. The held-out t-test is reported,
-   never deciding (refits pass it 80-99.9% of the time: every held-out window carries its own pronoun token).
-   Refuted at a layer when, for a direction, the natural windows' excess |d| over the refits' median lies inside
-   +-0.5 (SESOI, stated here before looking: a component that adds less than half a pooled SD of separation over
-   components fitted to shuffled labels does not isolate anything; TOST at alpha / n_layers). Model level: every
-   layer supported (aggregate "all"; the rule pre-registered for this claim since its first version).
-   Controls, each gating the layer: ``ged_random_weights`` (the same rule on a random-weight copy of the model at the
-   same layer: token identity propagates through random weights, so a pass there means the real model's pass is
-   token identity, not something learned); ``ged_gamma_instability`` (a robustness check, not a confound: the layer's rule
-   decision changes at shrinkage gamma 0.001 or 0.1, so the evidence depends on the regularization and the layer is
-   ``inconclusive``; round three, before: ``confounded``); ``ged_same_word`` (a control task in the sense of Hewitt
-   and Liang 2019: the same rule, ``ged_layer`` + ``layer_verdict`` at alpha / n_layers, fitted on 75% and decided on
-   the held-out 25% of ``fixtures/ged_same_word.jsonl``, pairs whose two sides hold the same pronoun "him", read
-   there, while the class is carried by a word with no gender, "On Monday," vs "On Friday,", before the pronoun.
-   A pass there says the rule separates any two words that reach the pronoun's position, so a pass on him/her is
-   not evidence for the category: the layer is ``confounded``. Its labels are not a shuffle of the claim's, so it
-   sits outside the test's permutation group and can pass: tests/test_ged_same_word.py plants it).
-   Round four (issue 27): ``ged_shuffled_labels`` (fresh within-pair shuffles of the training labels through the
-   whole rule) no longer gates: those shuffles are draws from the test's own permutation group, so it passed with
-   probability ~3e-4 whatever the model (a control that cannot pass). Its count is reported on the model-level
-   verdict (``shuffled_runs_passing`` of ``shuffled_runs``: a check of the rule's size, not a control).
-C. ``ged_context_beyond_token`` (new design: fit and test with the pronoun token held fixed). The natural windows are
-   split about 50/50 by label, whole source documents (fortune files) on one side (seeded; round three: before, by
-   window). Each window is rendered with its pronoun replaced by "him" (and, separately, by
-   "her"), so every vector carries the same token and only the context differs. GED is fitted on the training half
-   (S = him-contexts, R = her-contexts; unpaired, label-permutation null; PCA capped at half the smaller class) and
-   tested on the held-out half. Rule, per layer: for both token renderings and both directions, top eigenvalue and
-   held-out |d| beat the label-permutation refits. Refuted at a layer as in A. Model level: some layer supported
-   (aggregate "any"). Controls: ``ged_ctx_random_weights`` (same rule on the random-weight copy, per layer: a pass
-   there is lexical leakage of gendered context words, not learned structure) and ``ged_ctx_shuffled_labels`` (model level: fresh label permutations of the training windows
-   through the whole rule at the first, middle and last layer; passes when more runs pass than
-   binom.ppf(0.99, n, alpha / n_layers) allows. Like A's retired shuffled-label control, its permutations belong to
-   the test's own null group (issue 27); C's design is unchanged so far).
+   refits' held-out |d| on the natural windows and on the held-out 25% of pairs (the held-out t-test is reported,
+   never deciding). Refuted at a layer when, for a direction, the natural windows' excess |d| over the refits' median
+   lies inside +-0.5 (SESOI: half a pooled SD of separation over components fitted to shuffled labels; TOST at
+   alpha / n_layers) and the |d| test could have seen such an excess (power >= 0.8, ``stats.ged.power_at_sesoi``;
+   else ``inconclusive``). Model level: every layer supported (aggregate "all"). Controls, each gating the layer:
+   ``ged_random_weights`` (the rule on a random-weight copy: a pass there is token identity, not something learned),
+   ``ged_gamma_instability`` (robustness: the decision changes at gamma 0.001 or 0.1, so the layer is
+   ``inconclusive``) and ``ged_same_word`` (a control task: the same rule on ``fixtures/ged_same_word.jsonl``, pairs
+   that both hold "him" while the class is carried by "On Monday," vs "On Friday,"; a pass makes the layer
+   ``confounded``; tests/test_ged_same_word.py plants it). Fresh shuffled-label runs are reported on the model
+   verdict (``shuffled_runs_passing``), never gating: they are draws from the test's own null, so they could not pass.
+C. ``ged_context_beyond_token``: the pronoun token held fixed. The natural windows are split about 50/50 by label,
+   whole source documents on one side (``mechclaims.datasets.splits.document_split``); each window is rendered with
+   its pronoun replaced by "him" (and, separately, by "her"), so only the context differs. GED is fitted on one half
+   (unpaired, label-permutation null; PCA capped at half the smaller class) and tested on the other. Rule, per layer:
+   for both renderings and both directions, top eigenvalue and held-out |d| beat the label-permutation refits;
+   refuted as A. Model level: some layer supported (aggregate "any"). Control: ``ged_ctx_random_weights`` (the rule
+   on the random-weight copy: a pass is lexical leakage of gendered context words). Shuffled-label runs are reported,
+   as A's are.
+The reasons for each choice and the rounds that changed them: ``fixtures/README_ged.md`` ("Why the design is so").
 Falsified by: A, a layer whose component does not beat shuffled-label refits out of sample; C, no layer where
 contexts separate with the token held fixed.
 """
@@ -62,18 +49,19 @@ import pytest
 
 from mechclaims.claim import Design, StimuliSet, Verdict, across_layers, control_tests, controls
 from mechclaims.datasets.pronouns import load_heldout, load_pairs
-from mechclaims.forward.capture import capture, encode, locate_word
+from mechclaims.datasets.splits import document_split
+from mechclaims.forward.capture import capture_at_words
 from mechclaims.model.sites import site
 from mechclaims.plots.ged import plot_ged_layers, plot_ged_null
 from mechclaims.stats.common import min_draws
 from mechclaims.stats.ged import ged_layer, layer_verdict
 from mechclaims.verdict.expected import load_expected
+from mechclaims.verdict.joint import all_of
 
 ALPHA, GAMMA, GAMMAS, SESOI = 0.05, 0.01, (0.001, 0.1), 0.5
 TEST_FRACTION, CTX_TEST_FRACTION, N_BOOT, SHUFFLE_SEEDS = 0.25, 0.5, 1000, 5
 A, C = "ged_heldout_specific", "ged_context_beyond_token"
-A_CONTROLS, C_CONTROLS = ("ged_random_weights", "ged_gamma_instability", "ged_same_word"), \
-    ("ged_ctx_random_weights", "ged_ctx_shuffled_labels")
+A_CONTROLS, C_CONTROLS = ("ged_random_weights", "ged_gamma_instability", "ged_same_word"), ("ged_ctx_random_weights",)
 STIMULI = {"ged_pairs": StimuliSet("../fixtures/ged_pairs.jsonl", load_pairs),
            "ged_heldout": StimuliSet("../fixtures/ged_heldout.jsonl", load_heldout),
            "ged_same_word": StimuliSet("../fixtures/ged_same_word.jsonl", load_pairs)}  # claim A's control task
@@ -87,22 +75,28 @@ _GED_T_A = {**_GED_T, "same_word": "fixtures/ged_same_word.jsonl: same rule, fit
 _SESOI_LATE = ("the SESOI (0.5 pooled SD of excess |d|) first appears in a redesign after the old design's numbers on "
                "these stimuli were published (issue 28); round three (2026-12-07): gamma instability gates as "
                "inconclusive, claim C splits by source document")
+_POWER_LATE = ("round five (2026-12-07, issue 27): refuted also needs the |d| test's power >= 0.8 at an excess of "
+               "SESOI (stats.ged.power_at_sesoi); stated after the refuted outcomes on smollm2-135m and gemma3-270m "
+               "were recorded, as the issue asked, whatever it does to them")
 DESIGNS = {  # pre-registration (mechclaims.verdict.design); tests/test_preregistration.py holds the hashes
     A: Design(rule="per layer, both directions: top eigenvalue and held-out |d| (natural windows and held-out pairs) "
                    "beat within-pair shuffled-label refits at alpha/n_layers; refuted when the natural windows' excess "
-                   "|d| is inside +-SESOI (TOST); controls: random weights (confound), gamma instability "
+                   "|d| is inside +-SESOI (TOST) and the |d| test had power >= 0.8 at an excess of SESOI; controls: random weights (confound), gamma instability "
                    "(robustness), same-word pairs (confound: the same rule on pairs holding the same pronoun, the "
                    "class carried by another word; per layer); shuffled-label runs reported, not gating; model: every "
                    "layer supported",
               alpha=ALPHA, sesoi=SESOI, thresholds=_GED_T_A, stated="2026-11-23",
               post_hoc=_SESOI_LATE + "; round four (2026-12-07, issue 27): the shuffled-label control, which could "
                                      "not pass (its shuffles are the test's own null draws), is replaced by the "
-                                     "same-word control task; stated before any run of it"),
+                                     "same-word control task; stated before any run of it; " + _POWER_LATE),
     C: Design(rule="per layer, both token renderings and both directions: top eigenvalue and held-out |d| beat "
-                   "label-permutation refits with the pronoun token held fixed; refuted as A; controls: random "
-                   "weights, shuffled labels; model: some layer supported",
+                   "label-permutation refits with the pronoun token held fixed; refuted as A; control: random "
+                   "weights; shuffled-label runs reported, not gating; model: some layer supported",
               alpha=ALPHA, sesoi=SESOI, thresholds=_GED_T, stated="2026-11-30",
-              post_hoc="a new design after A's runs on the same windows (named separately); " + _SESOI_LATE),
+              post_hoc="a new design after A's runs on the same windows (named separately); " + _SESOI_LATE
+                       + "; round five (2026-12-07, issue 27): the shuffled-label control, which could not pass (its "
+                         "permutations are the test's own null draws), is reported, not gating; it failed at every "
+                         "layer of every model before, so no outcome can move; " + _POWER_LATE),
 }
 
 
@@ -123,17 +117,14 @@ def ged_capture(ctx, pairs_hash: str, held_hash: str) -> dict[str, dict[str, np.
               "swap": (held.swapped(), [con.token(con.other(x)) for x in held.labels])}
     if any(w != con.token(x) for w, x in zip(held.word_list(), held.labels)):
         groups["same"] = (held.rendered(lambda x: x), [con.token(x) for x in held.labels])
-    texts, pos, spans = [], [], {}
-    for g, (ts, words) in groups.items():
+    texts, words, names, spans = [], [], [], {}
+    for g, (ts, ws) in groups.items():
         spans[g] = slice(len(texts), len(texts) + len(ts))
         src = pairs.source if g.startswith("pair") else held.source
-        pos += [locate_word(ctx.lm, t, w, source=f"{src} ({g} {i + 1})") for i, (t, w) in enumerate(zip(ts, words))]
-        texts += list(ts)
+        names += [f"{src} ({g} {i + 1})" for i in range(len(ts))]
+        texts, words = texts + list(ts), words + list(ws)
     sites = [site("mlp.hook_pre", l) for l in range(ctx.n_layers)]
-    ids = encode(ctx.lm, texts)
-    if ctx.lm.kind == "causal":  # the pronoun's activations depend only on its prefix: skip the rest (~2x faster)
-        ids = [x[:p + 1] for x, p in zip(ids, pos)]
-    acts = capture(ctx.lm, ids, sites, pos)
+    acts = capture_at_words(ctx.lm, texts, words, sites, sources=names)  # causal: cut after the word (~2x faster)
     return {s: {g: acts[s][sl] for g, sl in spans.items()} for s in sites}
 
 
@@ -157,30 +148,15 @@ def data_a(acts, ctx, labels, shuffle_seed=None):
     return (him, her), held
 
 
-def context_split(labels: np.ndarray, sources: list[str], seed: int) -> np.ndarray:
-    """Held-out mask for claim C: about half of each label's windows, whole source documents on one side (sklearn's
-    StratifiedGroupKFold, 2 folds, seeded), so that no topic file feeds both the fit and the test (round three:
-    before, windows were split one by one, and topics are unbalanced by label, e.g. men-women 35 of 93 "her").
-    With fewer than 4 sources (a user's single-source file) the windows themselves are the groups."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    groups = np.asarray(sources if len(set(sources)) >= 4 else range(len(labels)))
-    folds = StratifiedGroupKFold(n_splits=2, shuffle=True, random_state=int(seed) % 2**32)
-    _, te = next(folds.split(np.zeros(len(labels)), labels, groups))
-    test = np.zeros(len(labels), bool)
-    test[te] = True
-    return test
-
-
 def data_c(acts, ctx, held, token: str, shuffle_seed=None):
     """Claim C at one site: windows rendered with class ``token``'s token (context labels kept), split about 50/50
-    by label with whole source documents on one side (:func:`context_split`)."""
+    by label with whole source documents on one side (``mechclaims.datasets.splits.document_split``)."""
     con, (a, b) = held.contrast, held.contrast.names
     lab = np.asarray(held.labels)
     own = np.asarray([w == con.token(x) for w, x in zip(held.word_list(), held.labels)])
     mine = acts["nat"] if own.all() else np.where(own[:, None], acts["nat"], acts["same"])
     X = np.where((lab == token)[:, None], mine, acts["swap"])  # every row now carries ``token``'s token
-    test = context_split(lab, held.sources, ctx.seed)
+    test = document_split(lab, held.sources, ctx.seed)
     y = lab.copy()
     if shuffle_seed is not None:
         tr_idx = np.flatnonzero(~test)
@@ -218,19 +194,10 @@ def claim_verdict(ctx, layer: int, claim: str, role: str = "claim", shuffle_seed
     """The rule at one layer (without controls): A on the pair fit; C on both token renderings (IUT)."""
     names = stimuli(ctx)[0].contrast.names
     tokens = names[:1] if claim == A else names
-    vs = [layer_verdict(fit(ctx, layer, claim, shuffle_seed=shuffle_seed, token=t,
-                            n_boot=0 if role == "control" else N_BOOT), alpha=ctx.alpha, sesoi=SESOI,
-                        claim=f"{claim}@L{layer}" + ("" if claim == A else f"[as {t}]"), layer=layer) for t in tokens]
-    if len(vs) == 1:
-        v = vs[0]
-    else:
-        det = {f"as_{t}.{k}": x for t, v in zip(tokens, vs) for k, x in v.details.items()}
-        v = Verdict(claim=f"{claim}@L{layer}", statistic_name="max_p", statistic=max(x.statistic for x in vs),
-                    p=max(x.statistic for x in vs), rule="both token renderings: " + vs[0].rule,
-                    passed=all(x.passed for x in vs), testable=all(x.testable for x in vs),
-                    effect_name=vs[0].effect_name, effect=min(x.effect for x in vs), details=det,
-                    absent=any(x.absent for x in vs), absence="; ".join(x.absence for x in vs),
-                    reason="; ".join(x.reason for x in vs if x.reason))
+    v = all_of(f"{claim}@L{layer}", {f"as_{t}": layer_verdict(
+        fit(ctx, layer, claim, shuffle_seed=shuffle_seed, token=t, n_boot=0 if role == "control" else N_BOOT),
+        alpha=ctx.alpha, sesoi=SESOI, claim=f"{claim}@L{layer}" + ("" if claim == A else f"[as {t}]"), layer=layer,
+        tolerance=TOL) for t in tokens})
     v.role = role
     return v
 
@@ -246,16 +213,12 @@ def model_shuffled(ctx, claim: str) -> Verdict:
 def same_word_capture(ctx, words_hash: str) -> dict[str, dict[str, np.ndarray]]:
     """``{site: {class: rows}}`` of the same-word control pairs, each sentence read at its stated word."""
     sw = ctx.stimuli("ged_same_word")
-    texts, pos = [], []
+    texts, words, names = [], [], []
     for cls in sw.contrast.names:
-        for i, (t, w) in enumerate(zip(sw.texts(cls), sw.word_list(cls))):
-            pos.append(locate_word(ctx.lm, t, w, source=f"{sw.source} ({cls} {i + 1})"))
-            texts.append(t)
+        texts, words = texts + list(sw.texts(cls)), words + list(sw.word_list(cls))
+        names += [f"{sw.source} ({cls} {i + 1})" for i in range(len(sw.texts(cls)))]
     sites = [site("mlp.hook_pre", l) for l in range(ctx.n_layers)]
-    ids = encode(ctx.lm, texts)
-    if ctx.lm.kind == "causal":
-        ids = [x[:p + 1] for x, p in zip(ids, pos)]
-    acts, n = capture(ctx.lm, ids, sites, pos), len(sw)
+    acts, n = capture_at_words(ctx.lm, texts, words, sites, sources=names), len(sw)
     return {s: {c: acts[s][k * n:(k + 1) * n] for k, c in enumerate(sw.contrast.names)} for s in sites}
 
 
@@ -290,17 +253,13 @@ def layer_outcome(ctx, layer: int, claim: str) -> Verdict:
         ctl[names[1]] = controls.regularisation_instability(
             fit(ctx, layer, A, n_boot=0), {g: fit(ctx, layer, A, gamma=g, n_boot=0) for g in GAMMAS}, alpha=ctx.alpha)
         ctl[names[2]] = ctx.memo(same_word, layer)
-    else:
-        ctl[names[-1]] = ctx.memo(model_shuffled, claim)
     return claim_verdict(ctx, layer, claim).gate(ctl)
 
 
 def model_verdict(ctx, claim: str) -> Verdict:
     per = {l: ctx.memo(layer_outcome, l, claim) for l in range(ctx.n_layers)}
-    details = None
-    if claim == A:  # reported, not gating: the rule's size on shuffles drawn from its own null (see the docstring)
-        sh = ctx.memo(model_shuffled, claim)
-        details = {"shuffled_runs": sh.details["n_runs"], "shuffled_runs_passing": sh.details["n_passing"]}
+    sh = ctx.memo(model_shuffled, claim)  # reported, not gating: the rule's size on its own null draws (docstring)
+    details = {"shuffled_runs": sh.details["n_runs"], "shuffled_runs_passing": sh.details["n_passing"]}
     return across_layers(claim, per, "all" if claim == A else "any", A_CONTROLS if claim == A else C_CONTROLS,
                          details=details)
 

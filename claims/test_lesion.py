@@ -56,7 +56,8 @@ from mechclaims.model.sites import site
 from mechclaims.model.weights import logit_direction, w_out
 from mechclaims.plots.lesion import plot_effect_by_layer
 from mechclaims.stats import lesion as L
-from mechclaims.stats.lesion_heldout import guard, layer_verdict, random_set_control, unrelated_control
+from mechclaims.stats.lesion_heldout import layer_verdict, random_set_control, unrelated_control
+from mechclaims.verdict.tolerance import guard
 from mechclaims.stats.lesion_null import random_baseline
 from mechclaims.stats.lesion_pairflip import pair_flip_side
 from mechclaims.stats.lesion_precondition import paired_precondition

@@ -124,7 +124,7 @@ def _data(ctx) -> dict:
     # non-finite activations stops here with capture's NonFiniteActivationError (site, layer, weights).
     capture(ctx.lm, tp.clean[:4], [site("hook_resid_pre", l) for l in range(ctx.n_layers)], "last")
     key = (pairs_hash(pairs), ctx.seed, N_TRAIN, N_TEST)
-    sel = ctx.captured(screened, key)
+    sel = ctx.stored(screened, key)  # model-keyed statistics (verified reuse), so the shipped store carries them
     # The unrelated source: another name pair (group) and frame of the same length whose *clean* prompt has the
     # base's target, so its final residual carries the clean answer and the control can restore it (round three:
     # before, the source carried the base's own answer and the control could not pass). The plant library's
@@ -167,7 +167,7 @@ def resid_runs(ctx, key: tuple) -> dict:
 
 
 def resid(ctx) -> dict:
-    return ctx.captured(resid_runs, data(ctx)["key"])
+    return ctx.stored(resid_runs, data(ctx)["key"])
 
 
 def layer_verdicts(ctx, design: str) -> dict[int, Verdict]:
@@ -282,7 +282,7 @@ def component_runs(ctx, key: tuple) -> dict:
 
 
 def components(ctx) -> dict:
-    return ctx.captured(component_runs, data(ctx)["key"] + (TAU, K_MAX, N_RANDOM_SETS))
+    return ctx.stored(component_runs, data(ctx)["key"] + (TAU, K_MAX, N_RANDOM_SETS))
 
 
 def random_control(ctx) -> Verdict:

@@ -12,7 +12,8 @@ from scipy import stats
 
 from mechclaims.calibrate import lesion as C
 from mechclaims.stats.lesion_decision import Side, layer_verdict as old_layer_verdict
-from mechclaims.stats.lesion_heldout import guard, layer_verdict, random_set_control, unrelated_control
+from mechclaims.stats.lesion_heldout import layer_verdict, random_set_control, unrelated_control
+from mechclaims.verdict.tolerance import guard
 from mechclaims.stats.lesion_pairflip import pair_flip_side
 from mechclaims.stats.lesion_precondition import paired_precondition
 

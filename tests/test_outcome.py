@@ -138,3 +138,18 @@ def test_ged_gamma_instability_is_a_robustness_control():
     assert v.gate({"ged_gamma_instability": changed}).outcome == "inconclusive"
     src = open(ged_ctl.__file__).read()
     assert 'kind="robustness"' in src.split("def gamma_control")[1].split("def ")[0]
+
+
+def test_all_of_passes_only_when_every_part_passes():
+    from mechclaims.verdict.joint import all_of
+
+    def part(p, passed, absent=False, effect=0.3):
+        return Verdict(claim="c", statistic_name="p", statistic=p, p=p, rule="r", passed=passed, effect=effect,
+                       effect_name="e", absent=absent, absence="shown" if absent else "")
+
+    j = all_of("c", {"a": part(0.001, True), "b": part(0.2, False, effect=0.1)})
+    assert not j.passed and j.p == 0.2 and j.effect == 0.1 and j.outcome != "supported"
+    assert all_of("c", {"a": part(0.001, True), "b": part(0.002, True)}).outcome == "supported"
+    assert all_of("c", {"a": part(0.001, True), "b": part(0.9, False, absent=True)}).absent
+    one = part(0.01, True)
+    assert all_of("c", {"a": one}) is one

@@ -2,7 +2,7 @@
 misses.
 
 Claims: (1) Verdicts (nested controls, NaN, int-keyed layers), GED layers and RSA profiles round-trip exactly through
-the store; (2) a second run of the lesion and GED claims on tiny-gpt2 reads every per-layer result from the cache
+the store, whose manifests are strict JSON (a non-finite float is stored as a string: no NaN token); (2) a second run of the lesion and GED claims on tiny-gpt2 reads every per-layer result from the cache
 and gives the same records as the first; a changed seed, a changed stimuli file or ``--statistics-cache refresh``
 recomputes; (3) the key holds the code: editing the claim module's file changes it. Falsified by a cached record
 that differs from the computed one, or a hit on a changed input.
@@ -42,6 +42,12 @@ def test_results_round_trip_exactly(tmp_path):
     assert math.isnan(w.controls["c"].statistic) and w.controls["c"].reason == ctl.reason  # not re-annotated
     np.testing.assert_array_equal(got["profile"].null, prof.null)
     assert got["arr"].dtype == np.float32
+    for man in tmp_path.glob("*.json"):  # valid JSON by its standard: no NaN/Infinity tokens (issue 29 note)
+        json.loads(man.read_text(), parse_constant=lambda c: pytest.fail(f"{man.name} holds {c}"))
+    inf = {"x": float("inf"), "y": -float("inf"), "z": np.float32("nan")}
+    ActivationStore(tmp_path, what="statistic").get({"model": "m", "tag": "inf"}, lambda: inf)
+    back = ActivationStore(tmp_path, what="statistic").get({"model": "m", "tag": "inf"}, lambda: pytest.fail("miss"))
+    assert back["x"] == float("inf") and back["y"] == -float("inf") and math.isnan(back["z"])
 
 
 def test_code_version_follows_the_claim_file(tmp_path):

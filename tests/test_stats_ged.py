@@ -111,6 +111,46 @@ def test_no_effect_is_never_supported_and_nulls_stop_early():
     assert {v.outcome for v in vs} <= {"refuted", "inconclusive", "supported"}
 
 
+def test_refuted_needs_power_at_the_sesoi():
+    """Round five (issue 27): an equivalence the rule could not have escaped is not absence. The same fit is refuted
+    against its own refits, and inconclusive once the refits spread so wide (SD 3 in |d|) that a component exceeding
+    their median by the SESOI would beat them with power < 0.8."""
+    import dataclasses
+
+    from mechclaims.stats.ged import POWER, power_at_sesoi
+
+    res = next(r for r in (run(*make(s, n=300, m=200)) for s in range(10))
+               if layer_verdict(r, alpha=0.05, sesoi=0.5, claim="ged").outcome == "refuted")
+    v = layer_verdict(res, alpha=0.05, sesoi=0.5, claim="ged")
+    assert any(v.details[f"{d}.power_at_sesoi_natural"] >= POWER for d in res.directions), v.details
+    wide = {k: (np.median(x) + 3.0 * np.random.default_rng(0).standard_normal(x.size) if ".d_" in k else x)
+            for k, x in res.nulls.items()}
+    w = layer_verdict(dataclasses.replace(res, nulls=wide), alpha=0.05, sesoi=0.5, claim="ged")
+    assert w.outcome == "inconclusive" and not w.absent and "power" in w.absence, w.absence
+    assert all(power_at_sesoi(dataclasses.replace(res, nulls=wide), d, 0.05, 0.5) < POWER for d in res.directions)
+
+
+def test_deciding_numbers_get_tolerances_below_their_distance_to_the_threshold():
+    """Issue 27 item 7: a p near alpha (or an excess near the SESOI) is guarded by a tolerance below half its gap;
+    a number far from its threshold keeps the claim's default (rtol 1e-2 + atol 1e-3 at most)."""
+    import dataclasses
+
+    res = run(*make(0))
+    d0 = res.directions[0]
+    near = {**res.numbers, d0: {**res.numbers[d0], "p_eig": 0.0020, "excess_abs_d_natural": 0.4995}}
+    v = layer_verdict(dataclasses.replace(res, numbers=near), alpha=0.0017, sesoi=0.5, claim="ged",
+                      tolerance={"rtol": 1e-2, "atol": 1e-3})
+    t = v.tolerances
+    assert t[f"{d0}.p_eig"]["atol"] < (0.0020 - 0.0017) and t[f"{d0}.p_eig"]["rtol"] == 0.0
+    assert t[f"{d0}.excess_abs_d_natural"]["atol"] < 0.0005
+    far = t[f"{res.directions[1]}.p_eig"]
+    assert far["atol"] <= 1e-3 + 1e-2 * res.numbers[res.directions[1]]["p_eig"]
+    from mechclaims.verdict.joint import all_of
+
+    j = all_of("c", {"as_a": v, "as_b": v})
+    assert j.tolerances[f"as_a.{d0}.p_eig"] == t[f"{d0}.p_eig"]
+
+
 def test_gamma_control_and_shuffled_control():
     data = make(0, effect=4.0, n=200, m=60)
     ref = run(*data, n_boot=0, n_null=399)

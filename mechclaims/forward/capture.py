@@ -22,7 +22,7 @@ from mechclaims.model.registry import LoadedModel
 from mechclaims.model.tokens import encode, single_token_id
 from mechclaims.model.sites import resolve
 
-__all__ = ["capture", "encode", "single_token_id", "locate_word", "Activations", "intervene", "count_hooks",
+__all__ = ["capture", "capture_at_words", "at_words", "encode", "single_token_id", "locate_word", "Activations", "intervene", "count_hooks",
            "clear_hooks", "Positions"]
 
 Positions = str | Sequence[int] | np.ndarray  # "all" | "last" | one index per sequence
@@ -64,6 +64,29 @@ def locate_word(lm: LoadedModel, text: str, word: str, source: str = "") -> int:
         raise StimuliError(f"{where}: {what}, past model {lm.name}'s context of {ctx:,} tokens. Shorten the "
                            f"sentence {fix} or drop the record.")
     return covering[0]
+
+
+def at_words(lm: LoadedModel, texts: Sequence[str], words: Sequence[str],
+             sources: Sequence[str] | None = None) -> tuple[list[list[int]], list[int]]:
+    """Token ids and the read position of each sentence, read at its stated word (:func:`locate_word`; ``sources``
+    names each sentence in its errors). A causal model's ids are cut after the word: its activations there depend
+    only on the prefix (about 2x faster on the GED pairs)."""
+    if len(texts) != len(words) or (sources is not None and len(sources) != len(texts)):
+        raise ValueError(f"at_words: {len(texts)} texts, {len(words)} words"
+                         + ("" if sources is None else f", {len(sources)} sources"))
+    pos = [locate_word(lm, t, w, source=sources[i] if sources is not None else "")
+           for i, (t, w) in enumerate(zip(texts, words))]
+    ids = encode(lm, list(texts))
+    if lm.kind == "causal":
+        ids = [x[:p + 1] for x, p in zip(ids, pos)]
+    return ids, pos
+
+
+def capture_at_words(lm: LoadedModel, texts: Sequence[str], words: Sequence[str], sites: Sequence[str],
+                     sources: Sequence[str] | None = None, show: bool | None = None) -> Activations:
+    """:func:`capture` of ``sites`` at each sentence's stated word (:func:`at_words`): one row per sentence."""
+    ids, pos = at_words(lm, texts, words, sources)
+    return capture(lm, ids, sites, pos, show=show)
 
 
 class _NonFinite(Exception):

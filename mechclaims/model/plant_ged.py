@@ -20,7 +20,7 @@ import torch
 
 from mechclaims.datasets.pronouns import HeldoutWindows, load_heldout, load_pairs
 from mechclaims.datasets.io import bundled_fixtures
-from mechclaims.forward.capture import capture, encode, locate_word
+from mechclaims.forward.capture import at_words, capture
 from mechclaims.model.plant_core import PlantInfo, finish, mlp_parts, param_name, pick_units, planted_copy, unit
 from mechclaims.model.plant_reads import mlp_input, separation
 from mechclaims.model.registry import LoadedModel
@@ -39,11 +39,7 @@ def rendered(lm: LoadedModel, held: HeldoutWindows, token_class: str) -> tuple[l
     pronoun's position."""
     tok = held.contrast.token(token_class)
     texts = held.rendered(lambda lab: token_class)
-    pos = [locate_word(lm, t, tok) for t in texts]
-    ids = encode(lm, texts)
-    if lm.kind == "causal":
-        ids = [x[:p + 1] for x, p in zip(ids, pos)]
-    return ids, pos
+    return at_words(lm, texts, [tok] * len(texts))
 
 
 def fit_split(held: HeldoutWindows, seed: int) -> np.ndarray:
@@ -150,10 +146,7 @@ def input_contrast(lm: LoadedModel, layer: int, first: tuple[Sequence[str], Sequ
     """Mean MLP input at ``layer`` at the read words of ``first`` minus that of ``second`` ((texts, words) each)."""
     out = []
     for texts, words in (first, second):
-        pos = [locate_word(lm, t, w) for t, w in zip(texts, words)]
-        ids = encode(lm, list(texts))
-        if lm.kind == "causal":
-            ids = [x[:q + 1] for x, q in zip(ids, pos)]
+        ids, pos = at_words(lm, texts, words)
         out.append(mlp_input(lm, ids, layer, pos).mean(0))
     return out[0] - out[1]
 
@@ -206,10 +199,7 @@ def plant_ged_word(lm: LoadedModel, layer: int, first: tuple[Sequence[str], Sequ
         raise NotImplementedError(f"{lm.name}: plant_ged_word needs an ungated MLP (GPT-2 style)")
     X, norms = [], []
     for texts, words in (first, second):
-        pos = [locate_word(lm, t, w) for t, w in zip(texts, words)]
-        ids = encode(lm, list(texts))
-        if lm.kind == "causal":
-            ids = [x[:q + 1] for x, q in zip(ids, pos)]
+        ids, pos = at_words(lm, texts, words)
         X.append(mlp_input(lm, ids, layer, pos))
         name = site("hook_resid_post", layer)
         norms.append(np.linalg.norm(capture(lm, ids, [name], pos, show=False)[name].astype(np.float64), axis=1))

@@ -14,7 +14,12 @@ held-out |d| (specificity: were the labels needed?), each at ``alpha`` (the call
 held-out t-test is reported, never deciding: when each held-out item carries its label as a token, almost any
 direction correlated with that token separates held-out data, and shuffled-label refits pass it 80-99.9% of the time.
 Evidence of absence (``refuted``): for a direction, the excess of held-out |d| over the refits' median |d| on the
-primary held-out set lies inside +-``sesoi`` by TOST (normal interval from a bootstrap over held-out items).
+primary held-out set lies inside +-``sesoi`` by TOST (normal interval from a bootstrap over held-out items), AND the
+rule could have seen an excess of ``sesoi`` there: the |d| test's power at an excess of ``sesoi`` is at least
+``POWER`` (:func:`power_at_sesoi`). Round five (issue 27): before, a layer whose refits spread so wide that no
+component could beat them (the rule cannot pass on strong, clean data) was called ``refuted``; now it is
+``inconclusive``, and the power is reported (``<direction>.power_at_sesoi_<set>``). The eigenvalue part of the rule
+has no SESOI, so this power is an upper bound on the whole rule's.
 """
 from __future__ import annotations
 
@@ -26,12 +31,14 @@ from sklearn.covariance import shrunk_covariance
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
+from mechclaims.verdict.tolerance import guard
 from mechclaims.verdict.verdict import Verdict
 from mechclaims.stats.common import cohens_d, null_summary
-from mechclaims.stats.equivalence import absence
+from mechclaims.stats.equivalence import Absence, absence
 from mechclaims.stats.ged_null import d_axis, perm_eval, sequential, swap_eval
 
 DIRECTIONS = ("him>her", "her>him")  # the bundled classes' directions: A>B, B>A
+POWER = 0.8  # a refuted layer's |d| test must have had this power at an excess of SESOI (stated before any run)
 
 
 def directions(names: tuple[str, str] = ("him", "her")) -> tuple[str, str]:
@@ -191,9 +198,12 @@ def direction_passes(res: GEDLayer, direction: str, alpha: float) -> bool:
     return bool(all(np.isfinite(p) and p <= alpha for p in ps))
 
 
-def layer_verdict(res: GEDLayer, *, alpha: float, sesoi: float, claim: str, layer: int | None = None) -> Verdict:
+def layer_verdict(res: GEDLayer, *, alpha: float, sesoi: float, claim: str, layer: int | None = None,
+                  tolerance: dict[str, float] | None = None) -> Verdict:
     """Both directions pass (intersection-union, so ``p`` = the largest deciding p). Refuted when, for a direction,
-    the primary set's excess |d| over the refits' median is inside +-``sesoi`` (TOST at ``alpha``)."""
+    the primary set's excess |d| over the refits' median is inside +-``sesoi`` (TOST at ``alpha``) with power (see the
+    module docstring). ``tolerance``: the baseline's default (rtol, atol); each deciding number (the p's against
+    ``alpha``, the excess |d| against ``sesoi``) gets it, capped below half its distance to its threshold."""
     where = f" at layer {layer}" if layer is not None else ""
     rule = (f"both directions: top eigenvalue and held-out |d| on {', '.join(res.decide_on)} beat shuffled-label "
             f"refits (Besag-Clifford p <= {alpha:.3g} each)")
@@ -207,18 +217,48 @@ def layer_verdict(res: GEDLayer, *, alpha: float, sesoi: float, claim: str, laye
         ps += [n["p_eig"]] + [n[f"p_refit_{x}"] for x in res.decide_on]
         det.update({f"{d}.{k}": v for k, v in n.items()})
     p = float(max(ps))
-    ab = [absence(n[f"excess_abs_d_{s}"], _interval(n[f"excess_abs_d_{s}"], n.get(f"se_abs_d_{s}", np.nan), alpha),
-                  sesoi, name=f"{d} excess |d| on {s}", alpha=alpha, what="of a shuffled-label refit's median")
-          for d, n in res.numbers.items()]
+    ab = []
+    for d, n in res.numbers.items():
+        a = absence(n[f"excess_abs_d_{s}"], _interval(n[f"excess_abs_d_{s}"], n.get(f"se_abs_d_{s}", np.nan), alpha),
+                    sesoi, name=f"{d} excess |d| on {s}", alpha=alpha, what="of a shuffled-label refit's median")
+        det[f"{d}.power_at_sesoi_{s}"] = pw = power_at_sesoi(res, d, alpha, sesoi)
+        if a.shown and not pw >= POWER:  # an equivalence the rule could not have escaped is not absence
+            a = Absence(False, f"absence not shown: {a.text}, but the |d| test's power at an excess of {sesoi:g} is "
+                               f"{pw:.2f} < {POWER:g} (the refits spread too wide for any component to beat them)")
+        ab.append(a)
     shown = [a for a in ab if a.shown]
     det.update(n_components=float(res.n_components), n_null=float(res.n_null), pattern_corr=res.pattern_corr)
     ex = [res.numbers[d][f"excess_abs_d_{s}"] for d in res.directions]
     nl = res.nulls.get(f"{res.directions[0]}.d_{s}")
-    return Verdict(claim=claim, statistic_name="max_p", statistic=p, p=p, rule=rule,
-                   passed=all(direction_passes(res, d, alpha) for d in res.directions),
-                   effect_name=f"min_excess_abs_d_{s}",
-                   effect=float(min(ex)), null=null_summary(nl) if nl is not None and nl.size > 1 else None,
-                   details=det, absent=bool(shown), absence="; ".join(a.text for a in (shown or ab)))
+    v = Verdict(claim=claim, statistic_name="max_p", statistic=p, p=p, rule=rule,
+                passed=all(direction_passes(res, d, alpha) for d in res.directions),
+                effect_name=f"min_excess_abs_d_{s}",
+                effect=float(min(ex)), null=null_summary(nl) if nl is not None and nl.size > 1 else None,
+                details=det, absent=bool(shown), absence="; ".join(a.text for a in (shown or ab)))
+    if tolerance:  # issue 27 item 7: no drift a baseline accepts may cross the threshold it decides against
+        rt, at = tolerance.get("rtol", 0.0), tolerance.get("atol", 0.0)
+        for d in res.directions:
+            n = res.numbers[d]
+            near = {k: alpha for k in n if k == "p_eig" or k.startswith("p_refit_")}
+            near.update({k: sesoi for k in n if k.startswith("excess_abs_d_")})
+            for k, thr in near.items():
+                x = abs(n[k]) if k.startswith("excess") else n[k]
+                v.tolerances[f"{d}.{k}"] = guard(x, thr, cap=at + rt * abs(n[k]))
+    return v
+
+
+def power_at_sesoi(res: GEDLayer, direction: str, alpha: float, sesoi: float) -> float:
+    """Power of the held-out |d| test on the primary set if the component's |d| exceeded the refits' median by
+    ``sesoi``: P(|d| > q) with |d| ~ N(median + sesoi, se), q the refits' ``1 - alpha`` quantile (empirical with at
+    least 5 draws beyond it, else the draws' normal tail: a sequential null stops early on a clear non-pass), se the
+    component's bootstrap SE. NaN without a bootstrap (controls) or without refits."""
+    s, n = res.primary, res.numbers[direction]
+    nd, se = res.nulls.get(f"{direction}.d_{s}", np.zeros(0)), n.get(f"se_abs_d_{s}", np.nan)
+    if nd.size < 2 or not np.isfinite(se) or se <= 0:
+        return float("nan")
+    q = float(np.quantile(nd, 1 - alpha)) if nd.size * alpha >= 5 else \
+        float(np.mean(nd) + stats.norm.ppf(1 - alpha) * np.std(nd, ddof=1))
+    return float(stats.norm.sf((q - (np.median(nd) + sesoi)) / se))
 
 
 def _interval(est: float, se: float, alpha: float) -> tuple[float, float]:

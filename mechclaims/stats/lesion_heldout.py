@@ -27,17 +27,10 @@ from typing import Mapping
 import numpy as np
 
 from mechclaims.stats.lesion_null import SideResult, layer_decision
+from mechclaims.verdict.tolerance import EXACT, guard
 from mechclaims.verdict.verdict import Verdict
 
-CAP = 1e-3  # the largest absolute baseline tolerance of a number that decides (float32 forward passes)
 COUNT_TOL = {"rtol": 0.25, "atol": 0.05}  # sign flips drawn before the sequential stop: reported, never deciding
-EXACT = {"rtol": 0.0, "atol": 0.0}
-
-
-def guard(value: float, threshold: float, cap: float = CAP) -> dict[str, float]:
-    """A baseline tolerance strictly below the distance between ``value`` and the threshold it is compared with."""
-    gap = abs(float(value) - float(threshold)) if np.isfinite(value) else cap
-    return {"rtol": 0.0, "atol": float(min(cap, 0.5 * gap))}
 
 
 def _note_side(v: Verdict, prefix: str, r: SideResult, alpha: float, sesoi: float) -> None:

@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -125,10 +126,12 @@ def _encode(obj: Any, arrays: list[np.ndarray]) -> Any:
                 "f": {f.name: _encode(getattr(obj, f.name), arrays) for f in dataclasses.fields(obj)}}
     if isinstance(obj, (list, tuple)):
         return {"t": "l" if isinstance(obj, list) else "u", "items": [_encode(v, arrays) for v in obj]}
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):  # JSON has no NaN: manifests are committed and shipped
+        return {"t": "f", "v": repr(obj)}  # 'nan', 'inf' or '-inf'
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return {"t": "v", "v": obj}
-    if isinstance(obj, np.generic):
-        return {"t": "v", "v": obj.item()}
     raise TypeError(f"cannot cache a {type(obj).__name__}")
 
 
@@ -151,6 +154,8 @@ def _decode(tree: Any, arrays: Any) -> Any:
     if t in ("l", "u"):
         items = [_decode(v, arrays) for v in tree["items"]]
         return items if t == "l" else tuple(items)
+    if t == "f":
+        return float(tree["v"])
     return tree["v"]
 
 
@@ -342,4 +347,4 @@ class ActivationStore:
         _atomic_write(npz, lambda f: np.savez(f, *arrays))
         meta = {"format": FORMAT, "key": _stored_key(key),
                 "sha256": file_sha256(npz), "tree": tree}
-        _atomic_write(man, lambda f: f.write(json.dumps(meta)), mode="w")
+        _atomic_write(man, lambda f: f.write(json.dumps(meta, allow_nan=False)), mode="w")
