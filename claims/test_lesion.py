@@ -69,7 +69,7 @@ RULES = ("contrast", "contribution")
 CONTROLS = ("random_set", "unrelated_pair")
 STIMULI = {"lesion_causal": StimuliSet("../fixtures/lesion_causal.jsonl", load_causal_pairs, pairs_hash),
            "lesion_masked": StimuliSet("../fixtures/lesion_masked.jsonl", load_masked_pairs, pairs_hash)}
-TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 forward passes; deciding numbers carry tighter ones (lesion_heldout.guard)
+TOL = {"rtol": 1e-2, "atol": 1e-3}  # float32 forward passes; deciding numbers carry tighter ones (verdict.tolerance.guard)
 EXPECTED_OUTCOMES = load_expected(__file__)  # recorded outcomes other than the default, with their numbers
 _RULE = ("per layer, both sides: the side's set (selected on training pairs) ablated to the pair mean on both prompts of "
          "every held-out pair lowers the pair task contrast beyond sign flips (Besag-Clifford p <= alpha / n_layers, "

@@ -22,7 +22,6 @@ Falsified by a Clopper-Pearson 95% upper bound above 1.5 x alpha.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from mechclaims.calibrate.bound import Size, runs_needed
 from mechclaims.stats.common import sequential_null
@@ -61,7 +60,3 @@ def sizes(n_runs: int | None = None, seed: int = 0, alpha: float = 0.05 / N_TEST
             out.append(Size(f"qk.rotation_tail.{shape}.{tail}", int(k), n_runs, alpha))
     return out
 
-
-def skewness(shape: str, n: int = 200_000, seed: int = 0) -> float:
-    """The shape's sample skewness (for the table's reading)."""
-    return float(stats.skew(SHAPES[shape](np.random.default_rng(seed), n)))

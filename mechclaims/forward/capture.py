@@ -22,8 +22,8 @@ from mechclaims.model.registry import LoadedModel
 from mechclaims.model.tokens import encode, single_token_id
 from mechclaims.model.sites import resolve
 
-__all__ = ["capture", "capture_at_words", "at_words", "encode", "single_token_id", "locate_word", "Activations", "intervene", "count_hooks",
-           "clear_hooks", "Positions"]
+__all__ = ["capture", "capture_at_words", "at_words", "encode", "single_token_id", "locate_word", "Activations",
+           "intervene", "count_hooks", "clear_hooks", "Positions"]
 
 Positions = str | Sequence[int] | np.ndarray  # "all" | "last" | one index per sequence
 
